@@ -1,0 +1,92 @@
+// ferry-agent configuration. Sources, strongest first: command-line flags,
+// their environment twins (FERRY_AGENT_*), the YAML config file, defaults.
+// Proxy settings fall back to https_proxy/http_proxy/no_proxy. Validated once,
+// then frozen.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { FerryError } from '../shared/errors.js';
+import { LOG_LEVELS } from '../shared/logger.js';
+import { proxyFromEnv, type ProxySettings } from './proxy.js';
+
+const FileConfig = z.strictObject({
+  logLevel: z.enum(LOG_LEVELS).optional(),
+  /** Extra CA (PEM) to trust for the hub, e.g. a private hub certificate. */
+  caFile: z.string().optional(),
+  /** Overrides the *_proxy environment; an empty string means "no proxy". */
+  proxy: z
+    .strictObject({
+      https: z.string().optional(),
+      http: z.string().optional(),
+      noProxy: z.string().optional(),
+    })
+    .optional(),
+  docker: z.strictObject({ socket: z.string().optional() }).optional(),
+  reconnect: z
+    .strictObject({
+      baseMs: z.number().int().min(10).max(60_000).optional(),
+      capMs: z.number().int().min(100).max(3_600_000).optional(),
+    })
+    .optional(),
+});
+export type FileConfig = z.infer<typeof FileConfig>;
+
+export interface AgentConfig {
+  readonly stateDir: string;
+  readonly logLevel: (typeof LOG_LEVELS)[number];
+  readonly caFile: string | undefined;
+  readonly proxy: Readonly<ProxySettings>;
+  readonly dockerSocket: string | undefined;
+  readonly reconnect: Readonly<{ baseMs: number; capMs: number }>;
+}
+
+export interface ConfigInput {
+  stateDir: string;
+  configFile?: string;
+  logLevel?: string;
+  caFile?: string;
+}
+
+export function readConfigFile(path: string | undefined): FileConfig {
+  if (!path) return {};
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new FerryError('FERRY_E_CONFIG_INVALID', `${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { uniqueKeys: true, prettyErrors: true }) ?? {};
+  } catch (err) {
+    throw new FerryError('FERRY_E_CONFIG_INVALID', `${path}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const r = FileConfig.safeParse(doc);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new FerryError('FERRY_E_CONFIG_INVALID', `${path}: ${i?.path.join('.') || '(root)'}: ${i?.message}`);
+  }
+  return r.data;
+}
+
+export function loadAgentConfig(input: ConfigInput, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const file = readConfigFile(input.configFile);
+  const level = input.logLevel ?? file.logLevel ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new FerryError('FERRY_E_CONFIG_INVALID', `log level ${level}`);
+  const fromEnv = proxyFromEnv(env);
+  const pick = (fileValue: string | undefined, envValue: string | undefined) => (fileValue !== undefined ? fileValue || undefined : envValue);
+  const reconnect = { baseMs: file.reconnect?.baseMs ?? 1000, capMs: file.reconnect?.capMs ?? 60_000 };
+  if (reconnect.capMs < reconnect.baseMs) throw new FerryError('FERRY_E_CONFIG_INVALID', 'reconnect.capMs is below reconnect.baseMs');
+  return Object.freeze({
+    stateDir: input.stateDir,
+    logLevel: level as AgentConfig['logLevel'],
+    caFile: input.caFile ?? file.caFile,
+    proxy: Object.freeze({
+      httpsProxy: pick(file.proxy?.https, fromEnv.httpsProxy),
+      httpProxy: pick(file.proxy?.http, fromEnv.httpProxy),
+      noProxy: pick(file.proxy?.noProxy, fromEnv.noProxy),
+    }),
+    dockerSocket: file.docker?.socket,
+    reconnect: Object.freeze(reconnect),
+  });
+}

@@ -1,0 +1,243 @@
+// The agent's one outbound connection to the hub. Each attempt fetches a
+// fresh hub nonce, signs it (bound to hub host, agent id and time) and opens
+// the WebSocket with the proof in the upgrade headers. Lost connections are
+// retried with exponential backoff and full jitter; a revoked or unknown agent
+// stops for good. The agent never listens on any socket.
+import { EventEmitter } from 'node:events';
+import { hostname, platform, release, arch, cpus, totalmem } from 'node:os';
+import { request } from 'undici';
+import WebSocket from 'ws';
+import { AGENT_PATH, AUTH_HEADERS, CHALLENGE_PATH, authStatement, hostOf } from '../shared/auth.js';
+import { FerryError, asFerryError, isErrorCode } from '../shared/errors.js';
+import { sign, type KeyPair } from '../shared/keys.js';
+import type { Logger } from '../shared/logger.js';
+import { MAX_PAYLOAD, PROTOCOL_VERSION, decodeHubMessage, encode, type AgentMessage, type Hello, type HostFacts, type HubMessage } from '../shared/protocol.js';
+import { VERSION } from '../shared/version.js';
+import type { Engine } from './engine/engine.js';
+import type { Transport } from './proxy.js';
+import type { Identity } from './state.js';
+
+/** Errors after which retrying cannot help: the agent stops. */
+const FATAL = new Set(['FERRY_E_AGENT_REVOKED', 'FERRY_E_AGENT_UNKNOWN']);
+const HIGH_WATER = 4 * 1024 * 1024;
+const DEFAULT_HEARTBEAT_MS = 15_000;
+
+/** Full-jitter exponential backoff (AWS architecture blog): uniform in [0, min(cap, base * 2^attempt)). */
+export function backoffDelay(attempt: number, baseMs: number, capMs: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 30));
+  return Math.floor(random() * ceiling);
+}
+
+export function hostFacts(): HostFacts {
+  return { hostname: hostname().slice(0, 255), platform: platform(), release: release().slice(0, 128), arch: arch(), cpus: cpus().length, memoryBytes: totalmem() };
+}
+
+export async function buildHello(engine: Engine): Promise<Hello> {
+  let facts: Hello['engine'];
+  try {
+    facts = await engine.info();
+  } catch (err) {
+    const e = asFerryError(err, 'FERRY_E_ENGINE_UNREACHABLE');
+    facts = { error: { code: e.code, message: e.message.slice(0, 2048), hint: e.hint } };
+  }
+  return { type: 'hello', protocol: PROTOCOL_VERSION, agentVersion: VERSION, host: hostFacts(), engine: facts };
+}
+
+export interface ConnectionOptions {
+  identity: Identity;
+  key: KeyPair;
+  transport: Transport;
+  log: Logger;
+  reconnect: { baseMs: number; capMs: number };
+  hello: () => Promise<Hello>;
+  random?: () => number;
+  now?: () => number;
+}
+
+/** Emits 'welcome' (Welcome), 'message' (HubMessage), 'disconnected' ({code, reason}). */
+export class Connection extends EventEmitter {
+  private ws: WebSocket | undefined;
+  private readonly now: () => number;
+
+  constructor(private readonly opts: ConnectionOptions) {
+    super();
+    this.now = opts.now ?? Date.now;
+  }
+
+  get connected(): boolean {
+    return this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  send(msg: AgentMessage): boolean {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount > HIGH_WATER) return false;
+    ws.send(encode(msg));
+    return true;
+  }
+
+  /** Connects and stays connected until `signal` aborts (resolves) or a fatal error (rejects). */
+  async run(signal: AbortSignal): Promise<void> {
+    const { log, reconnect } = this.opts;
+    let attempt = 0;
+    while (!signal.aborted) {
+      let welcomed = false;
+      try {
+        welcomed = await this.attempt(signal);
+      } catch (err) {
+        const e = asFerryError(err, 'FERRY_E_HUB_UNREACHABLE');
+        if (FATAL.has(e.code)) {
+          log.error({ code: e.code, detail: e.detail }, 'hub refused this agent for good; stopping');
+          throw e;
+        }
+        log.warn({ code: e.code, detail: e.detail, attempt }, 'connection attempt failed');
+      }
+      if (signal.aborted) break;
+      attempt = welcomed ? 0 : attempt + 1;
+      const delay = backoffDelay(attempt, reconnect.baseMs, reconnect.capMs, this.opts.random);
+      log.info({ delayMs: delay, attempt }, 'reconnecting after delay');
+      await sleep(delay, signal);
+    }
+  }
+
+  /** One connection attempt; resolves when the socket closes, true if the hub welcomed us. */
+  private async attempt(signal: AbortSignal): Promise<boolean> {
+    const { identity, key, transport, log } = this.opts;
+    const base = new URL(identity.hubUrl);
+    const nonce = await fetchChallenge(base, transport, signal);
+    const time = this.now();
+    const statement = authStatement({ host: hostOf(base), agentId: identity.agentId, nonce, time });
+    const wsUrl = new URL(AGENT_PATH, base);
+    wsUrl.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
+    const ws = new WebSocket(wsUrl, {
+      headers: {
+        [AUTH_HEADERS.agent]: identity.agentId,
+        [AUTH_HEADERS.nonce]: nonce,
+        [AUTH_HEADERS.time]: String(time),
+        [AUTH_HEADERS.signature]: Buffer.from(sign(statement, key.secretKey)).toString('base64'),
+      },
+      agent: transport.wsAgent,
+      ca: transport.ca,
+      perMessageDeflate: false,
+      maxPayload: MAX_PAYLOAD,
+      handshakeTimeout: 15_000,
+      followRedirects: false,
+    });
+    this.ws = ws;
+    let welcomed = false;
+    let watchdog: NodeJS.Timeout | undefined;
+    const arm = (ms: number) => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => {
+        log.warn('no heartbeat from the hub; dropping the connection');
+        ws.terminate();
+      }, ms);
+    };
+    let heartbeatMs = DEFAULT_HEARTBEAT_MS;
+    const onAbort = () => ws.close(1001, 'agent stopping');
+    signal.addEventListener('abort', onAbort, { once: true });
+
+    return await new Promise<boolean>((resolve, reject) => {
+      let failure: FerryError | undefined;
+      ws.on('unexpected-response', (_req, res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.length < 64 && chunks.push(c));
+        res.on('end', () => {
+          failure = refusal(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'));
+          ws.terminate();
+        });
+        res.on('error', () => ws.terminate());
+      });
+      ws.on('open', () => {
+        log.info({ hub: identity.hubUrl, proxy: transport.proxy?.host ?? null }, 'connected to hub');
+        arm(heartbeatMs * 2.5);
+        void this.opts.hello().then((hello) => this.send(hello));
+      });
+      ws.on('ping', () => arm(heartbeatMs * 2.5));
+      ws.on('message', (data, isBinary) => {
+        let msg: HubMessage;
+        try {
+          msg = decodeHubMessage(isBinary ? null : Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer));
+        } catch (err) {
+          const e = asFerryError(err, 'FERRY_E_PROTOCOL_INVALID');
+          log.warn({ code: e.code, detail: e.detail }, 'bad message from hub');
+          this.send({ type: 'error', code: e.code, message: e.message.slice(0, 2048) });
+          return;
+        }
+        if (msg.type === 'welcome') {
+          welcomed = true;
+          heartbeatMs = msg.heartbeatMs;
+          arm(heartbeatMs * 2.5);
+          log.info({ skewMs: msg.serverTime - this.now() }, 'hub welcomed agent');
+          this.emit('welcome', msg);
+        } else if (msg.type === 'error') {
+          log.warn({ code: msg.code, message: msg.message }, 'hub reported an error');
+        }
+        this.emit('message', msg);
+      });
+      ws.on('error', (err) => {
+        failure ??= transportError(err);
+      });
+      ws.on('close', (code, reasonBuf) => {
+        clearTimeout(watchdog);
+        signal.removeEventListener('abort', onAbort);
+        this.ws = undefined;
+        const reason = reasonBuf.toString();
+        if (welcomed) {
+          log.warn({ code, reason }, 'disconnected from hub');
+          this.emit('disconnected', { code, reason });
+        }
+        if (code === 4003) return reject(new FerryError('FERRY_E_AGENT_REVOKED', reason));
+        if (failure && !welcomed) return reject(failure);
+        resolve(welcomed);
+      });
+    });
+  }
+}
+
+async function fetchChallenge(base: URL, transport: Transport, signal: AbortSignal): Promise<string> {
+  let res;
+  try {
+    res = await request(new URL(CHALLENGE_PATH, base), { dispatcher: transport.dispatcher, signal, headersTimeout: 15_000, bodyTimeout: 15_000 });
+  } catch (err) {
+    throw transportError(err as Error);
+  }
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw refusal(res.statusCode, text);
+  const body = JSON.parse(text) as { nonce?: unknown };
+  if (typeof body.nonce !== 'string') throw new FerryError('FERRY_E_PROTOCOL_INVALID', 'challenge without nonce');
+  return body.nonce;
+}
+
+/** Turns a hub's HTTP refusal into the FerryError it carries. */
+export function refusal(status: number, text: string): FerryError {
+  try {
+    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    if (isErrorCode(body.error?.code)) return new FerryError(body.error.code, typeof body.error.message === 'string' ? body.error.message : undefined);
+  } catch {
+    // not one of ours
+  }
+  return new FerryError('FERRY_E_HUB_UNREACHABLE', `HTTP ${status} from the hub URL (a proxy or another server?)`);
+}
+
+/** Maps socket and TLS errors onto catalogue codes. */
+export function transportError(err: Error & { code?: string; cause?: unknown }): FerryError {
+  if (err instanceof FerryError) return err;
+  const code = err.code ?? (err.cause as { code?: string } | undefined)?.code ?? '';
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|HOSTNAME/i.test(code) || /certificate/i.test(err.message)) {
+    return new FerryError('FERRY_E_HUB_TLS', `${code || err.message}`, { cause: err });
+  }
+  return new FerryError('FERRY_E_HUB_UNREACHABLE', `${code ? code + ': ' : ''}${err.message}`, { cause: err });
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

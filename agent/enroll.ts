@@ -1,0 +1,67 @@
+// Enrollment: the key pair is generated here and the private key never leaves
+// this host. The hub gets the public key, a single-use token, and a signature
+// over both (bound to the hub host) that proves we hold the private key.
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { ENROLL_PATH, enrollStatement, hostOf } from '../shared/auth.js';
+import { FerryError } from '../shared/errors.js';
+import { encodePublicKey, fingerprint, generateKeyPair, privateKeyToPem, sign } from '../shared/keys.js';
+import { refusal, transportError } from './connection.js';
+import type { Transport } from './proxy.js';
+import { IDENTITY_FILE, KEY_FILE, ensureStateDir, isEnrolled, writeFileAtomic, type Identity } from './state.js';
+
+export interface EnrollOptions {
+  hubUrl: string;
+  token: string;
+  stateDir: string;
+  name: string;
+  labels: Record<string, string>;
+  transport: Transport;
+}
+
+export async function enroll(opts: EnrollOptions): Promise<Identity> {
+  const hub = new URL(opts.hubUrl);
+  if (hub.protocol !== 'http:' && hub.protocol !== 'https:') {
+    throw new FerryError('FERRY_E_CONFIG_INVALID', `hub URL must be http:// or https://, got ${hub.protocol}`);
+  }
+  if (isEnrolled(opts.stateDir)) throw new FerryError('FERRY_E_ALREADY_ENROLLED', opts.stateDir);
+  ensureStateDir(opts.stateDir);
+  const kp = generateKeyPair();
+  const keyFile = join(opts.stateDir, KEY_FILE);
+  writeFileAtomic(keyFile, privateKeyToPem(kp), 0o600);
+  const publicKey = encodePublicKey(kp.publicKey);
+  const proof = Buffer.from(sign(enrollStatement({ host: hostOf(hub), token: opts.token, publicKey }), kp.secretKey)).toString('base64');
+  try {
+    let res;
+    try {
+      res = await request(new URL(ENROLL_PATH, hub), {
+        method: 'POST',
+        dispatcher: opts.transport.dispatcher,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ token: opts.token, publicKey, name: opts.name, labels: opts.labels, proof }),
+        headersTimeout: 30_000,
+        bodyTimeout: 30_000,
+      });
+    } catch (err) {
+      throw transportError(err as Error);
+    }
+    const text = await res.body.text();
+    if (res.statusCode !== 201) throw refusal(res.statusCode, text);
+    const body = JSON.parse(text) as { agentId: string; tenant: string; name: string; labels: Record<string, string> };
+    const identity: Identity = {
+      hubUrl: hub.origin,
+      agentId: body.agentId,
+      tenant: body.tenant,
+      name: body.name,
+      labels: body.labels,
+      fingerprint: fingerprint(kp.publicKey),
+      enrolledAt: new Date().toISOString(),
+    };
+    writeFileAtomic(join(opts.stateDir, IDENTITY_FILE), JSON.stringify(identity, null, 2) + '\n', 0o600);
+    return identity;
+  } catch (err) {
+    rmSync(keyFile, { force: true });
+    throw err;
+  }
+}

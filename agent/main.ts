@@ -1,0 +1,117 @@
+#!/usr/bin/env node
+// ferry-agent: enroll this host with a hub, run the agent, show its state,
+// and install it as a systemd service.
+import { hostname } from 'node:os';
+import { Command, Option } from 'commander';
+import { FerryError } from '../shared/errors.js';
+import { runMain } from '../shared/exit.js';
+import { createLogger } from '../shared/logger.js';
+import { VERSION } from '../shared/version.js';
+import { loadAgentConfig } from './config.js';
+import { Connection, buildHello } from './connection.js';
+import { enroll } from './enroll.js';
+import { DockerEngine } from './engine/docker.js';
+import { createTransport } from './proxy.js';
+import { registerServiceCommands } from './service.js';
+import { loadIdentity, loadKey } from './state.js';
+
+const program = new Command('ferry-agent')
+  .description('The Ferry agent: one outbound connection to the hub, signed desired state, reconciled against the local Docker engine')
+  .version(VERSION)
+  .exitOverride();
+
+const stateDir = () =>
+  new Option('--state-dir <dir>', 'directory holding the agent identity and private key').env('FERRY_AGENT_STATE_DIR').default('/var/lib/ferry-agent');
+const configFile = () => new Option('--config <file>', 'YAML config file (proxy, CA, docker socket, reconnect)').env('FERRY_AGENT_CONFIG');
+const caFile = () => new Option('--ca-file <file>', 'extra CA certificate (PEM) to trust for the hub').env('FERRY_AGENT_CA_FILE');
+
+function collectLabel(value: string, prev: Record<string, string>): Record<string, string> {
+  const i = value.indexOf('=');
+  if (i <= 0) throw new FerryError('FERRY_E_VALIDATION', `--label ${value}: expected key=value`);
+  return { ...prev, [value.slice(0, i)]: value.slice(i + 1) };
+}
+
+program
+  .command('enroll')
+  .description('generate this agent\'s key pair and register it with the hub using a single-use token')
+  .addOption(new Option('--hub <url>', 'hub URL, e.g. https://hub.example.com').env('FERRY_AGENT_HUB').makeOptionMandatory())
+  .addOption(new Option('--token <token>', 'enrollment token from `ferry token create`').env('FERRY_AGENT_TOKEN').makeOptionMandatory())
+  .addOption(stateDir())
+  .addOption(configFile())
+  .addOption(caFile())
+  .option('--name <name>', 'agent name shown to operators', hostname())
+  .option('--label <key=value>', 'label for rollout selectors (repeatable)', collectLabel, {})
+  .option('--json', 'print the result as JSON')
+  .action(async (o: { hub: string; token: string; stateDir: string; config?: string; caFile?: string; name: string; label: Record<string, string>; json?: boolean }) => {
+    const cfg = loadAgentConfig({ stateDir: o.stateDir, configFile: o.config, caFile: o.caFile });
+    const transport = createTransport(o.hub, cfg.proxy, cfg.caFile);
+    try {
+      const id = await enroll({ hubUrl: o.hub, token: o.token, stateDir: o.stateDir, name: o.name, labels: o.label, transport });
+      if (o.json) process.stdout.write(JSON.stringify(id) + '\n');
+      else process.stdout.write(`enrolled agent ${id.agentId} (${id.name}) in tenant ${id.tenant}\nkey fingerprint ${id.fingerprint}\nstate in ${o.stateDir}; start it with: ferry-agent run --state-dir ${o.stateDir}\n`);
+    } finally {
+      await transport.close();
+    }
+  });
+
+program
+  .command('run')
+  .description('connect to the hub and serve it until stopped (SIGTERM/SIGINT)')
+  .addOption(stateDir())
+  .addOption(configFile())
+  .addOption(caFile())
+  .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent').env('FERRY_AGENT_LOG_LEVEL'))
+  .action(async (o: { stateDir: string; config?: string; caFile?: string; logLevel?: string }) => {
+    const cfg = loadAgentConfig({ stateDir: o.stateDir, configFile: o.config, caFile: o.caFile, logLevel: o.logLevel });
+    const identity = loadIdentity(cfg.stateDir);
+    const key = loadKey(cfg.stateDir);
+    const log = createLogger({ name: 'ferry-agent', level: cfg.logLevel }).child({ agentId: identity.agentId, tenant: identity.tenant });
+    const transport = createTransport(identity.hubUrl, cfg.proxy, cfg.caFile);
+    const engine = new DockerEngine({ socketPath: cfg.dockerSocket });
+    const conn = new Connection({ identity, key, transport, log, reconnect: cfg.reconnect, hello: () => buildHello(engine) });
+    const ac = new AbortController();
+    const stop = (sig: string) => {
+      log.info({ signal: sig }, 'stopping');
+      ac.abort();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    log.info({ version: VERSION, hub: identity.hubUrl, proxy: transport.proxy?.host ?? null }, 'ferry-agent starting');
+    try {
+      await conn.run(ac.signal);
+    } finally {
+      await transport.close();
+      log.flush();
+    }
+  });
+
+program
+  .command('status')
+  .description('show this agent\'s identity and configuration')
+  .addOption(stateDir())
+  .addOption(configFile())
+  .option('--json', 'print as JSON')
+  .action((o: { stateDir: string; config?: string; json?: boolean }) => {
+    const cfg = loadAgentConfig({ stateDir: o.stateDir, configFile: o.config });
+    const id = loadIdentity(cfg.stateDir);
+    loadKey(cfg.stateDir);
+    const status = { ...id, stateDir: cfg.stateDir, proxy: cfg.proxy, caFile: cfg.caFile ?? null, version: VERSION };
+    if (o.json) process.stdout.write(JSON.stringify(status) + '\n');
+    else {
+      const rows: [string, string][] = [
+        ['agent', `${id.agentId} (${id.name})`],
+        ['tenant', id.tenant],
+        ['hub', id.hubUrl],
+        ['fingerprint', id.fingerprint],
+        ['labels', Object.entries(id.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-'],
+        ['enrolled', id.enrolledAt],
+        ['proxy', cfg.proxy.httpsProxy ? new URL(cfg.proxy.httpsProxy.includes('://') ? cfg.proxy.httpsProxy : `http://${cfg.proxy.httpsProxy}`).host : 'none'],
+        ['version', VERSION],
+      ];
+      for (const [k, v] of rows) process.stdout.write(`${k.padEnd(12)} ${v}\n`);
+    }
+  });
+
+registerServiceCommands(program);
+
+await runMain(() => program.parseAsync(process.argv).then(() => undefined), { json: () => process.argv.includes('--json') });

@@ -1,0 +1,56 @@
+// Hub-issued nonces for the agent handshake. A nonce is self-authenticating
+// (random || issuedAt || HMAC tag under a per-process secret), so issuing one
+// stores nothing; redeeming one records it until it expires, so each nonce
+// works once. A restart changes the secret, which voids every outstanding
+// nonce: a replay across a restart fails too.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { FerryError } from '../shared/errors.js';
+
+export const NONCE_TTL_MS = 60_000;
+
+export class Challenges {
+  private readonly secret = randomBytes(32);
+  private readonly used = new Map<string, number>();
+  private lastSweep = 0;
+
+  issue(now: number): { nonce: string; expiresAt: number } {
+    const body = Buffer.alloc(24);
+    randomBytes(16).copy(body, 0);
+    body.writeBigUInt64BE(BigInt(now), 16);
+    const tag = this.tag(body);
+    return { nonce: Buffer.concat([body, tag]).toString('base64url'), expiresAt: now + NONCE_TTL_MS };
+  }
+
+  /** Checks a nonce is ours, fresh and unused, and marks it used. Throws FerryError. */
+  redeem(nonce: string, now: number): void {
+    const raw = Buffer.from(nonce, 'base64url');
+    if (raw.length !== 40 || raw.toString('base64url') !== nonce) {
+      throw new FerryError('FERRY_E_AGENT_AUTH_REPLAYED', 'not a nonce issued by this hub');
+    }
+    const body = raw.subarray(0, 24);
+    if (!timingSafeEqual(raw.subarray(24), this.tag(body))) {
+      throw new FerryError('FERRY_E_AGENT_AUTH_REPLAYED', 'not a nonce issued by this hub process');
+    }
+    const issuedAt = Number(body.readBigUInt64BE(16));
+    if (now - issuedAt > NONCE_TTL_MS || issuedAt - now > 5_000) {
+      throw new FerryError('FERRY_E_AGENT_AUTH_REPLAYED', 'nonce expired');
+    }
+    this.sweep(now);
+    if (this.used.has(nonce)) throw new FerryError('FERRY_E_AGENT_AUTH_REPLAYED', 'nonce already used');
+    this.used.set(nonce, issuedAt + NONCE_TTL_MS);
+  }
+
+  get outstanding(): number {
+    return this.used.size;
+  }
+
+  private tag(body: Buffer): Buffer {
+    return createHmac('sha256', this.secret).update(body).digest().subarray(0, 16);
+  }
+
+  private sweep(now: number): void {
+    if (now - this.lastSweep < 5_000) return;
+    this.lastSweep = now;
+    for (const [n, exp] of this.used) if (exp < now) this.used.delete(n);
+  }
+}

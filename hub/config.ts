@@ -1,0 +1,43 @@
+// ferry-hub configuration: flags with environment twins, validated once with
+// defaults, then frozen.
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { FerryError } from '../shared/errors.js';
+import { LOG_LEVELS } from '../shared/logger.js';
+
+export const ServeConfig = z.strictObject({
+  dataDir: z.string().min(1),
+  listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'HOST:PORT'),
+  tlsCert: z.string().optional(),
+  tlsKey: z.string().optional(),
+  publicUrl: z.url().optional(),
+  heartbeatMs: z.coerce.number().int().min(100).max(600_000).default(15_000),
+  logLevel: z.enum(LOG_LEVELS).default('info'),
+});
+export type ServeConfig = Readonly<z.infer<typeof ServeConfig>>;
+
+export function loadServeConfig(raw: Record<string, unknown>): ServeConfig {
+  const r = ServeConfig.safeParse(Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)));
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new FerryError('FERRY_E_CONFIG_INVALID', `${i?.path.join('.') ?? '?'}: ${i?.message ?? 'invalid'}`);
+  }
+  if (!!r.data.tlsCert !== !!r.data.tlsKey) throw new FerryError('FERRY_E_CONFIG_INVALID', '--tls-cert and --tls-key go together');
+  return Object.freeze(r.data);
+}
+
+export function splitListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  const host = listen.slice(0, i).replace(/^\[|\]$/g, '');
+  const port = Number(listen.slice(i + 1));
+  if (port > 65535) throw new FerryError('FERRY_E_CONFIG_INVALID', `listen: port ${port}`);
+  return { host, port };
+}
+
+export function readPem(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new FerryError('FERRY_E_CONFIG_INVALID', `${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}

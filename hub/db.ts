@@ -1,0 +1,101 @@
+// The hub's sqlite database: opening, pragmas and versioned migrations.
+// Migrations are append-only; `user_version` records how many have run. A
+// database from a newer hub is refused rather than guessed at.
+import Database from 'better-sqlite3';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { FerryError } from '../shared/errors.js';
+
+export type DB = Database.Database;
+
+export const DB_FILE = 'ferry-hub.db';
+
+const MIGRATIONS: readonly string[] = [
+  // 1: operators, tenants, enrollment, agents
+  `
+  CREATE TABLE api_tokens (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    role         TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+    token_hash   TEXT NOT NULL UNIQUE,
+    created_at   INTEGER NOT NULL,
+    created_by   TEXT,
+    revoked_at   INTEGER,
+    last_used_at INTEGER
+  );
+  CREATE TABLE tenants (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE enrollment_tokens (
+    id         TEXT PRIMARY KEY,
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id),
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    created_by TEXT,
+    expires_at INTEGER NOT NULL,
+    used_at    INTEGER,
+    used_by    TEXT
+  );
+  CREATE TABLE agents (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL REFERENCES tenants(id),
+    name          TEXT NOT NULL,
+    public_key    TEXT NOT NULL UNIQUE,
+    labels        TEXT NOT NULL DEFAULT '{}',
+    enrolled_at   INTEGER NOT NULL,
+    revoked_at    INTEGER,
+    revoked_by    TEXT,
+    last_seen_at  INTEGER,
+    agent_version TEXT,
+    facts         TEXT
+  );
+  CREATE INDEX agents_tenant ON agents(tenant_id);
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+export function dbPath(dataDir: string): string {
+  return join(dataDir, DB_FILE);
+}
+
+/**
+ * Opens the database in `dataDir`. With `create`, makes the directory and an
+ * empty database; without it, a missing database is an error (so `serve` on a
+ * mistyped path does not silently start an empty hub).
+ */
+export function openDb(dataDir: string, opts: { create?: boolean } = {}): DB {
+  const file = dbPath(dataDir);
+  const exists = existsSync(file);
+  if (opts.create && exists) throw new FerryError('FERRY_E_HUB_ALREADY_INITIALISED', file);
+  if (!opts.create && !exists) throw new FerryError('FERRY_E_HUB_NOT_INITIALISED', file);
+  if (opts.create) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  let db: DB;
+  try {
+    db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+  } catch (err) {
+    throw new FerryError('FERRY_E_DB', `${file}: ${(err as Error).message}`, { cause: err });
+  }
+  migrate(db);
+  return db;
+}
+
+function migrate(db: DB): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > SCHEMA_VERSION) {
+    db.close();
+    throw new FerryError('FERRY_E_DB_VERSION', `schema ${current}, this hub knows up to ${SCHEMA_VERSION}`);
+  }
+  for (let v = current; v < SCHEMA_VERSION; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}

@@ -1,0 +1,87 @@
+// The hub factory: one HTTP(S) server carrying the API, the probes and the
+// agent WebSocket endpoint, over one sqlite database. `createHub` listens and
+// resolves when ready; `close` stops accepting, closes agent sockets, drains
+// and closes the database. A test starts one on port 0 with a temp data dir.
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { AGENT_PATH } from '../shared/auth.js';
+import { FerryError } from '../shared/errors.js';
+import type { Logger } from '../shared/logger.js';
+import { createApi } from './api.js';
+import { Challenges } from './challenge.js';
+import { openDb } from './db.js';
+import { Gateway } from './gateway.js';
+import { Store } from './store.js';
+
+export interface HubOptions {
+  dataDir: string;
+  host: string;
+  port: number;
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** The URL agents use; when set, handshakes must be signed for its host. */
+  publicUrl?: string;
+  heartbeatMs: number;
+  log: Logger;
+}
+
+export interface Hub {
+  url: string;
+  port: number;
+  store: Store;
+  gateway: Gateway;
+  close(): Promise<void>;
+}
+
+export async function createHub(opts: HubOptions): Promise<Hub> {
+  const db = openDb(opts.dataDir);
+  const store = new Store(db);
+  const challenges = new Challenges();
+  const publicHost = opts.publicUrl ? new URL(opts.publicUrl).host.toLowerCase() : undefined;
+  const gateway = new Gateway({ store, challenges, log: opts.log.child({ component: 'gateway' }), heartbeatMs: opts.heartbeatMs, publicHost });
+  let ready = false;
+  const api = createApi({ store, gateway, challenges, log: opts.log.child({ component: 'api' }), publicHost, now: Date.now, isReady: () => ready });
+
+  const server: Server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, api) : createHttpServer(api);
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.on('upgrade', (req, socket, head) => {
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== AGENT_PATH || !ready) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    gateway.handleUpgrade(req, socket, head);
+  });
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      db.close();
+      reject(new FerryError('FERRY_E_CONFIG_INVALID', `cannot listen on ${opts.host}:${opts.port}: ${err.code ?? err.message}`, { cause: err }));
+    });
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  ready = true;
+  const port = (server.address() as AddressInfo).port;
+  const shownHost = opts.host.includes(':') ? `[${opts.host}]` : opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host;
+  const url = `${opts.tls ? 'https' : 'http'}://${shownHost}:${port}`;
+  opts.log.info({ url, dataDir: opts.dataDir }, 'hub listening');
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      ready = false;
+      const stopped = new Promise<void>((r) => server.close(() => r()));
+      await gateway.close();
+      server.closeIdleConnections();
+      setTimeout(() => server.closeAllConnections(), 2000).unref();
+      await stopped;
+      db.close();
+      opts.log.info('hub stopped');
+    })());
+
+  return { url, port, store, gateway, close };
+}

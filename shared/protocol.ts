@@ -1,0 +1,152 @@
+// Every message on the agent channel, in one module. Each message has one
+// schema and a TypeScript type of the same name derived from it. Frames are
+// decoded exactly once, at the socket boundary, into a typed value or a
+// FerryError with a stable code; the rest of the code switches exhaustively
+// on `type`. Unknown types and unknown fields are errors, not ignored.
+import { z } from 'zod';
+import { ERRORS, FerryError, isErrorCode, type ErrorCode } from './errors.js';
+
+export const PROTOCOL_VERSION = 1;
+/** Largest frame either side accepts; bigger frames close the socket (1009). */
+export const MAX_PAYLOAD = 1024 * 1024;
+
+/** WebSocket close codes with meaning on this channel (4000-4999 are private). */
+export const CLOSE = {
+  normal: 1000,
+  goingAway: 1001,
+  protocolError: 1008,
+  tooLarge: 1009,
+  revoked: 4003,
+  replaced: 4009,
+} as const;
+
+const str = (max = 256) => z.string().max(max);
+const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
+export const EngineFacts = z.strictObject({
+  version: str(64),
+  apiVersion: str(32),
+  os: str(128),
+  arch: str(32),
+  kernel: str(128),
+  containers: count,
+  containersRunning: count,
+  images: count,
+  storageDriver: str(64),
+});
+export type EngineFacts = z.infer<typeof EngineFacts>;
+
+export const WireError = z.strictObject({
+  code: str(64),
+  message: str(2048),
+  hint: str(1024).optional(),
+});
+export type WireError = z.infer<typeof WireError>;
+
+export const HostFacts = z.strictObject({
+  hostname: str(255),
+  platform: str(32),
+  release: str(128),
+  arch: str(32),
+  cpus: count,
+  memoryBytes: count,
+});
+export type HostFacts = z.infer<typeof HostFacts>;
+
+// ---- agent -> hub ----------------------------------------------------------
+
+export const Hello = z.strictObject({
+  type: z.literal('hello'),
+  protocol: z.number().int().positive(),
+  agentVersion: str(64),
+  host: HostFacts,
+  /** Engine facts, or why they could not be read. */
+  engine: z.union([EngineFacts, z.strictObject({ error: WireError })]),
+});
+export type Hello = z.infer<typeof Hello>;
+
+export const AgentError = z.strictObject({
+  type: z.literal('error'),
+  code: str(64),
+  message: str(2048),
+});
+export type AgentError = z.infer<typeof AgentError>;
+
+const agentMessages = { hello: Hello, error: AgentError } as const;
+export type AgentMessage = Hello | AgentError;
+
+// ---- hub -> agent ----------------------------------------------------------
+
+export const Welcome = z.strictObject({
+  type: z.literal('welcome'),
+  agentId: str(64),
+  tenant: str(64),
+  heartbeatMs: z.number().int().positive(),
+  serverTime: z.number().int().nonnegative(),
+});
+export type Welcome = z.infer<typeof Welcome>;
+
+export const HubError = z.strictObject({
+  type: z.literal('error'),
+  code: str(64),
+  message: str(2048),
+  hint: str(1024).optional(),
+});
+export type HubError = z.infer<typeof HubError>;
+
+const hubMessages = { welcome: Welcome, error: HubError } as const;
+export type HubMessage = Welcome | HubError;
+
+// ---- decoding ----------------------------------------------------------------
+
+type SchemaMap = Record<string, z.ZodType>;
+
+function decode<T>(schemas: SchemaMap, data: unknown): T {
+  const text = typeof data === 'string' ? data : Buffer.isBuffer(data) ? data.toString('utf8') : null;
+  if (text === null) throw new FerryError('FERRY_E_PROTOCOL_MALFORMED', 'binary frames are not part of the protocol');
+  if (text.length > MAX_PAYLOAD) throw new FerryError('FERRY_E_PROTOCOL_TOO_LARGE', `${text.length} bytes`);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new FerryError('FERRY_E_PROTOCOL_MALFORMED', (err as Error).message);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new FerryError('FERRY_E_PROTOCOL_INVALID', 'a message must be a JSON object');
+  }
+  const type = (value as { type?: unknown }).type;
+  if (typeof type !== 'string') throw new FerryError('FERRY_E_PROTOCOL_INVALID', 'message has no string "type"');
+  const schema = Object.hasOwn(schemas, type) ? schemas[type] : undefined;
+  if (!schema) throw new FerryError('FERRY_E_PROTOCOL_UNKNOWN_TYPE', JSON.stringify(type.slice(0, 64)));
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue && issue.path.length ? issue.path.join('.') : '(root)';
+    throw new FerryError('FERRY_E_PROTOCOL_INVALID', `${type}: ${where}: ${issue?.message ?? 'invalid'}`);
+  }
+  return parsed.data as T;
+}
+
+/** Hub side: decode one frame from an agent. Throws FerryError. */
+export function decodeAgentMessage(data: unknown): AgentMessage {
+  return decode<AgentMessage>(agentMessages, data);
+}
+
+/** Agent side: decode one frame from the hub. Throws FerryError. */
+export function decodeHubMessage(data: unknown): HubMessage {
+  return decode<HubMessage>(hubMessages, data);
+}
+
+export function encode(msg: AgentMessage | HubMessage): string {
+  return JSON.stringify(msg);
+}
+
+export function hubError(code: ErrorCode, detail?: string): HubError {
+  const err = new FerryError(code, detail);
+  return { type: 'error', code, message: err.message, hint: err.hint };
+}
+
+/** A code from the wire, mapped onto the catalogue (unknown codes stay visible). */
+export function describeWireCode(code: string): string {
+  return isErrorCode(code) ? ERRORS[code].hint : 'unknown error code (newer peer?)';
+}
