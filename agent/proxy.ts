@@ -35,7 +35,8 @@ export function bypassesProxy(target: URL, noProxy: string | undefined): boolean
     const entry = raw.trim().toLowerCase();
     if (!entry) continue;
     if (entry === '*') return true;
-    const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(entry);
+    // A bare IPv6 address has several colons and no port; otherwise host[:port].
+    const m = (entry.split(':').length > 2 && !entry.startsWith('[') ? [entry, entry] : /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(entry)) as string[] | null;
     if (!m) continue;
     const eHost = m[1]!.replace(/^\[|\]$/g, '').replace(/^\*?\./, '.');
     if (m[2] && m[2] !== port) continue;
