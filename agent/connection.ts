@@ -175,7 +175,7 @@ export class Connection extends EventEmitter {
         this.emit('message', msg);
       });
       ws.on('error', (err) => {
-        failure ??= transportError(err);
+        failure ??= transportError(err, transport.proxy);
       });
       ws.on('close', (code, reasonBuf) => {
         clearTimeout(watchdog);
@@ -199,7 +199,7 @@ async function fetchChallenge(base: URL, transport: Transport, signal: AbortSign
   try {
     res = await request(new URL(CHALLENGE_PATH, base), { dispatcher: transport.dispatcher, signal, headersTimeout: 15_000, bodyTimeout: 15_000 });
   } catch (err) {
-    throw transportError(err as Error);
+    throw transportError(err as Error, transport.proxy);
   }
   const text = await res.body.text();
   if (res.statusCode !== 200) throw refusal(res.statusCode, text);
@@ -220,13 +220,14 @@ export function refusal(status: number, text: string): FerryError {
 }
 
 /** Maps socket and TLS errors onto catalogue codes. */
-export function transportError(err: Error & { code?: string; cause?: unknown }): FerryError {
+export function transportError(err: Error & { code?: string; cause?: unknown }, proxy?: URL | null): FerryError {
   if (err instanceof FerryError) return err;
   const code = err.code ?? (err.cause as { code?: string } | undefined)?.code ?? '';
+  const via = proxy ? ` (via proxy ${proxy.host})` : '';
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|HOSTNAME/i.test(code) || /certificate/i.test(err.message)) {
-    return new FerryError('FERRY_E_HUB_TLS', `${code || err.message}`, { cause: err });
+    return new FerryError('FERRY_E_HUB_TLS', `${code || err.message}${via}`, { cause: err });
   }
-  return new FerryError('FERRY_E_HUB_UNREACHABLE', `${code ? code + ': ' : ''}${err.message}`, { cause: err });
+  return new FerryError('FERRY_E_HUB_UNREACHABLE', `${code ? code + ': ' : ''}${err.message}${via}`, { cause: err });
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -44,7 +44,7 @@ export async function enroll(opts: EnrollOptions): Promise<Identity> {
         bodyTimeout: 30_000,
       });
     } catch (err) {
-      throw transportError(err as Error);
+      throw transportError(err as Error, opts.transport.proxy);
     }
     const text = await res.body.text();
     if (res.statusCode !== 201) throw refusal(res.statusCode, text);

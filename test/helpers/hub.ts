@@ -2,7 +2,7 @@
 // HTTP and WebSocket server on an ephemeral port. Closed after the test.
 import type { TestContext } from 'node:test';
 import { Writable } from 'node:stream';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { createLogger, type Logger } from '../../shared/logger.js';
 import { openDb } from '../../hub/db.js';
 import { createHub, type Hub, type HubOptions } from '../../hub/server.js';
@@ -41,13 +41,19 @@ export function initDataDir(dataDir: string): string {
   return token;
 }
 
-export async function startHub(t: TestContext, opts: Partial<HubOptions> & { dataDir?: string; adminToken?: string } = {}): Promise<TestHub> {
+export async function startHub(
+  t: TestContext,
+  opts: Partial<HubOptions> & { dataDir?: string; adminToken?: string; /** CA the test's own API client trusts (TLS hubs). */ clientCa?: Buffer } = {},
+): Promise<TestHub> {
   const dataDir = opts.dataDir ?? tempDir(t, 'ferry-hub-');
   const adminToken = opts.adminToken ?? initDataDir(dataDir);
   const { log, lines } = memoryLogger('ferry-hub');
-  const hub = await createHub({ host: '127.0.0.1', port: 0, heartbeatMs: 15_000, log, ...opts, dataDir });
+  const { clientCa, adminToken: _a, ...hubOpts } = opts;
+  const hub = await createHub({ host: '127.0.0.1', port: 0, heartbeatMs: 15_000, log, ...hubOpts, dataDir });
+  const dispatcher = clientCa ? new Agent({ connect: { ca: clientCa } }) : undefined;
   const api = async (method: string, path: string, body?: unknown, token: string | null = adminToken) => {
     const res = await request(hub.url + path, {
+      dispatcher,
       method: method as 'GET',
       headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
