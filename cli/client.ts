@@ -1,0 +1,142 @@
+// The hub API client: base URL, bearer token, JSON both ways, and every
+// failure mapped onto a catalogue code. The hub answers errors as
+// `{error:{code,message,hint}}`; those come back as the same FerryError, so
+// the CLI prints the hub's words and exits with the code's exit status.
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import { Agent, request } from 'undici';
+import { ERRORS, FerryError, isErrorCode, type ErrorCode } from '../shared/errors.js';
+import type { HubTarget } from './contexts.js';
+
+const TIMEOUT_MS = 30_000;
+
+export class HubClient {
+  readonly hub: string;
+  readonly #token: string;
+  readonly #dispatcher: Agent;
+
+  constructor(target: HubTarget) {
+    this.hub = target.hub;
+    this.#token = target.token;
+    // Without a CA file Node's default trust applies, which already includes
+    // NODE_EXTRA_CA_CERTS; a given `ca` replaces the defaults, so add the roots back.
+    const ca = target.caFile ? [...rootCertificates, readCa(target.caFile)] : undefined;
+    this.#dispatcher = new Agent({ connect: { ...(ca ? { ca } : {}), timeout: 10_000 } });
+  }
+
+  get<T>(path: string, query: Record<string, string | undefined> = {}): Promise<T> {
+    return this.#call<T>('GET', path, undefined, query);
+  }
+
+  post<T>(path: string, body: unknown = {}): Promise<T> {
+    return this.#call<T>('POST', path, body, {});
+  }
+
+  close(): Promise<void> {
+    return this.#dispatcher.close();
+  }
+
+  async #call<T>(method: 'GET' | 'POST', path: string, body: unknown, query: Record<string, string | undefined>): Promise<T> {
+    const url = new URL(this.hub + path);
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
+    let status: number;
+    let text: string;
+    try {
+      const res = await request(url, {
+        method,
+        dispatcher: this.#dispatcher,
+        headers: {
+          authorization: `Bearer ${this.#token}`,
+          accept: 'application/json',
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+        headersTimeout: TIMEOUT_MS,
+        bodyTimeout: TIMEOUT_MS,
+      });
+      status = res.statusCode;
+      text = await res.body.text();
+    } catch (err) {
+      throw transportError(err, this.hub);
+    }
+    if (status >= 400) throw hubError(status, text, this.hub);
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new FerryError('FERRY_E_HUB_UNREACHABLE', `${this.hub} answered ${method} ${path} with something other than JSON (is it a Ferry hub?)`);
+    }
+  }
+}
+
+/** Runs `fn` with a client and closes its connections afterwards, so the process can exit. */
+export async function withHub<T>(target: HubTarget, fn: (hub: HubClient) => Promise<T>): Promise<T> {
+  const hub = new HubClient(target);
+  try {
+    return await fn(hub);
+  } finally {
+    await hub.close();
+  }
+}
+
+function readCa(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new FerryError('FERRY_E_CONFIG_INVALID', `CA file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** Socket, DNS and TLS failures: the hub was never heard from. */
+export function transportError(err: unknown, hub: string): FerryError {
+  if (err instanceof FerryError) return err;
+  const e = err as Error & { code?: string; cause?: { code?: string }; errors?: { code?: string }[] };
+  const code = e.code ?? e.cause?.code ?? e.errors?.[0]?.code ?? '';
+  const what = code || e.message;
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|HOSTNAME|ERR_SSL/i.test(code) || /certificate/i.test(e.message)) {
+    return new FerryError('FERRY_E_HUB_TLS', `${hub}: ${what}`, { cause: err });
+  }
+  return new FerryError('FERRY_E_HUB_UNREACHABLE', `${hub}: ${what}`, { cause: err });
+}
+
+/** An error answer. A hub's own code is kept with its message; anything else is named by status. */
+export function hubError(status: number, text: string, hub: string): FerryError {
+  let error: { code?: unknown; message?: unknown } | undefined;
+  try {
+    error = (JSON.parse(text) as { error?: typeof error }).error;
+  } catch {
+    // not JSON: a proxy, a load balancer or another server answered
+  }
+  if (!error || typeof error.code !== 'string') {
+    return new FerryError('FERRY_E_HUB_UNREACHABLE', `HTTP ${status} from ${hub} without a Ferry error (wrong URL, or a proxy in between?)`);
+  }
+  const message = typeof error.message === 'string' ? error.message : '';
+  if (isErrorCode(error.code)) return new FerryError(error.code, detailOf(error.code, message));
+  // A newer hub may use a code this CLI does not know yet: keep it in the text.
+  return new FerryError(codeForStatus(status), `${error.code}: ${message}`);
+}
+
+/** The hub sends `catalogue message: detail`; FerryError adds the catalogue part itself. */
+function detailOf(code: ErrorCode, message: string): string | undefined {
+  const base = ERRORS[code].message;
+  if (message === '' || message === base) return undefined;
+  return message.startsWith(`${base}: `) ? message.slice(base.length + 2) : message;
+}
+
+function codeForStatus(status: number): ErrorCode {
+  switch (status) {
+    case 400:
+      return 'FERRY_E_VALIDATION';
+    case 401:
+      return 'FERRY_E_AUTH_INVALID';
+    case 403:
+      return 'FERRY_E_FORBIDDEN';
+    case 404:
+      return 'FERRY_E_NOT_FOUND';
+    case 409:
+      return 'FERRY_E_CONFLICT';
+    case 503:
+      return 'FERRY_E_UNAVAILABLE';
+    default:
+      return 'FERRY_E_INTERNAL';
+  }
+}

@@ -1,0 +1,93 @@
+// What the hub API returns (only the fields the CLI reads), and how each
+// resource is shown to a person. --json bypasses these and prints the API's
+// JSON as it came.
+import { ago, keyValues, labelList, table, when } from './format.js';
+
+export interface Principal {
+  tokenId: string;
+  name: string;
+  role: string;
+}
+
+export interface TenantView {
+  id: string;
+  name: string;
+  createdAt: string;
+  agents?: number;
+}
+
+export interface EnrollmentTokenView {
+  id: string;
+  token: string;
+  tenant: string;
+  expiresAt: string;
+}
+
+export interface AgentView {
+  id: string;
+  tenant: string;
+  name: string;
+  status: string;
+  labels: Record<string, string>;
+  fingerprint: string;
+  enrolledAt: string;
+  revokedAt: string | null;
+  lastSeenAt: string | null;
+  connectedAt: string | null;
+  remote: string | null;
+  agentVersion: string | null;
+}
+
+export interface ApiTokenView {
+  id: string;
+  name: string;
+  role: string;
+  createdAt: string;
+  revokedAt: string | null;
+  lastUsedAt: string | null;
+}
+
+export interface NewApiToken {
+  id: string;
+  name: string;
+  role: string;
+  token: string;
+}
+
+export function tenantTable(tenants: readonly TenantView[], now: number): string {
+  return table(
+    ['NAME', 'AGENTS', 'CREATED'],
+    tenants.map((t) => [t.name, String(t.agents ?? 0), ago(t.createdAt, now)]),
+  );
+}
+
+export function agentTable(agents: readonly AgentView[], now: number): string {
+  return table(
+    ['ID', 'TENANT', 'NAME', 'STATUS', 'LAST SEEN', 'VERSION', 'LABELS'],
+    agents.map((a) => [a.id, a.tenant, a.name, a.status, ago(a.lastSeenAt, now), a.agentVersion ?? '-', labelList(a.labels)]),
+  );
+}
+
+export function agentDetail(a: AgentView, now: number): string {
+  return keyValues([
+    ['id', a.id],
+    ['name', a.name],
+    ['tenant', a.tenant],
+    ['status', a.status],
+    ['labels', labelList(a.labels)],
+    ['fingerprint', a.fingerprint],
+    ['enrolled', when(a.enrolledAt, now)],
+    ['last seen', when(a.lastSeenAt, now)],
+    ['connected', when(a.connectedAt, now)],
+    ['remote', a.remote ?? '-'],
+    ['version', a.agentVersion ?? '-'],
+    ['revoked', when(a.revokedAt, now)],
+  ]);
+}
+
+export function apiTokenTable(tokens: readonly ApiTokenView[], now: number): string {
+  return table(
+    ['ID', 'NAME', 'ROLE', 'STATUS', 'CREATED', 'LAST USED'],
+    tokens.map((t) => [t.id, t.name, t.role, t.revokedAt ? 'revoked' : 'active', ago(t.createdAt, now), ago(t.lastUsedAt, now)]),
+  );
+}
