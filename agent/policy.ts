@@ -1,0 +1,134 @@
+// The institution's local policy: a YAML file on the agent host (default
+// /etc/ferry/policy.yaml) that the hub can neither read nor change. It narrows
+// what any signed release may do here: which registries images come from,
+// whose co-signatures a release needs, which operations are allowed, and
+// when (maintenance windows, UTC).
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { FerryError } from '../shared/errors.js';
+import { decodePublicKey, keyId } from '../shared/keys.js';
+import { DIGEST_REF, registryOf, type Release } from '../shared/release.js';
+
+export const DEFAULT_POLICY_PATH = '/etc/ferry/policy.yaml';
+export const OPERATIONS = ['deploy', 'rollback', 'restart', 'logs', 'exec'] as const;
+const DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
+const HHMM = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'HH:MM (UTC)');
+
+const PolicyFile = z.strictObject({
+  /** Allowed registries (host[:port]); absent = any registry. Images are always by digest. */
+  registries: z.array(z.string().min(1).max(255)).max(64).optional(),
+  cosigners: z
+    .strictObject({
+      threshold: z.number().int().min(1).max(32),
+      keys: z.array(z.string()).min(1).max(32),
+    })
+    .optional(),
+  operations: z
+    .strictObject({
+      allow: z.array(z.enum(OPERATIONS)).optional(),
+      deny: z.array(z.enum(OPERATIONS)).optional(),
+    })
+    .optional(),
+  maintenanceWindows: z.array(z.strictObject({ days: z.array(z.enum(DAYS)).min(1).optional(), start: HHMM, end: HHMM })).max(32).optional(),
+});
+export type PolicyFile = z.infer<typeof PolicyFile>;
+
+export interface Policy {
+  readonly source: string | null;
+  readonly registries: readonly string[] | null;
+  readonly cosigners: { threshold: number; keys: ReadonlyMap<string, Uint8Array> } | null;
+  readonly allow: readonly string[] | null;
+  readonly deny: readonly string[];
+  readonly windows: readonly { days: readonly string[]; start: number; end: number }[];
+}
+
+export const NO_POLICY: Policy = Object.freeze({ source: null, registries: null, cosigners: null, allow: null, deny: [], windows: [] });
+
+export function parsePolicy(text: string, source: string): Policy {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { uniqueKeys: true }) ?? {};
+  } catch (err) {
+    throw new FerryError('FERRY_E_POLICY_INVALID', `${source}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const r = PolicyFile.safeParse(doc);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new FerryError('FERRY_E_POLICY_INVALID', `${source}: ${i?.path.join('.') || '(root)'}: ${i?.message}`);
+  }
+  const p = r.data;
+  let cosigners: Policy['cosigners'] = null;
+  if (p.cosigners) {
+    const keys = new Map<string, Uint8Array>();
+    for (const k of p.cosigners.keys) {
+      let pub: Uint8Array;
+      try {
+        pub = decodePublicKey(k.trim());
+      } catch {
+        throw new FerryError('FERRY_E_POLICY_INVALID', `${source}: cosigners.keys: ${k.slice(0, 20)}… is not a base64 Ed25519 public key`);
+      }
+      keys.set(keyId(pub), pub);
+    }
+    if (p.cosigners.threshold > keys.size) throw new FerryError('FERRY_E_POLICY_INVALID', `${source}: cosigners.threshold above the number of distinct keys`);
+    cosigners = { threshold: p.cosigners.threshold, keys };
+  }
+  const minutes = (hhmm: string) => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3));
+  return Object.freeze({
+    source,
+    registries: p.registries ?? null,
+    cosigners,
+    allow: p.operations?.allow ?? null,
+    deny: p.operations?.deny ?? [],
+    windows: (p.maintenanceWindows ?? []).map((w) => ({ days: w.days ?? [...DAYS], start: minutes(w.start), end: minutes(w.end) })),
+  });
+}
+
+/** Loads the policy; the default path may be absent (no policy), an explicit path must exist. */
+export function loadPolicy(path: string | undefined): Policy {
+  const file = path ?? DEFAULT_POLICY_PATH;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !path) return NO_POLICY;
+    throw new FerryError('FERRY_E_POLICY_INVALID', `${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return parsePolicy(text, file);
+}
+
+export function operationAllowed(p: Policy, op: string): boolean {
+  if (p.deny.includes(op)) return false;
+  return p.allow === null || p.allow.includes(op);
+}
+
+/** True when `now` falls in a maintenance window (or no windows are set). Windows may wrap midnight. */
+export function inWindow(p: Policy, now: number): boolean {
+  if (p.windows.length === 0) return true;
+  const d = new Date(now);
+  const minute = d.getUTCHours() * 60 + d.getUTCMinutes();
+  const today = DAYS[d.getUTCDay()]!;
+  const yesterday = DAYS[(d.getUTCDay() + 6) % 7]!;
+  return p.windows.some((w) => {
+    if (w.start <= w.end) return w.days.includes(today) && minute >= w.start && minute < w.end;
+    // wraps midnight: the part after midnight belongs to the previous day's window
+    return (w.days.includes(today) && minute >= w.start) || (w.days.includes(yesterday) && minute < w.end);
+  });
+}
+
+/** Checks one release against the policy. `signers` are the public keys (hex) whose signatures on it verified. */
+export function checkRelease(p: Policy, rel: Release, cosignedBy: (keys: ReadonlyMap<string, Uint8Array>) => number): void {
+  for (const [name, svc] of Object.entries(rel.services)) {
+    if (!DIGEST_REF.test(svc.image)) throw new FerryError('FERRY_E_POLICY_DIGEST', `${rel.stack}/${name}: ${svc.image}`);
+    const reg = registryOf(svc.image);
+    if (p.registries && !p.registries.includes(reg)) {
+      throw new FerryError('FERRY_E_POLICY_REGISTRY', `${rel.stack}/${name}: registry ${reg} (allowed: ${p.registries.join(', ') || 'none'})`);
+    }
+  }
+  if (p.cosigners) {
+    const have = cosignedBy(p.cosigners.keys);
+    if (have < p.cosigners.threshold) {
+      throw new FerryError('FERRY_E_POLICY_COSIGN', `${rel.stack}@${rel.version}: ${have} of ${p.cosigners.threshold} institution co-signatures`);
+    }
+  }
+}
