@@ -22,6 +22,8 @@ const FileConfig = z.strictObject({
     })
     .optional(),
   docker: z.strictObject({ socket: z.string().optional() }).optional(),
+  /** The institution's local policy file (default /etc/ferry/policy.yaml, optional there). */
+  policyFile: z.string().optional(),
   reconnect: z
     .strictObject({
       baseMs: z.number().int().min(10).max(60_000).optional(),
@@ -37,6 +39,8 @@ export interface AgentConfig {
   readonly caFile: string | undefined;
   readonly proxy: Readonly<ProxySettings>;
   readonly dockerSocket: string | undefined;
+  /** Explicit policy file (must exist), or undefined for the optional default. */
+  readonly policyFile: string | undefined;
   readonly reconnect: Readonly<{ baseMs: number; capMs: number }>;
 }
 
@@ -45,6 +49,7 @@ export interface ConfigInput {
   configFile?: string;
   logLevel?: string;
   caFile?: string;
+  policyFile?: string;
 }
 
 export function readConfigFile(path: string | undefined): FileConfig {
@@ -87,6 +92,7 @@ export function loadAgentConfig(input: ConfigInput, env: NodeJS.ProcessEnv = pro
       noProxy: pick(file.proxy?.noProxy, fromEnv.noProxy),
     }),
     dockerSocket: file.docker?.socket,
+    policyFile: input.policyFile ?? file.policyFile,
     reconnect: Object.freeze(reconnect),
   });
 }

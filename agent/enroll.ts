@@ -9,6 +9,9 @@ import { FerryError } from '../shared/errors.js';
 import { encodePublicKey, fingerprint, generateKeyPair, privateKeyToPem, sign } from '../shared/keys.js';
 import { refusal, transportError } from './connection.js';
 import type { Transport } from './proxy.js';
+import { rootFingerprint } from '../shared/trust.js';
+import { TRUST_FILE, saveTrust } from './trust-store.js';
+import { EMPTY_STATE, acceptRoots } from './verify.js';
 import { IDENTITY_FILE, KEY_FILE, ensureStateDir, isEnrolled, writeFileAtomic, type Identity } from './state.js';
 
 export interface EnrollOptions {
@@ -18,9 +21,17 @@ export interface EnrollOptions {
   name: string;
   labels: Record<string, string>;
   transport: Transport;
+  /** Fingerprint of root v1 the institution got from the vendor out of band. */
+  rootFingerprint?: string;
 }
 
-export async function enroll(opts: EnrollOptions): Promise<Identity> {
+export interface Enrolled {
+  identity: Identity;
+  /** The tenant's current root, when it has one. */
+  root: { version: number; fingerprint: string } | null;
+}
+
+export async function enroll(opts: EnrollOptions): Promise<Enrolled> {
   const hub = new URL(opts.hubUrl);
   if (hub.protocol !== 'http:' && hub.protocol !== 'https:') {
     throw new FerryError('FERRY_E_CONFIG_INVALID', `hub URL must be http:// or https://, got ${hub.protocol}`);
@@ -48,7 +59,11 @@ export async function enroll(opts: EnrollOptions): Promise<Identity> {
     }
     const text = await res.body.text();
     if (res.statusCode !== 201) throw refusal(res.statusCode, text);
-    const body = JSON.parse(text) as { agentId: string; tenant: string; name: string; labels: Record<string, string> };
+    const body = JSON.parse(text) as { agentId: string; tenant: string; name: string; labels: Record<string, string>; roots?: unknown[] };
+    // Accept the tenant's root chain now (pinned to the expected fingerprint if given) so a mismatch fails enrollment.
+    const pinned = { ...EMPTY_STATE, pinnedRootFingerprint: opts.rootFingerprint ?? null };
+    const { state, root } = acceptRoots(pinned, body.roots ?? [], body.tenant);
+    const first = state.roots[0];
     const identity: Identity = {
       hubUrl: hub.origin,
       agentId: body.agentId,
@@ -58,10 +73,12 @@ export async function enroll(opts: EnrollOptions): Promise<Identity> {
       fingerprint: fingerprint(kp.publicKey),
       enrolledAt: new Date().toISOString(),
     };
+    saveTrust(opts.stateDir, { format: 1, state, desired: null });
     writeFileAtomic(join(opts.stateDir, IDENTITY_FILE), JSON.stringify(identity, null, 2) + '\n', 0o600);
-    return identity;
+    return { identity, root: root && first ? { version: root.version, fingerprint: rootFingerprint(first) } : null };
   } catch (err) {
     rmSync(keyFile, { force: true });
+    rmSync(join(opts.stateDir, TRUST_FILE), { force: true });
     throw err;
   }
 }

@@ -14,6 +14,10 @@ import { DockerEngine } from './engine/docker.js';
 import { createTransport } from './proxy.js';
 import { registerServiceCommands } from './service.js';
 import { loadIdentity, loadKey } from './state.js';
+import { Acceptor } from './acceptor.js';
+import { DEFAULT_POLICY_PATH, loadPolicy } from './policy.js';
+import { describeTrust, formatTrust } from './status.js';
+import type { HubMessage } from '../shared/protocol.js';
 
 const program = new Command('ferry-agent')
   .description('The Ferry agent: one outbound connection to the hub, signed desired state, reconciled against the local Docker engine')
@@ -24,6 +28,7 @@ const stateDir = () =>
   new Option('--state-dir <dir>', 'directory holding the agent identity and private key').env('FERRY_AGENT_STATE_DIR').default('/var/lib/ferry-agent');
 const configFile = () => new Option('--config <file>', 'YAML config file (proxy, CA, docker socket, reconnect)').env('FERRY_AGENT_CONFIG');
 const caFile = () => new Option('--ca-file <file>', 'extra CA certificate (PEM) to trust for the hub').env('FERRY_AGENT_CA_FILE');
+const policyFile = () => new Option('--policy <file>', `the institution's local policy (default ${DEFAULT_POLICY_PATH}, optional there)`).env('FERRY_AGENT_POLICY');
 
 function collectLabel(value: string, prev: Record<string, string>): Record<string, string> {
   const i = value.indexOf('=');
@@ -41,14 +46,19 @@ program
   .addOption(caFile())
   .option('--name <name>', 'agent name shown to operators', hostname())
   .option('--label <key=value>', 'label for rollout selectors (repeatable)', collectLabel, {})
+  .addOption(new Option('--root-fingerprint <fp>', 'expected fingerprint of the tenant trust root v1 (check it with the vendor out of band)').env('FERRY_AGENT_ROOT_FINGERPRINT'))
   .option('--json', 'print the result as JSON')
-  .action(async (o: { hub: string; token: string; stateDir: string; config?: string; caFile?: string; name: string; label: Record<string, string>; json?: boolean }) => {
+  .action(async (o: { hub: string; token: string; stateDir: string; config?: string; caFile?: string; name: string; label: Record<string, string>; rootFingerprint?: string; json?: boolean }) => {
     const cfg = loadAgentConfig({ stateDir: o.stateDir, configFile: o.config, caFile: o.caFile });
     const transport = createTransport(o.hub, cfg.proxy, cfg.caFile);
     try {
-      const id = await enroll({ hubUrl: o.hub, token: o.token, stateDir: o.stateDir, name: o.name, labels: o.label, transport });
-      if (o.json) process.stdout.write(JSON.stringify(id) + '\n');
-      else process.stdout.write(`enrolled agent ${id.agentId} (${id.name}) in tenant ${id.tenant}\nkey fingerprint ${id.fingerprint}\nstate in ${o.stateDir}; start it with: ferry-agent run --state-dir ${o.stateDir}\n`);
+      const { identity: id, root } = await enroll({ hubUrl: o.hub, token: o.token, stateDir: o.stateDir, name: o.name, labels: o.label, transport, rootFingerprint: o.rootFingerprint });
+      if (o.json) process.stdout.write(JSON.stringify({ ...id, rootVersion: root?.version ?? null, rootFingerprint: root?.fingerprint ?? null }) + '\n');
+      else {
+        process.stdout.write(`enrolled agent ${id.agentId} (${id.name}) in tenant ${id.tenant}\nkey fingerprint ${id.fingerprint}\n`);
+        process.stdout.write(root ? `trust root v${root.version}, fingerprint ${root.fingerprint}${o.rootFingerprint ? ' (matches the expected one)' : ' (not pinned: compare it with the vendor out of band)'}\n` : 'no trust root yet: it will be taken from the hub when the tenant has one\n');
+        process.stdout.write(`state in ${o.stateDir}; start it with: ferry-agent run --state-dir ${o.stateDir}\n`);
+      }
     } finally {
       await transport.close();
     }
@@ -60,15 +70,23 @@ program
   .addOption(stateDir())
   .addOption(configFile())
   .addOption(caFile())
+  .addOption(policyFile())
   .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent').env('FERRY_AGENT_LOG_LEVEL'))
-  .action(async (o: { stateDir: string; config?: string; caFile?: string; logLevel?: string }) => {
-    const cfg = loadAgentConfig({ stateDir: o.stateDir, configFile: o.config, caFile: o.caFile, logLevel: o.logLevel });
+  .action(async (o: { stateDir: string; config?: string; caFile?: string; policy?: string; logLevel?: string }) => {
+    const cfg = loadAgentConfig({ stateDir: o.stateDir, configFile: o.config, caFile: o.caFile, logLevel: o.logLevel, policyFile: o.policy });
     const identity = loadIdentity(cfg.stateDir);
     const key = loadKey(cfg.stateDir);
+    const policy = loadPolicy(cfg.policyFile);
     const log = createLogger({ name: 'ferry-agent', level: cfg.logLevel }).child({ agentId: identity.agentId, tenant: identity.tenant });
     const transport = createTransport(identity.hubUrl, cfg.proxy, cfg.caFile);
     const engine = new DockerEngine({ socketPath: cfg.dockerSocket });
     const conn = new Connection({ identity, key, transport, log, reconnect: cfg.reconnect, hello: () => buildHello(engine) });
+    const acceptor = new Acceptor({ stateDir: cfg.stateDir, agentId: identity.agentId, tenant: identity.tenant, policy, log, send: (m) => conn.send(m) });
+    conn.on('message', (msg: HubMessage) => {
+      if (msg.type === 'directive') acceptor.onDirective(msg);
+      else if (msg.type === 'roots') acceptor.onRoots(msg);
+    });
+    log.info({ policy: policy.source ?? 'none' }, 'local policy loaded');
     const ac = new AbortController();
     const stop = (sig: string) => {
       log.info({ signal: sig }, 'stopping');
@@ -90,12 +108,14 @@ program
   .description('show this agent\'s identity and configuration')
   .addOption(stateDir())
   .addOption(configFile())
+  .addOption(policyFile())
   .option('--json', 'print as JSON')
-  .action((o: { stateDir: string; config?: string; json?: boolean }) => {
-    const cfg = loadAgentConfig({ stateDir: o.stateDir, configFile: o.config });
+  .action((o: { stateDir: string; config?: string; policy?: string; json?: boolean }) => {
+    const cfg = loadAgentConfig({ stateDir: o.stateDir, configFile: o.config, policyFile: o.policy });
     const id = loadIdentity(cfg.stateDir);
     loadKey(cfg.stateDir);
-    const status = { ...id, stateDir: cfg.stateDir, proxy: cfg.proxy, caFile: cfg.caFile ?? null, version: VERSION };
+    const trust = describeTrust(cfg.stateDir, loadPolicy(cfg.policyFile));
+    const status = { ...id, stateDir: cfg.stateDir, proxy: cfg.proxy, caFile: cfg.caFile ?? null, version: VERSION, ...trust };
     if (o.json) process.stdout.write(JSON.stringify(status) + '\n');
     else {
       const rows: [string, string][] = [
@@ -109,6 +129,7 @@ program
         ['version', VERSION],
       ];
       for (const [k, v] of rows) process.stdout.write(`${k.padEnd(12)} ${v}\n`);
+      process.stdout.write(formatTrust(trust));
     }
   });
 

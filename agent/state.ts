@@ -2,11 +2,12 @@
 // its private key. Files are written atomically (temp file, fsync, rename,
 // fsync of the directory) so a crash never leaves half an identity. The key is
 // mode 0600 and the agent refuses one that others can read.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { FerryError } from '../shared/errors.js';
 import { privateKeyFromPem, type KeyPair } from '../shared/keys.js';
+export { writeFileAtomic } from '../shared/files.js';
 
 export const IDENTITY_FILE = 'identity.json';
 export const KEY_FILE = 'agent.key';
@@ -21,25 +22,6 @@ export const Identity = z.strictObject({
   enrolledAt: z.string(),
 });
 export type Identity = z.infer<typeof Identity>;
-
-/** Writes a file so that readers see either the old or the whole new content. */
-export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', mode);
-  try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-  const dir = openSync(join(path, '..'), 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
-}
 
 export function ensureStateDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });

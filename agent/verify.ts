@@ -7,7 +7,7 @@
 // local policy. Nothing here touches disk or network.
 import semver from 'semver';
 import { FerryError } from '../shared/errors.js';
-import { MAX_ENVELOPE_BYTES, PAYLOAD_TYPES, decodeEnvelope, payloadDigest, verifyEnvelope, type Envelope } from '../shared/dsse.js';
+import { MAX_ENVELOPE_BYTES, PAYLOAD_TYPES, decodeEnvelope, payloadDigest, validSigners, verifyEnvelope, type Envelope } from '../shared/dsse.js';
 import { parseDirective, parseRelease, type Directive, type Release } from '../shared/release.js';
 import { acceptInitialRoot, followRoots, trustedKeys, type Root } from '../shared/trust.js';
 import { checkRelease, inWindow, operationAllowed, type Policy } from './policy.js';
@@ -167,11 +167,6 @@ export function verifyBundle(state: TrustState, bundle: Bundle, facts: Facts): A
 
 /** How many distinct institution keys validly signed the release envelope. */
 function countCosigners(env: Envelope, keys: ReadonlyMap<string, Uint8Array>): number {
-  if (keys.size === 0) return 0;
-  try {
-    return verifyEnvelope(env, PAYLOAD_TYPES.release, { keys, threshold: 1 }, 'cosigners').signers.length;
-  } catch {
-    return 0;
-  }
+  return validSigners(env, keys).length;
 }
 

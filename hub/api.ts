@@ -10,7 +10,12 @@ import { decodePublicKey, decodeSignature, fingerprint, verify } from '../shared
 import type { Logger } from '../shared/logger.js';
 import { CHALLENGE_PATH, ENROLL_PATH } from '../shared/auth.js';
 import { CLOSE } from '../shared/protocol.js';
+import { releaseRoutes } from './api-releases.js';
 import type { Challenges } from './challenge.js';
+import type { Delivery } from './delivery.js';
+import type { Directives } from './directives.js';
+import type { Releases } from './releases.js';
+import type { TrustRoots } from './trust.js';
 import type { Gateway } from './gateway.js';
 import { parseWith, readJson, sendError, sendJson } from './http.js';
 import { LABEL_KEY, LABEL_VALUE, ROLES, roleAtLeast, type AgentRecord, type Principal, type Role, type Store } from './store.js';
@@ -19,6 +24,10 @@ export interface ApiContext {
   store: Store;
   gateway: Gateway;
   challenges: Challenges;
+  trust: TrustRoots;
+  releases: Releases;
+  directives: Directives;
+  delivery: Delivery;
   log: Logger;
   publicHost?: string;
   now: () => number;
@@ -26,7 +35,7 @@ export interface ApiContext {
 }
 
 type Params = Record<string, string | undefined>;
-interface Call {
+export interface Call {
   req: IncomingMessage;
   res: ServerResponse;
   params: Params;
@@ -34,6 +43,7 @@ interface Call {
   principal: Principal | null;
 }
 type Handler = (call: Call) => Promise<unknown> | unknown;
+export type RouteFn = (method: 'GET' | 'POST', path: string, role: Role | null, handler: Handler, status?: number) => void;
 
 const MAX_TTL_MS = 30 * 24 * 3600_000;
 
@@ -53,8 +63,10 @@ const TokenBody = z.strictObject({ ttlSeconds: z.number().int().min(60).max(MAX_
 const ApiTokenBody = z.strictObject({ name: z.string().min(1).max(64), role: z.enum(ROLES) });
 
 /** The agent as the API shows it: stored record plus live connection state. */
-export function agentView(a: AgentRecord, gateway: Gateway) {
+export function agentView(a: AgentRecord, gateway: Gateway, directives?: Directives) {
   const s = gateway.session(a.id);
+  const last = directives?.latest(a.id);
+  const accepted = last?.status === 'accepted' ? last : directives?.accepted(a.id);
   return {
     id: a.id,
     tenant: a.tenant,
@@ -70,17 +82,19 @@ export function agentView(a: AgentRecord, gateway: Gateway) {
     remote: s?.remote ?? null,
     agentVersion: a.agentVersion,
     facts: a.facts,
+    desired: accepted ? { seq: accepted.seq, releases: accepted.releases, acceptedAt: iso(accepted.ackedAt) } : null,
+    lastDirective: last ? { seq: last.seq, status: last.status, code: last.code, message: last.message, issuedAt: iso(last.issuedAt) } : null,
   };
 }
 
-function iso(ms: number | null): string | null {
+export function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
 }
 
 export function createApi(ctx: ApiContext) {
   const router = FindMyWay({ ignoreTrailingSlash: true, maxParamLength: 200, defaultRoute: notFound });
 
-  const route = (method: 'GET' | 'POST', path: string, role: Role | null, handler: Handler, status = 200) => {
+  const route: RouteFn = (method, path, role, handler, status = 200) => {
     router.on(method, path, (req, res, params, _store, query) => {
       void (async () => {
         try {
@@ -131,7 +145,7 @@ export function createApi(ctx: ApiContext) {
       }
       const agent = ctx.store.enroll({ token: body.token, publicKey: body.publicKey, name: body.name, labels: body.labels }, ctx.now());
       ctx.log.info({ agentId: agent.id, tenant: agent.tenant, name: agent.name }, 'agent enrolled');
-      return { agentId: agent.id, tenant: agent.tenant, name: agent.name, labels: agent.labels, fingerprint: fingerprint(pub) };
+      return { agentId: agent.id, tenant: agent.tenant, name: agent.name, labels: agent.labels, fingerprint: fingerprint(pub), roots: ctx.trust.chain(agent.tenant) };
     },
     201,
   );
@@ -167,14 +181,14 @@ export function createApi(ctx: ApiContext) {
 
   route('GET', '/v1/agents', 'viewer', ({ query }) => {
     const tenant = query.get('tenant') ?? undefined;
-    return { agents: ctx.store.listAgents({ tenant }).map((a) => agentView(a, ctx.gateway)) };
+    return { agents: ctx.store.listAgents({ tenant }).map((a) => agentView(a, ctx.gateway, ctx.directives)) };
   });
-  route('GET', '/v1/agents/:id', 'viewer', ({ params }) => agentView(ctx.store.agent(params.id!), ctx.gateway));
+  route('GET', '/v1/agents/:id', 'viewer', ({ params }) => agentView(ctx.store.agent(params.id!), ctx.gateway, ctx.directives));
   route('POST', '/v1/agents/:id/revoke', 'operator', ({ params, principal }) => {
     const a = ctx.store.revokeAgent(params.id!, principal!.tokenId, ctx.now());
     const wasConnected = ctx.gateway.disconnect(a.id, CLOSE.revoked, 'agent revoked');
     ctx.log.warn({ agentId: a.id, tenant: a.tenant, by: principal?.name, wasConnected }, 'agent revoked');
-    return agentView(a, ctx.gateway);
+    return agentView(a, ctx.gateway, ctx.directives);
   });
 
   route('GET', '/v1/api-tokens', 'admin', () => ({
@@ -195,6 +209,8 @@ export function createApi(ctx: ApiContext) {
     ctx.store.revokeApiToken(params.id!, ctx.now());
     return { id: params.id, revoked: true };
   });
+
+  releaseRoutes(route, ctx);
 
   return (req: IncomingMessage, res: ServerResponse) => {
     router.lookup(req, res);

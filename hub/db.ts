@@ -53,6 +53,53 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX agents_tenant ON agents(tenant_id);
   `,
+  // 2: trust roots, releases and their signatures, directives
+  `
+  CREATE TABLE trust_roots (
+    tenant_id    TEXT NOT NULL REFERENCES tenants(id),
+    version      INTEGER NOT NULL,
+    payload      BLOB NOT NULL,
+    signatures   TEXT NOT NULL DEFAULT '[]',
+    created_at   INTEGER NOT NULL,
+    created_by   TEXT,
+    activated_at INTEGER,
+    PRIMARY KEY (tenant_id, version)
+  );
+  CREATE TABLE releases (
+    id         TEXT PRIMARY KEY,
+    stack      TEXT NOT NULL,
+    version    TEXT NOT NULL,
+    payload    BLOB NOT NULL,
+    digest     TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    created_by TEXT,
+    UNIQUE (stack, version)
+  );
+  CREATE TABLE release_signatures (
+    release_id TEXT NOT NULL REFERENCES releases(id),
+    keyid      TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    sig        TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT,
+    PRIMARY KEY (release_id, keyid)
+  );
+  CREATE TABLE directives (
+    agent_id   TEXT NOT NULL REFERENCES agents(id),
+    seq        INTEGER NOT NULL,
+    digest     TEXT NOT NULL,
+    envelope   TEXT NOT NULL,
+    releases   TEXT NOT NULL,
+    issued_at  INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    created_by TEXT,
+    status     TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'accepted', 'refused')),
+    code       TEXT,
+    message    TEXT,
+    acked_at   INTEGER,
+    PRIMARY KEY (agent_id, seq)
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

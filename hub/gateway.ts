@@ -181,6 +181,9 @@ export class Gateway extends EventEmitter {
       case 'error':
         s.log.warn({ code: msg.code, message: msg.message }, 'agent reported an error');
         break;
+      case 'ack':
+        this.emit('ack', s.agentId, msg);
+        break;
       default: {
         const never: never = msg;
         throw new Error(`unhandled message ${(never as { type: string }).type}`);

@@ -6,7 +6,9 @@ import { runMain } from '../shared/exit.js';
 import { createLogger } from '../shared/logger.js';
 import { VERSION } from '../shared/version.js';
 import { loadServeConfig, readPem, splitListen } from './config.js';
+import { fingerprint } from '../shared/keys.js';
 import { openDb } from './db.js';
+import { HUB_KEY_FILE, loadOrCreateHubKey } from './hub-key.js';
 import { createHub } from './server.js';
 import { Store } from './store.js';
 
@@ -27,6 +29,8 @@ program
     const db = openDb(o.dataDir, { create: true });
     const { id, token } = new Store(db).createApiToken(o.adminName, 'admin', null, Date.now());
     db.close();
+    const hubKey = loadOrCreateHubKey(o.dataDir);
+    process.stderr.write(`Hub signing key ${fingerprint(hubKey.publicKey)} (${HUB_KEY_FILE}, mode 0600; back it up).\n`);
     if (o.json) process.stdout.write(JSON.stringify({ dataDir: o.dataDir, tokenId: id, token }) + '\n');
     else {
       process.stderr.write(`Initialised hub database in ${o.dataDir}.\nFirst admin API token (shown once; store it safely):\n`);

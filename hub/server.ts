@@ -12,7 +12,12 @@ import { createApi } from './api.js';
 import { Challenges } from './challenge.js';
 import { openDb } from './db.js';
 import { Gateway } from './gateway.js';
+import { Delivery } from './delivery.js';
+import { Directives } from './directives.js';
+import { loadOrCreateHubKey } from './hub-key.js';
+import { Releases } from './releases.js';
 import { Store } from './store.js';
+import { TrustRoots } from './trust.js';
 
 export interface HubOptions {
   dataDir: string;
@@ -30,17 +35,37 @@ export interface Hub {
   port: number;
   store: Store;
   gateway: Gateway;
+  trust: TrustRoots;
+  releases: Releases;
+  directives: Directives;
   close(): Promise<void>;
 }
 
 export async function createHub(opts: HubOptions): Promise<Hub> {
   const db = openDb(opts.dataDir);
+  const hubKey = loadOrCreateHubKey(opts.dataDir);
   const store = new Store(db);
   const challenges = new Challenges();
   const publicHost = opts.publicUrl ? new URL(opts.publicUrl).host.toLowerCase() : undefined;
   const gateway = new Gateway({ store, challenges, log: opts.log.child({ component: 'gateway' }), heartbeatMs: opts.heartbeatMs, publicHost });
+  const trust = new TrustRoots(db, store, hubKey);
+  const releases = new Releases(db);
+  const directives = new Directives(db, store, trust, releases, hubKey, opts.log.child({ component: 'directives' }));
+  const delivery = new Delivery(gateway, directives, trust, store, opts.log.child({ component: 'delivery' }));
   let ready = false;
-  const api = createApi({ store, gateway, challenges, log: opts.log.child({ component: 'api' }), publicHost, now: Date.now, isReady: () => ready });
+  const api = createApi({
+    store,
+    gateway,
+    challenges,
+    trust,
+    releases,
+    directives,
+    delivery,
+    log: opts.log.child({ component: 'api' }),
+    publicHost,
+    now: Date.now,
+    isReady: () => ready,
+  });
 
   const server: Server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, api) : createHttpServer(api);
   server.headersTimeout = 10_000;
@@ -83,5 +108,5 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
       opts.log.info('hub stopped');
     })());
 
-  return { url, port, store, gateway, close };
+  return { url, port, store, gateway, trust, releases, directives, close };
 }

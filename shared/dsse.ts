@@ -105,12 +105,24 @@ export function verifyEnvelope(env: Envelope, expectedType: PayloadType, trusted
   if (!Number.isSafeInteger(trusted.threshold) || trusted.threshold < 1) {
     throw new FerryError('FERRY_E_SIG_THRESHOLD', `${role}: threshold ${trusted.threshold} is not a positive integer`);
   }
-  const payload = payloadBytes(env);
-  const message = pae(env.payloadType, payload);
+  const signers = validSigners(env, trusted.keys);
+  if (signers.length < trusted.threshold) {
+    throw new FerryError('FERRY_E_SIG_THRESHOLD', `${role}: ${signers.length} of ${trusted.threshold} required signatures verify`);
+  }
+  return { payload: payloadBytes(env), signers };
+}
+
+/**
+ * Key ids of the distinct trusted keys whose signatures verify over the
+ * envelope. Unknown keys, bad signatures, a key id that is not its key's hash
+ * and a second signature by a key already counted are all passed over.
+ */
+export function validSigners(env: Envelope, keys: ReadonlyMap<string, Uint8Array>): string[] {
+  const message = pae(env.payloadType, payloadBytes(env));
   const counted = new Set<string>(); // distinct public keys (hex), whatever key id they came under
   const signers: string[] = [];
   for (const s of env.signatures) {
-    const pub = trusted.keys.get(s.keyid);
+    const pub = keys.get(s.keyid);
     if (!pub || keyId(pub) !== s.keyid) continue;
     const hex = Buffer.from(pub).toString('hex');
     if (counted.has(hex)) continue;
@@ -119,8 +131,5 @@ export function verifyEnvelope(env: Envelope, expectedType: PayloadType, trusted
     counted.add(hex);
     signers.push(s.keyid);
   }
-  if (counted.size < trusted.threshold) {
-    throw new FerryError('FERRY_E_SIG_THRESHOLD', `${role}: ${counted.size} of ${trusted.threshold} required signatures verify`);
-  }
-  return { payload, signers };
+  return signers;
 }

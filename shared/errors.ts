@@ -76,7 +76,7 @@ export const ERRORS = {
   FERRY_E_RELEASE_EXISTS: spec(409, 'That stack version already exists', 'Releases are immutable; publish a new version.'),
   FERRY_E_POLICY_INVALID: spec(400, 'The local policy file is not valid', 'Fix the named setting in the institution\'s policy file (default /etc/ferry/policy.yaml).'),
   FERRY_E_POLICY_REGISTRY: spec(403, 'An image comes from a registry the local policy does not allow', 'Mirror the image to an allowed registry, or have the institution add the registry to its policy.'),
-  FERRY_E_POLICY_DIGEST: spec(403, 'An image is not pinned by digest', 'Create the release with `ferry release create`, which pins every image as repo@sha256:…'),
+  FERRY_E_POLICY_DIGEST: spec(403, 'An image is not pinned by digest', 'Create the release with `ferry release create`, which pins every image by digest.'),
   FERRY_E_POLICY_COSIGN: spec(403, 'The release lacks the institution\'s required co-signatures', 'Have the institution\'s approvers sign it: `ferry release sign STACK@VERSION --key FILE`.'),
   FERRY_E_POLICY_OPERATION: spec(403, 'The local policy does not allow this operation', 'The institution must allow it in its policy file.'),
   FERRY_E_POLICY_WINDOW: spec(409, 'Outside the institution\'s maintenance window', 'Deploy again during a window the local policy allows (see `ferry-agent status`).'),

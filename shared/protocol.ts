@@ -4,6 +4,7 @@
 // FerryError with a stable code; the rest of the code switches exhaustively
 // on `type`. Unknown types and unknown fields are errors, not ignored.
 import { z } from 'zod';
+import { Envelope } from './dsse.js';
 import { ERRORS, FerryError, isErrorCode, type ErrorCode } from './errors.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -72,8 +73,21 @@ export const AgentError = z.strictObject({
 });
 export type AgentError = z.infer<typeof AgentError>;
 
-const agentMessages = { hello: Hello, error: AgentError } as const;
-export type AgentMessage = Hello | AgentError;
+/** The agent's answer to a directive: accepted (persisted) or refused with a code. */
+export const Ack = z.strictObject({
+  type: z.literal('ack'),
+  seq: z.number().int().min(1),
+  digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  accepted: z.boolean(),
+  /** The directive was already accepted before (a redelivery). */
+  duplicate: z.boolean().optional(),
+  code: str(64).optional(),
+  message: str(2048).optional(),
+});
+export type Ack = z.infer<typeof Ack>;
+
+const agentMessages = { hello: Hello, error: AgentError, ack: Ack } as const;
+export type AgentMessage = Hello | AgentError | Ack;
 
 // ---- hub -> agent ----------------------------------------------------------
 
@@ -94,8 +108,28 @@ export const HubError = z.strictObject({
 });
 export type HubError = z.infer<typeof HubError>;
 
-const hubMessages = { welcome: Welcome, error: HubError } as const;
-export type HubMessage = Welcome | HubError;
+/**
+ * Signed desired state. Envelopes are checked for shape here and verified by
+ * the agent (agent/verify.ts); roots carry the tenant's chain so an agent can
+ * follow rotations.
+ */
+export const DirectiveMessage = z.strictObject({
+  type: z.literal('directive'),
+  directive: Envelope,
+  releases: z.array(Envelope).max(64),
+  roots: z.array(Envelope).max(64),
+});
+export type DirectiveMessage = z.infer<typeof DirectiveMessage>;
+
+/** The tenant's trust root chain, pushed on connect and after a rotation. */
+export const RootsMessage = z.strictObject({
+  type: z.literal('roots'),
+  roots: z.array(Envelope).max(64),
+});
+export type RootsMessage = z.infer<typeof RootsMessage>;
+
+const hubMessages = { welcome: Welcome, error: HubError, directive: DirectiveMessage, roots: RootsMessage } as const;
+export type HubMessage = Welcome | HubError | DirectiveMessage | RootsMessage;
 
 // ---- decoding ----------------------------------------------------------------
 

@@ -25,12 +25,16 @@ export const Port = z.strictObject({
   hostIp: text(64).optional(),
 });
 
+export type Port = z.infer<typeof Port>;
+
 export const Mount = z.strictObject({
   type: z.enum(['volume', 'bind']),
   source: text(1024),
   target: text(1024).regex(/^\//, 'an absolute path'),
   readOnly: z.boolean(),
 });
+
+export type Mount = z.infer<typeof Mount>;
 
 export const Healthcheck = z.strictObject({
   test: z.array(text()).min(1).max(64),
@@ -39,6 +43,8 @@ export const Healthcheck = z.strictObject({
   retries: z.number().int().min(0).max(1000).optional(),
   startPeriodMs: ms.optional(),
 });
+
+export type Healthcheck = z.infer<typeof Healthcheck>;
 
 export const Service = z.strictObject({
   /** repo@sha256:… — enforced by every agent's policy check (FERRY_E_POLICY_DIGEST), and by the hub on upload. */

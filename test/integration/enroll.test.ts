@@ -36,8 +36,11 @@ test('ferry-agent enroll makes a 0600 key that never leaves the host, then runs 
   assert.equal(view.body.fingerprint, id.fingerprint);
 
   const agent = daemon(t, 'agent', ['run', '--state-dir', dir]);
-  await waitFor('agent connected', async () => (await th.api('GET', `/v1/agents/${id.agentId}`)).body.status === 'connected');
-  const facts = (await th.api('GET', `/v1/agents/${id.agentId}`)).body;
+  // connected, and its hello (sent once engine facts are read) has arrived
+  const facts = await waitFor('agent connected with facts', async () => {
+    const b = (await th.api('GET', `/v1/agents/${id.agentId}`)).body;
+    return b.status === 'connected' && b.agentVersion ? b : null;
+  });
   assert.equal(facts.agentVersion, '0.1.0');
   assert.ok(facts.facts.host.hostname.length > 0);
   assert.ok('engine' in facts.facts);

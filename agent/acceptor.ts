@@ -1,0 +1,109 @@
+// Turns hub messages carrying signed state into accepted state on disk and
+// an acknowledgement on the wire. Verification is agent/verify.ts (pure);
+// this does the I/O around it, in the order that matters: verify, persist
+// with fsync, then acknowledge. A refusal is logged locally and reported.
+import { EventEmitter } from 'node:events';
+import { PAYLOAD_TYPES, decodeEnvelope, payloadDigest, verifyEnvelope } from '../shared/dsse.js';
+import { asFerryError } from '../shared/errors.js';
+import type { Logger } from '../shared/logger.js';
+import type { AgentMessage, DirectiveMessage, RootsMessage } from '../shared/protocol.js';
+import { parseDirective } from '../shared/release.js';
+import { trustedKeys } from '../shared/trust.js';
+import type { Policy } from './policy.js';
+import { appendRefusal, loadTrust, saveTrust, type Persisted } from './trust-store.js';
+import { acceptRoots, currentRoot, verifyBundle, type Accepted } from './verify.js';
+
+export interface AcceptorOptions {
+  stateDir: string;
+  agentId: string;
+  tenant: string;
+  policy: Policy;
+  log: Logger;
+  send: (msg: AgentMessage) => boolean;
+  now?: () => number;
+}
+
+/** Emits 'accepted' (Accepted) after a new directive is persisted. */
+export class Acceptor extends EventEmitter {
+  private persisted: Persisted;
+  private readonly now: () => number;
+
+  constructor(private readonly opts: AcceptorOptions) {
+    super();
+    this.now = opts.now ?? Date.now;
+    this.persisted = loadTrust(opts.stateDir);
+  }
+
+  get current(): Persisted {
+    return this.persisted;
+  }
+
+  onRoots(msg: RootsMessage): void {
+    try {
+      const { state, root } = acceptRoots(this.persisted.state, msg.roots, this.opts.tenant);
+      if (state.roots.length !== this.persisted.state.roots.length) {
+        this.persist({ ...this.persisted, state });
+        this.opts.log.info({ rootVersion: root?.version }, 'trust root accepted');
+      }
+    } catch (err) {
+      const e = asFerryError(err);
+      this.opts.log.error({ code: e.code, detail: e.detail }, 'refused trust root from hub');
+      appendRefusal(this.opts.stateDir, { at: new Date(this.now()).toISOString(), seq: null, digest: null, code: e.code, message: e.message });
+      this.opts.send({ type: 'error', code: e.code, message: e.message.slice(0, 2048) });
+    }
+  }
+
+  onDirective(msg: DirectiveMessage): void {
+    const digest = safeDigest(msg);
+    const seq = this.claimedSeq(msg);
+    let accepted: Accepted;
+    try {
+      accepted = verifyBundle(this.persisted.state, msg, { agentId: this.opts.agentId, tenant: this.opts.tenant, now: this.now(), policy: this.opts.policy });
+    } catch (err) {
+      const e = asFerryError(err);
+      const alarm = e.code === 'FERRY_E_DIRECTIVE_FORK';
+      this.opts.log[alarm ? 'fatal' : 'warn']({ code: e.code, detail: e.detail, seq, digest }, alarm ? 'ALARM: conflicting directives for one seq' : 'refused directive');
+      appendRefusal(this.opts.stateDir, { at: new Date(this.now()).toISOString(), seq, digest, code: e.code, message: e.message });
+      if (seq !== null && digest) this.opts.send({ type: 'ack', seq, digest, accepted: false, code: e.code, message: e.message.slice(0, 2048) });
+      else this.opts.send({ type: 'error', code: e.code, message: e.message.slice(0, 2048) });
+      return;
+    }
+    if (!accepted.duplicate) {
+      this.persist({
+        format: 1,
+        state: accepted.state,
+        desired: { directive: decodeEnvelope(msg.directive), releases: accepted.releases.map((r) => r.envelope), seq: accepted.directive.seq, acceptedAt: new Date(this.now()).toISOString() },
+      });
+      this.opts.log.info(
+        { seq: accepted.directive.seq, releases: accepted.releases.map((r) => `${r.release.stack}@${r.release.version}`), rootVersion: accepted.root.version },
+        'directive accepted',
+      );
+    }
+    this.opts.send({ type: 'ack', seq: accepted.directive.seq, digest: accepted.digest, accepted: true, duplicate: accepted.duplicate });
+    if (!accepted.duplicate) this.emit('accepted', accepted);
+  }
+
+  private persist(p: Persisted): void {
+    saveTrust(this.opts.stateDir, p);
+    this.persisted = p;
+  }
+
+  /** The seq of a directive we may refuse, read only from a hub-signed payload (else null). */
+  private claimedSeq(msg: DirectiveMessage): number | null {
+    try {
+      const root = currentRoot(this.persisted.state) ?? acceptRoots(this.persisted.state, msg.roots, this.opts.tenant).root;
+      if (!root) return null;
+      return parseDirective(verifyEnvelope(msg.directive, PAYLOAD_TYPES.directive, trustedKeys(root, 'hub'), 'hub').payload).seq;
+    } catch {
+      return null;
+    }
+  }
+}
+
+function safeDigest(msg: DirectiveMessage): string | null {
+  try {
+    return payloadDigest(msg.directive);
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,79 @@
+// What `ferry-agent status` shows the institution about signed state: the
+// trust root it holds, the releases it accepted and who signed them, its
+// local policy, and recent refusals. Read from local files only.
+import { payloadBytes } from '../shared/dsse.js';
+import { parseRelease } from '../shared/release.js';
+import { rootFingerprint } from '../shared/trust.js';
+import type { Policy } from './policy.js';
+import { loadTrust, readRefusals, type Refusal } from './trust-store.js';
+import { currentRoot } from './verify.js';
+import { validSigners } from '../shared/dsse.js';
+import { trustedKeys } from '../shared/trust.js';
+
+export interface TrustStatus {
+  trustRoot: { version: number; fingerprint: string; pinned: boolean } | null;
+  desired: {
+    seq: number;
+    acceptedAt: string;
+    releases: { stack: string; version: string; services: Record<string, string>; signers: { keyid: string; name: string | null }[] }[];
+  } | null;
+  policy: { source: string | null; registries: readonly string[] | null; cosignThreshold: number | null; allow: readonly string[] | null; deny: readonly string[]; windows: number };
+  refusals: Refusal[];
+}
+
+export function describeTrust(stateDir: string, policy: Policy): TrustStatus {
+  const p = loadTrust(stateDir);
+  const root = currentRoot(p.state);
+  const first = p.state.roots[0];
+  return {
+    trustRoot: root && first ? { version: root.version, fingerprint: rootFingerprint(first), pinned: p.state.pinnedRootFingerprint !== null } : null,
+    desired: p.desired
+      ? {
+          seq: p.desired.seq,
+          acceptedAt: p.desired.acceptedAt,
+          releases: p.desired.releases.map((env) => {
+            const rel = parseRelease(payloadBytes(env));
+            const signers = root ? validSigners(env, trustedKeys(root, 'release').keys) : [];
+            return {
+              stack: rel.stack,
+              version: rel.version,
+              services: Object.fromEntries(Object.entries(rel.services).map(([n, s]) => [n, s.image])),
+              signers: signers.map((id) => ({ keyid: id, name: root?.keys[id]?.name ?? null })),
+            };
+          }),
+        }
+      : null,
+    policy: {
+      source: policy.source,
+      registries: policy.registries,
+      cosignThreshold: policy.cosigners?.threshold ?? null,
+      allow: policy.allow,
+      deny: policy.deny,
+      windows: policy.windows.length,
+    },
+    refusals: readRefusals(stateDir, 5),
+  };
+}
+
+export function formatTrust(t: TrustStatus): string {
+  const out: string[] = [];
+  out.push(`trust root   ${t.trustRoot ? `v${t.trustRoot.version}, v1 fingerprint ${t.trustRoot.fingerprint}${t.trustRoot.pinned ? ' (pinned)' : ''}` : 'none yet'}`);
+  if (!t.desired) out.push('releases     none accepted');
+  else {
+    out.push(`directive    seq ${t.desired.seq}, accepted ${t.desired.acceptedAt}`);
+    for (const r of t.desired.releases) {
+      out.push(`release      ${r.stack}@${r.version}, signed by ${r.signers.map((s) => s.name ?? s.keyid.slice(0, 12)).join(', ') || '-'}`);
+      for (const [svc, img] of Object.entries(r.services)) out.push(`  ${svc.padEnd(12)} ${img}`);
+    }
+  }
+  const p = t.policy;
+  out.push(`policy       ${p.source ?? 'none (default file absent)'}`);
+  if (p.source) {
+    out.push(`  registries ${p.registries ? p.registries.join(', ') || '(none allowed)' : 'any'}`);
+    out.push(`  cosigners  ${p.cosignThreshold ? `${p.cosignThreshold} required` : 'not required'}`);
+    out.push(`  operations ${p.allow ? `allow ${p.allow.join(', ')}` : 'allow all'}${p.deny.length ? `, deny ${p.deny.join(', ')}` : ''}`);
+    out.push(`  windows    ${p.windows || 'always'}`);
+  }
+  for (const r of t.refusals) out.push(`refused      ${r.at} seq ${r.seq ?? '-'} ${r.code}`);
+  return out.join('\n') + '\n';
+}

@@ -1,0 +1,80 @@
+// Gets signed state to agents: on (re)connect the tenant's root chain and any
+// unacknowledged directive; after a deploy the new directive at once; after a
+// root rotation the new chain. Acks are recorded and announced to waiters.
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../shared/logger.js';
+import type { Ack } from '../shared/protocol.js';
+import type { DirectiveRecord, Directives } from './directives.js';
+import type { Gateway } from './gateway.js';
+import type { Store } from './store.js';
+import type { TrustRoots } from './trust.js';
+
+export class Delivery extends EventEmitter {
+  constructor(
+    private readonly gateway: Gateway,
+    private readonly directives: Directives,
+    private readonly trust: TrustRoots,
+    private readonly store: Store,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    super();
+    this.setMaxListeners(0);
+    gateway.on('hello', (agentId: string) => this.onHello(agentId));
+    gateway.on('ack', (agentId: string, ack: Ack) => this.onAck(agentId, ack));
+  }
+
+  private onHello(agentId: string): void {
+    try {
+      const tenant = this.store.agent(agentId).tenant;
+      const roots = this.trust.chain(tenant);
+      if (roots.length) this.gateway.send(agentId, { type: 'roots', roots });
+      const msg = this.directives.pendingFor(agentId, this.now());
+      if (msg) this.gateway.send(agentId, msg);
+    } catch (err) {
+      this.log.error({ agentId, err }, 'could not deliver state to agent');
+    }
+  }
+
+  private onAck(agentId: string, ack: Ack): void {
+    const rec = this.directives.recordAck(agentId, ack, this.now());
+    const log = this.log.child({ agentId, seq: ack.seq });
+    if (ack.accepted) log.info({ duplicate: ack.duplicate ?? false }, 'agent accepted directive');
+    else log.warn({ code: ack.code, message: ack.message }, 'agent refused directive');
+    if (rec) this.emit('ack', rec);
+  }
+
+  /** Issues a deploy directive and sends it if the agent is connected. */
+  deploy(agentId: string, stack: string, version: string, by: string | null): { directive: DirectiveRecord; sent: boolean } {
+    const directive = this.directives.deploy(agentId, stack, version, by, this.now());
+    const sent = this.gateway.send(agentId, this.directives.message(directive));
+    this.log.info({ agentId, seq: directive.seq, stack, version, sent }, 'directive issued');
+    return { directive, sent };
+  }
+
+  /** Pushes the tenant's root chain to its connected agents (after a rotation). */
+  pushRoots(tenant: string): number {
+    const roots = this.trust.chain(tenant);
+    let n = 0;
+    for (const a of this.store.listAgents({ tenant })) if (this.gateway.send(a.id, { type: 'roots', roots })) n++;
+    return n;
+  }
+
+  /** Resolves when the agent acknowledges directive `seq`, or with its current record on timeout. */
+  waitForAck(agentId: string, seq: number, timeoutMs: number): Promise<DirectiveRecord> {
+    const now = this.directives.get(agentId, seq);
+    if (now.status !== 'pending') return Promise.resolve(now);
+    return new Promise((resolve) => {
+      const onAck = (rec: DirectiveRecord) => {
+        if (rec.agentId === agentId && rec.seq === seq) finish(rec);
+      };
+      const timer = setTimeout(() => finish(this.directives.get(agentId, seq)), timeoutMs);
+      const finish = (rec: DirectiveRecord) => {
+        clearTimeout(timer);
+        this.off('ack', onAck);
+        resolve(rec);
+      };
+      this.on('ack', onAck);
+    });
+  }
+}
