@@ -26,6 +26,7 @@ import { VERSION } from '../shared/version.js';
 import { withHub } from './client.js';
 import { CONTEXT_NAME, configPath, loadConfig, normaliseHub, resolveTarget, saveConfig, type GlobalOptions } from './contexts.js';
 import { formatDuration, jsonText, parseDuration, table } from './format.js';
+import { registerReleaseCommands } from './release-commands.js';
 import { agentDetail, agentTable, apiTokenTable, tenantTable } from './views.js';
 import type { AgentView, ApiTokenView, EnrollmentTokenView, NewApiToken, Principal, TenantView } from './views.js';
 
@@ -33,7 +34,7 @@ const TTL_MIN_S = 60;
 const TTL_MAX_S = 30 * 86_400; // the hub's bounds; checked here too so the message names --ttl
 
 const program = new Command('ferry')
-  .description('Operate a Ferry hub: tenants, enrollment tokens, agents and API tokens')
+  .description('Operate a Ferry hub: tenants, agents, trust roots, signed releases and deploys')
   .version(VERSION)
   .addOption(new Option('--hub <url>', 'hub URL, e.g. https://hub.example.com').env('FERRY_HUB'))
   .addOption(new Option('--token <token>', 'API token').env('FERRY_TOKEN'))
@@ -221,5 +222,7 @@ apiToken
     if (o.json) return void printJson(r);
     out(`revoked API token ${r.id}\n`);
   });
+
+registerReleaseCommands(program, { target, out, note, printJson });
 
 await runMain(() => program.parseAsync(process.argv).then(() => undefined), { json: () => process.argv.includes('--json') });
