@@ -32,7 +32,7 @@ export function hostFacts(): HostFacts {
   return { hostname: hostname().slice(0, 255), platform: platform(), release: release().slice(0, 128), arch: arch(), cpus: cpus().length, memoryBytes: totalmem() };
 }
 
-export async function buildHello(engine: Engine): Promise<Hello> {
+export async function buildHello(engine: Engine, witnessed: Hello['witnessed'] = null): Promise<Hello> {
   let facts: Hello['engine'];
   try {
     facts = await engine.info();
@@ -40,7 +40,7 @@ export async function buildHello(engine: Engine): Promise<Hello> {
     const e = asFerryError(err, 'FERRY_E_ENGINE_UNREACHABLE');
     facts = { error: { code: e.code, message: e.message.slice(0, 2048), hint: e.hint } };
   }
-  return { type: 'hello', protocol: PROTOCOL_VERSION, agentVersion: VERSION, host: hostFacts(), engine: facts };
+  return { type: 'hello', protocol: PROTOCOL_VERSION, agentVersion: VERSION, host: hostFacts(), engine: facts, witnessed };
 }
 
 export interface ConnectionOptions {

@@ -17,7 +17,9 @@ import { loadIdentity, loadKey } from './state.js';
 import { Acceptor } from './acceptor.js';
 import { DEFAULT_POLICY_PATH, loadPolicy } from './policy.js';
 import { describeTrust, formatTrust } from './status.js';
-import type { HubMessage } from '../shared/protocol.js';
+import type { AgentMessage, HubMessage } from '../shared/protocol.js';
+import { currentRoot } from './verify.js';
+import { Witness, checkHeldEntry, loadWitness, readHeldEntries } from './witness.js';
 
 const program = new Command('ferry-agent')
   .description('The Ferry agent: one outbound connection to the hub, signed desired state, reconciled against the local Docker engine')
@@ -80,11 +82,27 @@ program
     const log = createLogger({ name: 'ferry-agent', level: cfg.logLevel }).child({ agentId: identity.agentId, tenant: identity.tenant });
     const transport = createTransport(identity.hubUrl, cfg.proxy, cfg.caFile);
     const engine = new DockerEngine({ socketPath: cfg.dockerSocket });
-    const conn = new Connection({ identity, key, transport, log, reconnect: cfg.reconnect, hello: () => buildHello(engine) });
-    const acceptor = new Acceptor({ stateDir: cfg.stateDir, agentId: identity.agentId, tenant: identity.tenant, policy, log, send: (m) => conn.send(m) });
+    let witness: Witness | undefined;
+    const conn = new Connection({ identity, key, transport, log, reconnect: cfg.reconnect, hello: () => buildHello(engine, witness?.last() ?? null) });
+    const send = (m: AgentMessage) => conn.send(m);
+    const acceptor = new Acceptor({ stateDir: cfg.stateDir, agentId: identity.agentId, tenant: identity.tenant, policy, log, send });
+    witness = new Witness({ stateDir: cfg.stateDir, tenant: identity.tenant, key, log, root: () => currentRoot(acceptor.current.state), send });
     conn.on('message', (msg: HubMessage) => {
-      if (msg.type === 'directive') acceptor.onDirective(msg);
-      else if (msg.type === 'roots') acceptor.onRoots(msg);
+      switch (msg.type) {
+        case 'directive':
+          return acceptor.onDirective(msg);
+        case 'roots':
+          return acceptor.onRoots(msg);
+        case 'checkpoint':
+          return witness!.onCheckpoint(msg);
+        case 'welcome':
+        case 'error':
+          return; // handled by the connection
+        default: {
+          const never: never = msg;
+          log.warn({ type: (never as { type: string }).type }, 'unhandled hub message');
+        }
+      }
     });
     log.info({ policy: policy.source ?? 'none' }, 'local policy loaded');
     const ac = new AbortController();
@@ -131,6 +149,27 @@ program
       for (const [k, v] of rows) process.stdout.write(`${k.padEnd(12)} ${v}\n`);
       process.stdout.write(formatTrust(trust));
     }
+  });
+
+program
+  .command('audit')
+  .description('show the audit checkpoints this agent witnessed and the entries about it, verified offline')
+  .addOption(stateDir())
+  .option('--json', 'print as JSON')
+  .action((o: { stateDir: string; json?: boolean }) => {
+    loadIdentity(o.stateDir);
+    const state = loadWitness(o.stateDir);
+    const entries = readHeldEntries(o.stateDir).map((e) => {
+      const { entry, ok } = checkHeldEntry(e, state);
+      return { ...entry, verified: ok, checkpointSize: e.size };
+    });
+    const checkpoints = state.checkpoints.map((c) => ({ size: c.checkpoint.size, root: c.checkpoint.root, signedAt: new Date(c.checkpoint.at).toISOString(), witnessedAt: c.witnessedAt }));
+    if (o.json) return void process.stdout.write(JSON.stringify({ checkpoints, entries }) + '\n');
+    for (const c of checkpoints) process.stdout.write(`checkpoint  size ${c.size}  root ${c.root.slice(0, 16)}…  signed ${c.signedAt}  witnessed ${c.witnessedAt}\n`);
+    for (const e of entries) {
+      process.stdout.write(`entry ${String(e.index).padStart(6)}  ${new Date(e.at).toISOString()}  ${e.action.padEnd(20)} ${e.outcome.padEnd(8)} ${e.verified ? 'included' : 'NOT VERIFIED'}\n`);
+    }
+    if (entries.some((e) => !e.verified)) process.exitCode = 1;
   });
 
 registerServiceCommands(program);

@@ -32,11 +32,16 @@ export class HubClient {
     return this.#call<T>('POST', path, body, {});
   }
 
+  /** A non-JSON answer (the audit export's NDJSON), as text. */
+  getText(path: string): Promise<string> {
+    return this.#call<string>('GET', path, undefined, {}, true);
+  }
+
   close(): Promise<void> {
     return this.#dispatcher.close();
   }
 
-  async #call<T>(method: 'GET' | 'POST', path: string, body: unknown, query: Record<string, string | undefined>): Promise<T> {
+  async #call<T>(method: 'GET' | 'POST', path: string, body: unknown, query: Record<string, string | undefined>, raw = false): Promise<T> {
     const url = new URL(this.hub + path);
     for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
     let status: number;
@@ -48,6 +53,7 @@ export class HubClient {
         headers: {
           authorization: `Bearer ${this.#token}`,
           accept: 'application/json',
+          'x-ferry-surface': 'cli',
           ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
         },
         body: body !== undefined ? JSON.stringify(body) : undefined,
@@ -60,6 +66,7 @@ export class HubClient {
       throw transportError(err, this.hub);
     }
     if (status >= 400) throw hubError(status, text, this.hub);
+    if (raw) return text as T;
     try {
       return JSON.parse(text) as T;
     } catch {

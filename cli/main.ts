@@ -26,6 +26,7 @@ import { VERSION } from '../shared/version.js';
 import { withHub } from './client.js';
 import { CONTEXT_NAME, configPath, loadConfig, normaliseHub, resolveTarget, saveConfig, type GlobalOptions } from './contexts.js';
 import { formatDuration, jsonText, parseDuration, table } from './format.js';
+import { registerAuditCommands } from './audit-commands.js';
 import { registerReleaseCommands } from './release-commands.js';
 import { agentDetail, agentTable, apiTokenTable, tenantTable } from './views.js';
 import type { AgentView, ApiTokenView, EnrollmentTokenView, NewApiToken, Principal, TenantView } from './views.js';
@@ -224,5 +225,6 @@ apiToken
   });
 
 registerReleaseCommands(program, { target, out, note, printJson });
+registerAuditCommands(program, { target, out, note, printJson });
 
 await runMain(() => program.parseAsync(process.argv).then(() => undefined), { json: () => process.argv.includes('--json') });

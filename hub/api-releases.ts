@@ -2,7 +2,8 @@
 import { z } from 'zod';
 import { FerryError } from '../shared/errors.js';
 import { Signature } from '../shared/dsse.js';
-import { iso, type ApiContext, type RouteFn } from './api.js';
+import { HUB_LOG } from '../shared/audit.js';
+import { audited, iso, type ApiContext, type RouteFn } from './api.js';
 import type { DirectiveRecord } from './directives.js';
 import { parseWith, readJson } from './http.js';
 import type { ReleaseRecord } from './releases.js';
@@ -87,7 +88,12 @@ export function releaseRoutes(route: RouteFn, ctx: ApiContext): void {
     'admin',
     async ({ req, params, principal }) => {
       const body = parseWith(InitBody, await readJson(req));
-      return ctx.trust.init(params.tenant!, body, principal!.tokenId, ctx.now());
+      return audited(
+        ctx,
+        { req, principal },
+        () => ctx.trust.init(params.tenant!, body, principal!.tokenId, ctx.now()),
+        (v) => ({ log: params.tenant!, action: 'trust.draft', target: { type: 'root', id: `v${v.version}` }, details: { version: v.version, rootThreshold: body.rootThreshold, releaseThreshold: body.releaseThreshold } }),
+      );
     },
     201,
   );
@@ -95,12 +101,25 @@ export function releaseRoutes(route: RouteFn, ctx: ApiContext): void {
     'POST',
     '/v1/tenants/:tenant/trust/propose',
     'admin',
-    async ({ req, params, principal }) => ctx.trust.propose(params.tenant!, parseWith(ProposeBody, await readJson(req)), principal!.tokenId, ctx.now()),
+    async ({ req, params, principal }) => {
+      const change = parseWith(ProposeBody, await readJson(req));
+      return audited(
+        ctx,
+        { req, principal },
+        () => ctx.trust.propose(params.tenant!, change, principal!.tokenId, ctx.now()),
+        (v) => ({ log: params.tenant!, action: 'trust.draft', target: { type: 'root', id: `v${v.version}` }, details: { version: v.version, change: JSON.stringify(change) } }),
+      );
+    },
     201,
   );
-  route('POST', '/v1/tenants/:tenant/trust/signatures', 'operator', async ({ req, params }) => {
+  route('POST', '/v1/tenants/:tenant/trust/signatures', 'operator', async ({ req, params, principal }) => {
     const body = parseWith(RootSigBody, await readJson(req));
-    const r = ctx.trust.sign(params.tenant!, body.version, { keyid: body.keyid, sig: body.sig }, ctx.now());
+    const r = audited(
+      ctx,
+      { req, principal },
+      () => ctx.trust.sign(params.tenant!, body.version, { keyid: body.keyid, sig: body.sig }, ctx.now()),
+      (r) => ({ log: params.tenant!, action: r.active ? 'trust.activate' : 'trust.sign', target: { type: 'root', id: `v${body.version}` }, details: { keyid: body.keyid, active: r.active } }),
+    );
     if (r.active) {
       const pushed = ctx.delivery.pushRoots(params.tenant!);
       ctx.log.info({ tenant: params.tenant, version: body.version, pushed }, 'trust root activated');
@@ -117,7 +136,12 @@ export function releaseRoutes(route: RouteFn, ctx: ApiContext): void {
       const body = parseWith(ReleaseBody, await readJson(req, 3 * 1024 * 1024));
       const payload = Buffer.from(body.payload, 'base64');
       if (payload.toString('base64') !== body.payload) throw new FerryError('FERRY_E_VALIDATION', 'payload: canonical base64');
-      const r = ctx.releases.create(payload, principal!.tokenId, ctx.now());
+      const r = audited(
+        ctx,
+        { req, principal },
+        () => ctx.releases.create(payload, principal!.tokenId, ctx.now()),
+        (r) => ({ log: HUB_LOG, action: 'release.create', target: { type: 'release', id: `${r.stack}@${r.version}` }, details: { digest: r.digest } }),
+      );
       ctx.log.info({ stack: r.stack, version: r.version, digest: r.digest, by: principal?.name }, 'release created');
       return releaseView(r, true);
     },
@@ -127,7 +151,12 @@ export function releaseRoutes(route: RouteFn, ctx: ApiContext): void {
   route('GET', '/v1/releases/:stack/:version', 'viewer', ({ params }) => releaseView(ctx.releases.get(params.stack!, params.version!), true));
   route('POST', '/v1/releases/:stack/:version/signatures', 'operator', async ({ req, params, principal }) => {
     const body = parseWith(ReleaseSigBody, await readJson(req));
-    const r = ctx.releases.sign(params.stack!, params.version!, body, principal!.tokenId, ctx.now());
+    const r = audited(
+      ctx,
+      { req, principal },
+      () => ctx.releases.sign(params.stack!, params.version!, body, principal!.tokenId, ctx.now()),
+      (r) => ({ log: HUB_LOG, action: 'release.sign', target: { type: 'release', id: `${r.stack}@${r.version}` }, details: { publicKey: body.publicKey } }),
+    );
     ctx.log.info({ stack: r.stack, version: r.version, signers: r.signers.length, by: principal?.name }, 'release signed');
     return releaseView(r);
   });
@@ -135,7 +164,15 @@ export function releaseRoutes(route: RouteFn, ctx: ApiContext): void {
   // ---- deploy -------------------------------------------------------------------------
   route('POST', '/v1/deploy', 'operator', async ({ req, principal }) => {
     const body = parseWith(DeployBody, await readJson(req));
-    const { directive, sent } = ctx.delivery.deploy(body.agent, body.stack, body.version, principal!.tokenId);
+    const { directive, sent } = ctx.delivery.deploy(body.agent, body.stack, body.version, principal!.tokenId, (d, tenant) =>
+      audited(
+        ctx,
+        { req, principal },
+        () => d,
+        () => ({ log: tenant, action: 'directive.issue', target: { type: 'agent', id: body.agent }, agents: [body.agent], details: { seq: d.seq, stack: body.stack, version: body.version, digest: d.digest } }),
+      ),
+    );
+    ctx.witness.checkpoint(ctx.store.agent(body.agent).tenant);
     const final = body.wait > 0 ? await ctx.delivery.waitForAck(body.agent, directive.seq, body.wait * 1000) : directive;
     return { ...directiveView(final), sent };
   });

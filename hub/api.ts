@@ -10,9 +10,13 @@ import { decodePublicKey, decodeSignature, fingerprint, verify } from '../shared
 import type { Logger } from '../shared/logger.js';
 import { CHALLENGE_PATH, ENROLL_PATH } from '../shared/auth.js';
 import { CLOSE } from '../shared/protocol.js';
+import { auditRoutes } from './api-audit.js';
 import { releaseRoutes } from './api-releases.js';
 import type { Challenges } from './challenge.js';
+import type { AuditInput, AuditLog } from './audit.js';
 import type { Delivery } from './delivery.js';
+import type { Witnessing } from './witness.js';
+import { HUB_LOG } from '../shared/audit.js';
 import type { Directives } from './directives.js';
 import type { Releases } from './releases.js';
 import type { TrustRoots } from './trust.js';
@@ -28,6 +32,8 @@ export interface ApiContext {
   releases: Releases;
   directives: Directives;
   delivery: Delivery;
+  audit: AuditLog;
+  witness: Witnessing;
   log: Logger;
   publicHost?: string;
   now: () => number;
@@ -91,6 +97,36 @@ export function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
 }
 
+/** Which client made the call, as it says of itself (x-ferry-surface). */
+export function surfaceOf(req: IncomingMessage): AuditInput['surface'] {
+  const s = req.headers['x-ferry-surface'];
+  return s === 'cli' || s === 'console' || s === 'chat' ? s : 'api';
+}
+
+export type AuditFields = Omit<AuditInput, 'actor' | 'surface' | 'personal'>;
+
+/**
+ * Runs an operation and appends its audit entry in one transaction: if either
+ * fails, neither happens. The operator's name is personal data (a salted
+ * commitment in the leaf); the token id identifies the actor.
+ */
+export function audited<T>(ctx: ApiContext, call: { req: IncomingMessage; principal: Principal | null }, fn: () => T, entry: (r: T) => AuditFields): T {
+  return ctx.store.db.transaction(() => {
+    const r = fn();
+    const p = call.principal;
+    ctx.audit.append(
+      {
+        ...entry(r),
+        actor: p ? { kind: 'operator', id: p.tokenId } : { kind: 'anonymous', id: null },
+        surface: surfaceOf(call.req),
+        personal: p ? { operator: p.name } : {},
+      },
+      ctx.now(),
+    );
+    return r;
+  })();
+}
+
 export function createApi(ctx: ApiContext) {
   const router = FindMyWay({ ignoreTrailingSlash: true, maxParamLength: 200, defaultRoute: notFound });
 
@@ -116,7 +152,12 @@ export function createApi(ctx: ApiContext) {
     const m = /^Bearer\s+(\S+)$/i.exec(header);
     if (!m) throw new FerryError('FERRY_E_AUTH_REQUIRED');
     const p = ctx.store.authenticate(m[1]!, ctx.now());
-    if (!p) throw new FerryError('FERRY_E_AUTH_INVALID');
+    if (!p) {
+      ctx.store.db.transaction(() =>
+        ctx.audit.append({ log: HUB_LOG, actor: { kind: 'anonymous', id: null }, surface: surfaceOf(req), action: 'auth.failed', outcome: 'refused', details: { path: (req.url ?? '').slice(0, 200), remote: req.socket.remoteAddress ?? null } }, ctx.now()),
+      )();
+      throw new FerryError('FERRY_E_AUTH_INVALID');
+    }
     if (!roleAtLeast(p.role, need)) throw new FerryError('FERRY_E_FORBIDDEN', `needs ${need}, token ${p.name} is ${p.role}`);
     return p;
   };
@@ -143,7 +184,14 @@ export function createApi(ctx: ApiContext) {
       if (!proof || !verify(enrollStatement({ host, token: body.token, publicKey: body.publicKey }), proof, pub)) {
         throw new FerryError('FERRY_E_ENROLL_PROOF', `for host ${host}`);
       }
-      const agent = ctx.store.enroll({ token: body.token, publicKey: body.publicKey, name: body.name, labels: body.labels }, ctx.now());
+      const agent = ctx.store.db.transaction(() => {
+        const a = ctx.store.enroll({ token: body.token, publicKey: body.publicKey, name: body.name, labels: body.labels }, ctx.now());
+        ctx.audit.append(
+          { log: a.tenant, actor: { kind: 'agent', id: a.id }, surface: 'agent', action: 'agent.enroll', target: { type: 'agent', id: a.id }, agents: [a.id], details: { name: a.name, fingerprint: fingerprint(pub), labels: JSON.stringify(a.labels) } },
+          ctx.now(),
+        );
+        return a;
+      })();
       ctx.log.info({ agentId: agent.id, tenant: agent.tenant, name: agent.name }, 'agent enrolled');
       return { agentId: agent.id, tenant: agent.tenant, name: agent.name, labels: agent.labels, fingerprint: fingerprint(pub), roots: ctx.trust.chain(agent.tenant) };
     },
@@ -151,7 +199,7 @@ export function createApi(ctx: ApiContext) {
   );
 
   // ---- operators ------------------------------------------------------------------
-  route('GET', '/v1/whoami', 'viewer', ({ principal }) => principal);
+  route('GET', '/v1/whoami', 'viewer', (call) => audited(ctx, call, () => call.principal, () => ({ log: HUB_LOG, action: 'auth.login', target: { type: 'api-token', id: call.principal!.tokenId } })));
 
   route('GET', '/v1/tenants', 'viewer', () => ({ tenants: ctx.store.listTenants().map((t) => ({ ...t, createdAt: iso(t.createdAt) })) }));
   route(
@@ -160,7 +208,7 @@ export function createApi(ctx: ApiContext) {
     'admin',
     async ({ req, principal }) => {
       const body = parseWith(TenantBody, await readJson(req));
-      const t = ctx.store.createTenant(body.name, ctx.now());
+      const t = audited(ctx, { req, principal }, () => ctx.store.createTenant(body.name, ctx.now()), (t) => ({ log: t.name, action: 'tenant.create', target: { type: 'tenant', id: t.id } }));
       ctx.log.info({ tenant: t.name, by: principal?.name }, 'tenant created');
       return { ...t, createdAt: iso(t.createdAt) };
     },
@@ -172,7 +220,12 @@ export function createApi(ctx: ApiContext) {
     'operator',
     async ({ req, params, principal }) => {
       const body = parseWith(TokenBody, await readJson(req));
-      const t = ctx.store.createEnrollmentToken(params.tenant!, body.ttlSeconds * 1000, principal!.tokenId, ctx.now());
+      const t = audited(
+        ctx,
+        { req, principal },
+        () => ctx.store.createEnrollmentToken(params.tenant!, body.ttlSeconds * 1000, principal!.tokenId, ctx.now()),
+        (t) => ({ log: t.tenant, action: 'enrollment-token.create', target: { type: 'enrollment-token', id: t.id }, details: { expiresAt: t.expiresAt } }),
+      );
       ctx.log.info({ tenant: t.tenant, tokenId: t.id, by: principal?.name }, 'enrollment token created');
       return { ...t, expiresAt: iso(t.expiresAt) };
     },
@@ -184,8 +237,13 @@ export function createApi(ctx: ApiContext) {
     return { agents: ctx.store.listAgents({ tenant }).map((a) => agentView(a, ctx.gateway, ctx.directives)) };
   });
   route('GET', '/v1/agents/:id', 'viewer', ({ params }) => agentView(ctx.store.agent(params.id!), ctx.gateway, ctx.directives));
-  route('POST', '/v1/agents/:id/revoke', 'operator', ({ params, principal }) => {
-    const a = ctx.store.revokeAgent(params.id!, principal!.tokenId, ctx.now());
+  route('POST', '/v1/agents/:id/revoke', 'operator', ({ req, params, principal }) => {
+    const a = audited(
+      ctx,
+      { req, principal },
+      () => ctx.store.revokeAgent(params.id!, principal!.tokenId, ctx.now()),
+      (a) => ({ log: a.tenant, action: 'agent.revoke', target: { type: 'agent', id: a.id }, agents: [a.id] }),
+    );
     const wasConnected = ctx.gateway.disconnect(a.id, CLOSE.revoked, 'agent revoked');
     ctx.log.warn({ agentId: a.id, tenant: a.tenant, by: principal?.name, wasConnected }, 'agent revoked');
     return agentView(a, ctx.gateway, ctx.directives);
@@ -200,17 +258,23 @@ export function createApi(ctx: ApiContext) {
     'admin',
     async ({ req, principal }) => {
       const body = parseWith(ApiTokenBody, await readJson(req));
-      const t = ctx.store.createApiToken(body.name, body.role, principal!.tokenId, ctx.now());
+      const t = audited(
+        ctx,
+        { req, principal },
+        () => ctx.store.createApiToken(body.name, body.role, principal!.tokenId, ctx.now()),
+        (t) => ({ log: HUB_LOG, action: 'api-token.create', target: { type: 'api-token', id: t.id }, details: { role: body.role } }),
+      );
       return { id: t.id, name: body.name, role: body.role, token: t.token };
     },
     201,
   );
-  route('POST', '/v1/api-tokens/:id/revoke', 'admin', ({ params }) => {
-    ctx.store.revokeApiToken(params.id!, ctx.now());
+  route('POST', '/v1/api-tokens/:id/revoke', 'admin', ({ req, params, principal }) => {
+    audited(ctx, { req, principal }, () => ctx.store.revokeApiToken(params.id!, ctx.now()), () => ({ log: HUB_LOG, action: 'api-token.revoke', target: { type: 'api-token', id: params.id! } }));
     return { id: params.id, revoked: true };
   });
 
   releaseRoutes(route, ctx);
+  auditRoutes(route, ctx);
 
   return (req: IncomingMessage, res: ServerResponse) => {
     router.lookup(req, res);

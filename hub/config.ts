@@ -12,6 +12,7 @@ export const ServeConfig = z.strictObject({
   tlsKey: z.string().optional(),
   publicUrl: z.url().optional(),
   heartbeatMs: z.coerce.number().int().min(100).max(600_000).default(15_000),
+  checkpointMs: z.coerce.number().int().min(100).max(86_400_000).default(60_000),
   logLevel: z.enum(LOG_LEVELS).default('info'),
 });
 export type ServeConfig = Readonly<z.infer<typeof ServeConfig>>;

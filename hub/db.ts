@@ -100,6 +100,52 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (agent_id, seq)
   );
   `,
+  // 3: audit logs (append-only: triggers refuse UPDATE and DELETE)
+  `
+  CREATE TABLE audit_entries (
+    log       TEXT NOT NULL,
+    idx       INTEGER NOT NULL,
+    at        INTEGER NOT NULL,
+    data      BLOB NOT NULL,
+    leaf_hash BLOB NOT NULL,
+    PRIMARY KEY (log, idx)
+  );
+  CREATE TABLE audit_personal (
+    log       TEXT NOT NULL,
+    idx       INTEGER NOT NULL,
+    field     TEXT NOT NULL,
+    salt      BLOB NOT NULL,
+    value     TEXT,
+    erased_at INTEGER,
+    PRIMARY KEY (log, idx, field)
+  );
+  CREATE TABLE audit_checkpoints (
+    log      TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    root     BLOB NOT NULL,
+    at       INTEGER NOT NULL,
+    envelope TEXT NOT NULL,
+    PRIMARY KEY (log, size, root)
+  );
+  CREATE TABLE audit_cosignatures (
+    log      TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    agent_id TEXT NOT NULL,
+    sig      TEXT NOT NULL,
+    at       INTEGER NOT NULL,
+    PRIMARY KEY (log, size, agent_id)
+  );
+  CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  CREATE TRIGGER audit_cosignatures_no_update BEFORE UPDATE ON audit_cosignatures BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  CREATE TRIGGER audit_cosignatures_no_delete BEFORE DELETE ON audit_cosignatures BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  CREATE TRIGGER audit_personal_erase_only BEFORE UPDATE ON audit_personal
+    WHEN NEW.value IS NOT NULL OR NEW.salt IS NOT OLD.salt OR NEW.log IS NOT OLD.log OR NEW.idx IS NOT OLD.idx OR NEW.field IS NOT OLD.field
+    BEGIN SELECT RAISE(ABORT, 'personal data can only be erased'); END;
+  CREATE TRIGGER audit_personal_no_delete BEFORE DELETE ON audit_personal BEGIN SELECT RAISE(ABORT, 'erase personal data by setting it to NULL'); END;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../shared/logger.js';
 import type { Ack } from '../shared/protocol.js';
+import type { AuditLog } from './audit.js';
 import type { DirectiveRecord, Directives } from './directives.js';
 import type { Gateway } from './gateway.js';
 import type { Store } from './store.js';
@@ -15,6 +16,7 @@ export class Delivery extends EventEmitter {
     private readonly directives: Directives,
     private readonly trust: TrustRoots,
     private readonly store: Store,
+    private readonly audit: AuditLog,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
   ) {
@@ -37,16 +39,40 @@ export class Delivery extends EventEmitter {
   }
 
   private onAck(agentId: string, ack: Ack): void {
-    const rec = this.directives.recordAck(agentId, ack, this.now());
+    const tenant = this.store.agent(agentId).tenant;
+    const rec = this.store.db.transaction(() => {
+      const r = this.directives.recordAck(agentId, ack, this.now());
+      if (r) {
+        this.audit.append(
+          {
+            log: tenant,
+            actor: { kind: 'agent', id: agentId },
+            surface: 'agent',
+            action: ack.accepted ? 'directive.accepted' : 'directive.refused',
+            target: { type: 'agent', id: agentId },
+            agents: [agentId],
+            outcome: ack.accepted ? 'ok' : 'refused',
+            details: { seq: ack.seq, digest: ack.digest, code: ack.code ?? null, message: ack.message?.slice(0, 500) ?? null },
+          },
+          this.now(),
+        );
+      }
+      return r;
+    })();
     const log = this.log.child({ agentId, seq: ack.seq });
     if (ack.accepted) log.info({ duplicate: ack.duplicate ?? false }, 'agent accepted directive');
     else log.warn({ code: ack.code, message: ack.message }, 'agent refused directive');
     if (rec) this.emit('ack', rec);
   }
 
-  /** Issues a deploy directive and sends it if the agent is connected. */
-  deploy(agentId: string, stack: string, version: string, by: string | null): { directive: DirectiveRecord; sent: boolean } {
-    const directive = this.directives.deploy(agentId, stack, version, by, this.now());
+  /** Issues a deploy directive (recorded by `record` in the same transaction) and sends it if the agent is connected. */
+  deploy(agentId: string, stack: string, version: string, by: string | null, record: (d: DirectiveRecord, tenant: string) => void): { directive: DirectiveRecord; sent: boolean } {
+    const tenant = this.store.agent(agentId).tenant;
+    const directive = this.store.db.transaction(() => {
+      const d = this.directives.deploy(agentId, stack, version, by, this.now());
+      record(d, tenant);
+      return d;
+    })();
     const sent = this.gateway.send(agentId, this.directives.message(directive));
     this.log.info({ agentId, seq: directive.seq, stack, version, sent }, 'directive issued');
     return { directive, sent };

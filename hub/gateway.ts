@@ -27,6 +27,8 @@ export interface Session {
   remote: string;
   alive: boolean;
   violations: number;
+  /** The newest audit checkpoint the agent says it witnessed (from hello). */
+  witnessed: { size: number; root: string } | null;
   log: Logger;
 }
 
@@ -137,7 +139,7 @@ export class Gateway extends EventEmitter {
       previous.ws.close(CLOSE.replaced, 'replaced by a newer connection');
       setTimeout(() => previous.ws.terminate(), 1000).unref();
     }
-    const s: Session = { agentId: agent.id, tenant: agent.tenant, ws, connectedAt: this.now(), remote, alive: true, violations: 0, log };
+    const s: Session = { agentId: agent.id, tenant: agent.tenant, ws, connectedAt: this.now(), remote, alive: true, violations: 0, witnessed: null, log };
     this.sessions.set(agent.id, s);
     this.opts.store.touchAgent(agent.id, s.connectedAt);
     log.info({ remote }, 'agent connected');
@@ -175,6 +177,7 @@ export class Gateway extends EventEmitter {
     switch (msg.type) {
       case 'hello':
         this.opts.store.recordHello(s.agentId, msg.agentVersion, { host: msg.host, engine: msg.engine, protocol: msg.protocol }, this.now());
+        s.witnessed = msg.witnessed ?? null;
         s.log.info({ agentVersion: msg.agentVersion, hostname: msg.host.hostname }, 'agent hello');
         this.emit('hello', s.agentId, msg);
         break;
@@ -183,6 +186,9 @@ export class Gateway extends EventEmitter {
         break;
       case 'ack':
         this.emit('ack', s.agentId, msg);
+        break;
+      case 'cosign':
+        this.emit('cosign', s.agentId, msg);
         break;
       default: {
         const never: never = msg;

@@ -47,13 +47,14 @@ program
   .addOption(new Option('--tls-key <file>', 'PEM private key for --tls-cert').env('FERRY_HUB_TLS_KEY'))
   .addOption(new Option('--public-url <url>', 'URL agents dial; handshakes must be signed for its host').env('FERRY_HUB_PUBLIC_URL'))
   .addOption(new Option('--heartbeat-ms <ms>', 'ping interval; an agent missing one is dropped').env('FERRY_HUB_HEARTBEAT_MS'))
+  .addOption(new Option('--checkpoint-ms <ms>', 'how often grown audit logs are checkpointed and sent to agents').env('FERRY_HUB_CHECKPOINT_MS'))
   .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent').env('FERRY_HUB_LOG_LEVEL'))
   .action(async (o: Record<string, unknown>) => {
     const cfg = loadServeConfig(o);
     const log = createLogger({ name: 'ferry-hub', level: cfg.logLevel });
     const { host, port } = splitListen(cfg.listen);
     const tls = cfg.tlsCert && cfg.tlsKey ? { cert: readPem(cfg.tlsCert, 'tls-cert'), key: readPem(cfg.tlsKey, 'tls-key') } : undefined;
-    const hub = await createHub({ dataDir: cfg.dataDir, host, port, tls, publicUrl: cfg.publicUrl, heartbeatMs: cfg.heartbeatMs, log });
+    const hub = await createHub({ dataDir: cfg.dataDir, host, port, tls, publicUrl: cfg.publicUrl, heartbeatMs: cfg.heartbeatMs, checkpointMs: cfg.checkpointMs, log });
     process.stderr.write(`ferry-hub ${VERSION} listening on ${hub.url}\n`);
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {

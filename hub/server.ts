@@ -12,7 +12,9 @@ import { createApi } from './api.js';
 import { Challenges } from './challenge.js';
 import { openDb } from './db.js';
 import { Gateway } from './gateway.js';
+import { AuditLog } from './audit.js';
 import { Delivery } from './delivery.js';
+import { Witnessing } from './witness.js';
 import { Directives } from './directives.js';
 import { loadOrCreateHubKey } from './hub-key.js';
 import { Releases } from './releases.js';
@@ -27,6 +29,8 @@ export interface HubOptions {
   /** The URL agents use; when set, handshakes must be signed for its host. */
   publicUrl?: string;
   heartbeatMs: number;
+  /** How often grown audit logs are checkpointed and sent to agents (default 60 s). */
+  checkpointMs?: number;
   log: Logger;
 }
 
@@ -38,6 +42,8 @@ export interface Hub {
   trust: TrustRoots;
   releases: Releases;
   directives: Directives;
+  audit: AuditLog;
+  witness: Witnessing;
   close(): Promise<void>;
 }
 
@@ -51,7 +57,9 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
   const trust = new TrustRoots(db, store, hubKey);
   const releases = new Releases(db);
   const directives = new Directives(db, store, trust, releases, hubKey, opts.log.child({ component: 'directives' }));
-  const delivery = new Delivery(gateway, directives, trust, store, opts.log.child({ component: 'delivery' }));
+  const audit = new AuditLog(db, hubKey, opts.log.child({ component: 'audit' }));
+  const delivery = new Delivery(gateway, directives, trust, store, audit, opts.log.child({ component: 'delivery' }));
+  const witness = new Witnessing(audit, gateway, store, opts.log.child({ component: 'witness' }), opts.checkpointMs ?? 60_000);
   let ready = false;
   const api = createApi({
     store,
@@ -61,6 +69,8 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
     releases,
     directives,
     delivery,
+    audit,
+    witness,
     log: opts.log.child({ component: 'api' }),
     publicHost,
     now: Date.now,
@@ -99,6 +109,7 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
   const close = () =>
     (closing ??= (async () => {
       ready = false;
+      witness.stop();
       const stopped = new Promise<void>((r) => server.close(() => r()));
       await gateway.close();
       server.closeIdleConnections();
@@ -108,5 +119,5 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
       opts.log.info('hub stopped');
     })());
 
-  return { url, port, store, gateway, trust, releases, directives, close };
+  return { url, port, store, gateway, trust, releases, directives, audit, witness, close };
 }

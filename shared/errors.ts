@@ -80,6 +80,7 @@ export const ERRORS = {
   FERRY_E_POLICY_COSIGN: spec(403, 'The release lacks the institution\'s required co-signatures', 'Have the institution\'s approvers sign it: `ferry release sign STACK@VERSION --key FILE`.'),
   FERRY_E_POLICY_OPERATION: spec(403, 'The local policy does not allow this operation', 'The institution must allow it in its policy file.'),
   FERRY_E_POLICY_WINDOW: spec(409, 'Outside the institution\'s maintenance window', 'Deploy again during a window the local policy allows (see `ferry-agent status`).'),
+  FERRY_E_AUDIT_INCONSISTENT: spec(409, 'The audit log is inconsistent with a witnessed checkpoint', 'This is a security alarm: the log was edited, truncated or forked. Keep the agent\'s audit files and investigate.'),
   FERRY_E_KEY_FILE: spec(400, 'The key file cannot be used', 'Give a PEM Ed25519 private key made by `ferry key generate`, readable only by you (mode 0600).'),
   FERRY_E_COMPOSE_INVALID: spec(400, 'The compose file cannot be imported', 'Fix or remove the named key; Ferry supports the compose keys listed in README.md.'),
   FERRY_E_REGISTRY_UNREACHABLE: spec(503, 'The registry cannot be reached', 'Check the registry address, network path and proxy settings.'),

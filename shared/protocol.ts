@@ -63,6 +63,8 @@ export const Hello = z.strictObject({
   host: HostFacts,
   /** Engine facts, or why they could not be read. */
   engine: z.union([EngineFacts, z.strictObject({ error: WireError })]),
+  /** The newest audit checkpoint this agent witnessed, so the hub proves consistency from it. */
+  witnessed: z.strictObject({ size: count, root: z.string().regex(/^[0-9a-f]{64}$/) }).nullable().optional(),
 });
 export type Hello = z.infer<typeof Hello>;
 
@@ -86,8 +88,18 @@ export const Ack = z.strictObject({
 });
 export type Ack = z.infer<typeof Ack>;
 
-const agentMessages = { hello: Hello, error: AgentError, ack: Ack } as const;
-export type AgentMessage = Hello | AgentError | Ack;
+/** The agent's cosignature over an audit checkpoint it verified. */
+export const Cosign = z.strictObject({
+  type: z.literal('cosign'),
+  log: str(64),
+  size: count,
+  root: z.string().regex(/^[0-9a-f]{64}$/),
+  sig: str(128),
+});
+export type Cosign = z.infer<typeof Cosign>;
+
+const agentMessages = { hello: Hello, error: AgentError, ack: Ack, cosign: Cosign } as const;
+export type AgentMessage = Hello | AgentError | Ack | Cosign;
 
 // ---- hub -> agent ----------------------------------------------------------
 
@@ -128,8 +140,26 @@ export const RootsMessage = z.strictObject({
 });
 export type RootsMessage = z.infer<typeof RootsMessage>;
 
-const hubMessages = { welcome: Welcome, error: HubError, directive: DirectiveMessage, roots: RootsMessage } as const;
-export type HubMessage = Welcome | HubError | DirectiveMessage | RootsMessage;
+const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
+
+/**
+ * A signed audit checkpoint for the agent's tenant, with a consistency proof
+ * from the checkpoint the agent last witnessed, and the new entries about
+ * this agent with their inclusion proofs.
+ */
+export const CheckpointMessage = z.strictObject({
+  type: z.literal('checkpoint'),
+  checkpoint: Envelope,
+  fromSize: count.nullable(),
+  consistency: z.array(hex32).max(64),
+  entries: z
+    .array(z.strictObject({ index: count, data: z.string().max(96 * 1024), proof: z.array(hex32).max(64) }))
+    .max(200),
+});
+export type CheckpointMessage = z.infer<typeof CheckpointMessage>;
+
+const hubMessages = { welcome: Welcome, error: HubError, directive: DirectiveMessage, roots: RootsMessage, checkpoint: CheckpointMessage } as const;
+export type HubMessage = Welcome | HubError | DirectiveMessage | RootsMessage | CheckpointMessage;
 
 // ---- decoding ----------------------------------------------------------------
 
