@@ -24,6 +24,18 @@ const FileConfig = z.strictObject({
   docker: z.strictObject({ socket: z.string().optional() }).optional(),
   /** The institution's local policy file (default /etc/ferry/policy.yaml, optional there). */
   policyFile: z.string().optional(),
+  /** Credentials for pulling from private registries, by host[:port]. */
+  registries: z.record(z.string(), z.strictObject({ username: z.string(), password: z.string() })).optional(),
+  reconcile: z
+    .strictObject({
+      /** How long services must stay healthy before a release counts as applied. */
+      bakeMs: z.number().int().min(0).max(3_600_000).optional(),
+      /** How often a full drift pass runs besides the one triggered by engine events. */
+      driftIntervalMs: z.number().int().min(1000).max(86_400_000).optional(),
+      applyTimeoutMs: z.number().int().min(1000).max(86_400_000).optional(),
+      minFreeMb: z.number().int().min(0).optional(),
+    })
+    .optional(),
   reconnect: z
     .strictObject({
       baseMs: z.number().int().min(10).max(60_000).optional(),
@@ -41,6 +53,8 @@ export interface AgentConfig {
   readonly dockerSocket: string | undefined;
   /** Explicit policy file (must exist), or undefined for the optional default. */
   readonly policyFile: string | undefined;
+  readonly registries: Readonly<Record<string, { username: string; password: string }>>;
+  readonly reconcile: Readonly<{ bakeMs: number; driftIntervalMs: number; applyTimeoutMs: number; minFreeBytes: number }>;
   readonly reconnect: Readonly<{ baseMs: number; capMs: number }>;
 }
 
@@ -93,6 +107,13 @@ export function loadAgentConfig(input: ConfigInput, env: NodeJS.ProcessEnv = pro
     }),
     dockerSocket: file.docker?.socket,
     policyFile: input.policyFile ?? file.policyFile,
+    registries: Object.freeze({ ...(file.registries ?? {}) }),
+    reconcile: Object.freeze({
+      bakeMs: file.reconcile?.bakeMs ?? 10_000,
+      driftIntervalMs: file.reconcile?.driftIntervalMs ?? 30_000,
+      applyTimeoutMs: file.reconcile?.applyTimeoutMs ?? 300_000,
+      minFreeBytes: (file.reconcile?.minFreeMb ?? 256) * 1024 * 1024,
+    }),
     reconnect: Object.freeze(reconnect),
   });
 }

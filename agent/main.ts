@@ -8,18 +8,18 @@ import { runMain } from '../shared/exit.js';
 import { createLogger } from '../shared/logger.js';
 import { VERSION } from '../shared/version.js';
 import { loadAgentConfig } from './config.js';
-import { Connection, buildHello } from './connection.js';
+import { runAgent, targetsOf } from './runtime.js';
 import { enroll } from './enroll.js';
 import { DockerEngine } from './engine/docker.js';
 import { createTransport } from './proxy.js';
 import { registerServiceCommands } from './service.js';
 import { loadIdentity, loadKey } from './state.js';
-import { Acceptor } from './acceptor.js';
 import { DEFAULT_POLICY_PATH, loadPolicy } from './policy.js';
 import { describeTrust, formatTrust } from './status.js';
-import type { AgentMessage, HubMessage } from '../shared/protocol.js';
-import { currentRoot } from './verify.js';
-import { Witness, checkHeldEntry, loadWitness, readHeldEntries } from './witness.js';
+import { checkHeldEntry, loadWitness, readHeldEntries } from './witness.js';
+import { loadTrust } from './trust-store.js';
+import { Reconciler } from './reconcile/reconciler.js';
+import { describeStep } from './reconcile/execute.js';
 
 const program = new Command('ferry-agent')
   .description('The Ferry agent: one outbound connection to the hub, signed desired state, reconciled against the local Docker engine')
@@ -82,28 +82,6 @@ program
     const log = createLogger({ name: 'ferry-agent', level: cfg.logLevel }).child({ agentId: identity.agentId, tenant: identity.tenant });
     const transport = createTransport(identity.hubUrl, cfg.proxy, cfg.caFile);
     const engine = new DockerEngine({ socketPath: cfg.dockerSocket });
-    let witness: Witness | undefined;
-    const conn = new Connection({ identity, key, transport, log, reconnect: cfg.reconnect, hello: () => buildHello(engine, witness?.last() ?? null) });
-    const send = (m: AgentMessage) => conn.send(m);
-    const acceptor = new Acceptor({ stateDir: cfg.stateDir, agentId: identity.agentId, tenant: identity.tenant, policy, log, send });
-    witness = new Witness({ stateDir: cfg.stateDir, tenant: identity.tenant, key, log, root: () => currentRoot(acceptor.current.state), send });
-    conn.on('message', (msg: HubMessage) => {
-      switch (msg.type) {
-        case 'directive':
-          return acceptor.onDirective(msg);
-        case 'roots':
-          return acceptor.onRoots(msg);
-        case 'checkpoint':
-          return witness!.onCheckpoint(msg);
-        case 'welcome':
-        case 'error':
-          return; // handled by the connection
-        default: {
-          const never: never = msg;
-          log.warn({ type: (never as { type: string }).type }, 'unhandled hub message');
-        }
-      }
-    });
     log.info({ policy: policy.source ?? 'none' }, 'local policy loaded');
     const ac = new AbortController();
     const stop = (sig: string) => {
@@ -114,7 +92,7 @@ program
     process.once('SIGTERM', stop);
     log.info({ version: VERSION, hub: identity.hubUrl, proxy: transport.proxy?.host ?? null }, 'ferry-agent starting');
     try {
-      await conn.run(ac.signal);
+      await runAgent({ cfg, identity, key, policy, engine, transport, log, signal: ac.signal });
     } finally {
       await transport.close();
       log.flush();
@@ -148,6 +126,28 @@ program
       ];
       for (const [k, v] of rows) process.stdout.write(`${k.padEnd(12)} ${v}\n`);
       process.stdout.write(formatTrust(trust));
+    }
+  });
+
+program
+  .command('plan')
+  .description('show what the agent would do now to make the engine match the accepted releases (changes nothing)')
+  .addOption(stateDir())
+  .addOption(configFile())
+  .option('--json', 'print as JSON')
+  .action(async (o: { stateDir: string; config?: string; json?: boolean }) => {
+    const cfg = loadAgentConfig({ stateDir: o.stateDir, configFile: o.config });
+    const identity = loadIdentity(cfg.stateDir);
+    const engine = new DockerEngine({ socketPath: cfg.dockerSocket });
+    const r = new Reconciler({ engine, agentId: identity.agentId, stateDir: cfg.stateDir, log: createLogger({ name: 'ferry-agent', level: 'silent' }) });
+    try {
+      const p = await r.dryRun(targetsOf(loadTrust(cfg.stateDir).desired));
+      if (o.json) return void process.stdout.write(JSON.stringify({ steps: p.steps.map((s) => ({ kind: s.kind, what: describeStep(s) })), waiting: p.waiting }) + '\n');
+      if (!p.steps.length && !p.waiting.length) process.stdout.write('nothing to do: the engine matches the accepted releases\n');
+      for (const s of p.steps) process.stdout.write(`${describeStep(s)}\n`);
+      for (const w of p.waiting) process.stdout.write(`waiting: ${w}\n`);
+    } finally {
+      r.close();
     }
   });
 

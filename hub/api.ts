@@ -89,6 +89,7 @@ export function agentView(a: AgentRecord, gateway: Gateway, directives?: Directi
     agentVersion: a.agentVersion,
     facts: a.facts,
     desired: accepted ? { seq: accepted.seq, releases: accepted.releases, acceptedAt: iso(accepted.ackedAt) } : null,
+    running: a.status ? { ...(a.status as object), reportedAt: iso(a.statusAt) } : null,
     lastDirective: last ? { seq: last.seq, status: last.status, code: last.code, message: last.message, issuedAt: iso(last.issuedAt) } : null,
   };
 }

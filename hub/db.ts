@@ -146,6 +146,11 @@ const MIGRATIONS: readonly string[] = [
     BEGIN SELECT RAISE(ABORT, 'personal data can only be erased'); END;
   CREATE TRIGGER audit_personal_no_delete BEFORE DELETE ON audit_personal BEGIN SELECT RAISE(ABORT, 'erase personal data by setting it to NULL'); END;
   `,
+  // 4: what runs on each agent, as it last reported
+  `
+  ALTER TABLE agents ADD COLUMN status TEXT;
+  ALTER TABLE agents ADD COLUMN status_at INTEGER;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -3,7 +3,7 @@
 // root rotation the new chain. Acks are recorded and announced to waiters.
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../shared/logger.js';
-import type { Ack } from '../shared/protocol.js';
+import type { Ack, StatusMessage } from '../shared/protocol.js';
 import type { AuditLog } from './audit.js';
 import type { DirectiveRecord, Directives } from './directives.js';
 import type { Gateway } from './gateway.js';
@@ -24,6 +24,24 @@ export class Delivery extends EventEmitter {
     this.setMaxListeners(0);
     gateway.on('hello', (agentId: string) => this.onHello(agentId));
     gateway.on('ack', (agentId: string, ack: Ack) => this.onAck(agentId, ack));
+    gateway.on('status', (agentId: string, msg: StatusMessage) => this.onStatus(agentId, msg));
+  }
+
+  /** Stores what runs on the agent; release state changes and drift repairs go to the audit log. */
+  private onStatus(agentId: string, msg: StatusMessage): void {
+    const tenant = this.store.agent(agentId).tenant;
+    this.store.db.transaction(() => {
+      const prev = this.store.recordStatus(agentId, { releases: msg.releases, services: msg.services }, this.now()) as { releases?: StatusMessage['releases'] } | null;
+      const before = new Map((prev?.releases ?? []).map((r) => [r.stack, `${r.version}:${r.state}`]));
+      const append = (action: string, outcome: 'ok' | 'failed', details: Record<string, string | number | null>) =>
+        this.audit.append({ log: tenant, actor: { kind: 'agent', id: agentId }, surface: 'agent', action, target: { type: 'agent', id: agentId }, agents: [agentId], outcome, details }, this.now());
+      for (const r of msg.releases) {
+        if (before.get(r.stack) === `${r.version}:${r.state}` || r.state === 'applying') continue;
+        append(`release.${r.state}`, r.state === 'applied' ? 'ok' : 'failed', { stack: r.stack, version: r.version, code: r.code ?? null, message: r.message ?? null, running: r.runningVersion });
+      }
+      if (msg.drift?.length) append('drift.repaired', 'ok', { steps: msg.drift.join('; ').slice(0, 4000) });
+    })();
+    this.emit('status', agentId, msg);
   }
 
   private onHello(agentId: string): void {

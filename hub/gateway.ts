@@ -190,6 +190,9 @@ export class Gateway extends EventEmitter {
       case 'cosign':
         this.emit('cosign', s.agentId, msg);
         break;
+      case 'status':
+        this.emit('status', s.agentId, msg);
+        break;
       default: {
         const never: never = msg;
         throw new Error(`unhandled message ${(never as { type: string }).type}`);

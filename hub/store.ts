@@ -41,6 +41,8 @@ export interface AgentRecord {
   lastSeenAt: number | null;
   agentVersion: string | null;
   facts: unknown;
+  status: unknown;
+  statusAt: number | null;
 }
 
 export function hashSecret(secret: string): string {
@@ -66,6 +68,8 @@ interface AgentRow {
   last_seen_at: number | null;
   agent_version: string | null;
   facts: string | null;
+  status: string | null;
+  status_at: number | null;
 }
 
 const AGENT_SELECT = `SELECT a.*, t.name AS tenant FROM agents a JOIN tenants t ON t.id = a.tenant_id`;
@@ -82,6 +86,8 @@ function toAgent(r: AgentRow): AgentRecord {
     lastSeenAt: r.last_seen_at,
     agentVersion: r.agent_version,
     facts: r.facts ? (JSON.parse(r.facts) as unknown) : null,
+    status: r.status ? (JSON.parse(r.status) as unknown) : null,
+    statusAt: r.status_at,
   };
 }
 
@@ -224,6 +230,13 @@ export class Store {
 
   recordHello(id: string, agentVersion: string, facts: unknown, now: number): void {
     this.db.prepare('UPDATE agents SET agent_version = ?, facts = ?, last_seen_at = ? WHERE id = ?').run(agentVersion, JSON.stringify(facts), now, id);
+  }
+
+  /** Stores the agent's latest status report; returns the previous one. */
+  recordStatus(id: string, status: unknown, now: number): unknown {
+    const prev = this.db.prepare('SELECT status FROM agents WHERE id = ?').get(id) as { status: string | null } | undefined;
+    this.db.prepare('UPDATE agents SET status = ?, status_at = ? WHERE id = ?').run(JSON.stringify(status), now, id);
+    return prev?.status ? (JSON.parse(prev.status) as unknown) : null;
   }
 
   touchAgent(id: string, now: number): void {

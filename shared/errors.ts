@@ -81,11 +81,17 @@ export const ERRORS = {
   FERRY_E_POLICY_OPERATION: spec(403, 'The local policy does not allow this operation', 'The institution must allow it in its policy file.'),
   FERRY_E_POLICY_WINDOW: spec(409, 'Outside the institution\'s maintenance window', 'Deploy again during a window the local policy allows (see `ferry-agent status`).'),
   FERRY_E_AUDIT_INCONSISTENT: spec(409, 'The audit log is inconsistent with a witnessed checkpoint', 'This is a security alarm: the log was edited, truncated or forked. Keep the agent\'s audit files and investigate.'),
+  FERRY_E_DISK_FULL: spec(507, 'Not enough free disk space on the Docker host', 'Free space in the engine\'s data directory (docker system prune, larger disk); the old release keeps running.'),
+  FERRY_E_APPLY_TIMEOUT: spec(504, 'The release did not converge in time', 'See `ferry-agent status` for the service that is waiting, and its container logs.'),
+  FERRY_E_UNHEALTHY: spec(409, 'A service is unhealthy or not running after the update', 'The agent rolled back to the last good release; fix the release and publish a new version.'),
+  FERRY_E_CRASH_LOOP: spec(409, 'A service keeps restarting after the update', 'The agent rolled back to the last good release; see the container logs, fix and publish a new version.'),
   FERRY_E_KEY_FILE: spec(400, 'The key file cannot be used', 'Give a PEM Ed25519 private key made by `ferry key generate`, readable only by you (mode 0600).'),
   FERRY_E_COMPOSE_INVALID: spec(400, 'The compose file cannot be imported', 'Fix or remove the named key; Ferry supports the compose keys listed in README.md.'),
   FERRY_E_REGISTRY_UNREACHABLE: spec(503, 'The registry cannot be reached', 'Check the registry address, network path and proxy settings.'),
   FERRY_E_REGISTRY_AUTH: spec(401, 'The registry refused the credentials', 'Check --registry-user/--registry-password or FERRY_REGISTRY_USER/FERRY_REGISTRY_PASSWORD.'),
   FERRY_E_IMAGE_NOT_FOUND: spec(404, 'The image or tag is not in the registry', 'Push the image first, or correct the image name in the compose file.'),
+  FERRY_E_IMAGE_DIGEST: spec(502, 'The pulled image does not have the digest the release pins', 'The registry (or something between it and this host) served other content than was signed: check the registry for tampering or a misbehaving mirror, and do not run the image.'),
+  FERRY_E_ENGINE_FAILED: spec(502, 'The Docker engine refused or failed an operation', 'Read the detail; see `docker info` and the dockerd log on the host.'),
 
   // Hub side
   FERRY_E_DB: spec(500, 'The hub database failed', 'Check disk space and permissions of the data directory; see the hub log.'),

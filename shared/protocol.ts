@@ -98,8 +98,42 @@ export const Cosign = z.strictObject({
 });
 export type Cosign = z.infer<typeof Cosign>;
 
-const agentMessages = { hello: Hello, error: AgentError, ack: Ack, cosign: Cosign } as const;
-export type AgentMessage = Hello | AgentError | Ack | Cosign;
+export const ReleaseStatus = z.strictObject({
+  stack: str(64),
+  version: str(64),
+  state: z.enum(['applying', 'applied', 'failed', 'rolled-back']),
+  code: str(64).optional(),
+  message: str(1000).optional(),
+  since: str(32),
+  /** The version actually running for this stack (after a rollback, the last good one). */
+  runningVersion: str(64).nullable(),
+});
+export type ReleaseStatus = z.infer<typeof ReleaseStatus>;
+
+export const ServiceStatus = z.strictObject({
+  stack: str(64),
+  service: str(64),
+  replica: count,
+  release: str(64),
+  status: z.enum(['created', 'running', 'paused', 'restarting', 'removing', 'exited', 'dead']),
+  health: z.enum(['none', 'starting', 'healthy', 'unhealthy']),
+  restarts: count,
+  image: str(512),
+});
+export type ServiceStatus = z.infer<typeof ServiceStatus>;
+
+/** What runs on the agent: per release and per service container. Sent after every change. */
+export const StatusMessage = z.strictObject({
+  type: z.literal('status'),
+  releases: z.array(ReleaseStatus).max(64),
+  services: z.array(ServiceStatus).max(2000),
+  /** Changes made by hand that the agent just put back. */
+  drift: z.array(str(512)).max(100).optional(),
+});
+export type StatusMessage = z.infer<typeof StatusMessage>;
+
+const agentMessages = { hello: Hello, error: AgentError, ack: Ack, cosign: Cosign, status: StatusMessage } as const;
+export type AgentMessage = Hello | AgentError | Ack | Cosign | StatusMessage;
 
 // ---- hub -> agent ----------------------------------------------------------
 

@@ -1,9 +1,56 @@
 // The narrow seam between Ferry and a container engine. Everything the agent
 // does to Docker goes through this interface; only docker.ts implements it
 // against a real engine (and is the only module that imports dockerode).
+// Everything here speaks Ferry's model (agent/reconcile/model.ts), not the
+// Docker API's shapes.
 import type { EngineFacts } from '../../shared/protocol.js';
+import type { ContainerSpec, ObservedContainer, ObservedNetwork, ObservedVolume } from '../reconcile/model.js';
+
+export interface PullAuth {
+  username: string;
+  password: string;
+}
+
+export interface EngineEvent {
+  /** container, network, volume, image */
+  type: string;
+  /** die, stop, start, destroy, health_status: healthy, ... */
+  action: string;
+  id: string;
+  labels: Record<string, string>;
+}
 
 export interface Engine {
   /** Engine version and inventory, for the hub's view of the host. */
   info(): Promise<EngineFacts>;
+
+  /** Containers carrying label `key=value` (Ferry passes ferry.agent=<id>), with state and health. */
+  listContainers(label: { key: string; value: string }): Promise<ObservedContainer[]>;
+  listNetworks(label: { key: string; value: string }): Promise<ObservedNetwork[]>;
+  listVolumes(label: { key: string; value: string }): Promise<ObservedVolume[]>;
+
+  /** Whether an image `repo@sha256:…` is present locally. */
+  hasImage(ref: string): Promise<boolean>;
+  /**
+   * Pulls `repo@sha256:…` and checks the engine now holds exactly that digest
+   * (FERRY_E_IMAGE_DIGEST otherwise). Registry errors map to catalogue codes.
+   */
+  pullImage(ref: string, auth?: PullAuth, signal?: AbortSignal): Promise<void>;
+  /** Free bytes on the filesystem holding the engine's data, or null if unknown. */
+  freeDiskBytes(): Promise<number | null>;
+
+  createNetwork(name: string, labels: Record<string, string>, internal: boolean): Promise<string>;
+  removeNetwork(idOrName: string): Promise<void>;
+  createVolume(name: string, labels: Record<string, string>): Promise<void>;
+
+  /** Creates (does not start) a container from the spec; returns its id. */
+  createContainer(spec: ContainerSpec): Promise<string>;
+  startContainer(id: string): Promise<void>;
+  /** Stops with SIGTERM, then SIGKILL after `graceMs`. A stopped or missing container is fine. */
+  stopContainer(id: string, graceMs: number): Promise<void>;
+  /** Removes a container (not its named volumes). A missing container is fine. */
+  removeContainer(id: string): Promise<void>;
+
+  /** Engine events for objects carrying the label, until `signal` aborts. */
+  events(label: { key: string; value: string }, signal: AbortSignal): AsyncIterable<EngineEvent>;
 }

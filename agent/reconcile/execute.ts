@@ -1,0 +1,79 @@
+// Executors: one per step kind (a mapped type, so a missing handler is a
+// compile error), and the runner that takes a batch phase by phase, steps of
+// one phase in parallel (bounded), journaling each step before and after.
+import { FerryError } from '../../shared/errors.js';
+import type { Engine, PullAuth } from '../engine/engine.js';
+import type { Journal } from './journal.js';
+import { LABEL } from './model.js';
+import { PHASES, type Step, type StepKind } from './plan.js';
+
+export type Executors = { [K in StepKind]: (step: Extract<Step, { kind: K }>, signal: AbortSignal) => Promise<void> };
+
+export interface ExecutorOptions {
+  agentId: string;
+  /** Registry credentials for an image, from the agent's config. */
+  auth: (image: string) => PullAuth | undefined;
+  /** Refuse to pull when the engine's disk has less free space than this. */
+  minFreeBytes: number;
+}
+
+export function executors(engine: Engine, opts: ExecutorOptions): Executors {
+  return {
+    pull: async (s, signal) => {
+      const free = await engine.freeDiskBytes();
+      if (free !== null && free < opts.minFreeBytes) {
+        throw new FerryError('FERRY_E_DISK_FULL', `${Math.round(free / 1048576)} MiB free, ${Math.round(opts.minFreeBytes / 1048576)} MiB required before pulling ${s.image}`);
+      }
+      await engine.pullImage(s.image, opts.auth(s.image), signal);
+    },
+    createNetwork: async (s) => {
+      await engine.createNetwork(s.name, { [LABEL.agent]: opts.agentId, [LABEL.stack]: s.stack }, s.internal);
+    },
+    createVolume: async (s) => {
+      await engine.createVolume(s.name, { [LABEL.agent]: opts.agentId, [LABEL.stack]: s.stack });
+    },
+    stop: (s) => engine.stopContainer(s.id, s.graceMs),
+    remove: (s) => engine.removeContainer(s.id),
+    create: async (s) => {
+      const id = await engine.createContainer(s.container.spec);
+      await engine.startContainer(id);
+    },
+    start: (s) => engine.startContainer(s.id),
+    removeNetwork: (s) => engine.removeNetwork(s.id),
+  };
+}
+
+export function describeStep(s: Step): string {
+  switch (s.kind) {
+    case 'pull':
+      return `pull ${s.image}`;
+    case 'createNetwork':
+    case 'createVolume':
+    case 'removeNetwork':
+      return `${s.kind} ${s.name}`;
+    case 'create':
+      return `create ${s.container.spec.name} (${s.reason})`;
+    case 'stop':
+    case 'remove':
+    case 'start':
+      return `${s.kind} ${s.name} (${s.reason})`;
+  }
+}
+
+/** Runs a batch: phases in order, steps of a phase concurrently (at most `concurrency`). */
+export async function runSteps(steps: Step[], exec: Executors, opts: { concurrency: number; journal: Journal; signal: AbortSignal }): Promise<void> {
+  for (const phase of PHASES) {
+    const batch = steps.filter((s) => phase.includes(s.kind));
+    let next = 0;
+    const worker = async () => {
+      while (next < batch.length) {
+        if (opts.signal.aborted) throw new FerryError('FERRY_E_UNAVAILABLE', 'agent stopping');
+        const step = batch[next++]!;
+        opts.journal.write({ event: 'step', kind: step.kind, what: describeStep(step) });
+        await (exec[step.kind] as (s: Step, signal: AbortSignal) => Promise<void>)(step, opts.signal);
+        opts.journal.write({ event: 'step-done', kind: step.kind, what: describeStep(step) });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(opts.concurrency, batch.length) }, worker));
+  }
+}

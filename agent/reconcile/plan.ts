@@ -1,0 +1,165 @@
+// The planner: pure and synchronous. Given what the engine has (Current) and
+// what the accepted releases ask for (DesiredStack[]), it returns the next
+// batch of steps, plus why it is still waiting when there is nothing to do
+// yet (a dependency not healthy, a new container warming up). The loop runs
+// observe -> plan -> execute until both are empty. Steps in one batch never
+// depend on each other except through the executor's fixed phase order:
+// pull, networks and volumes, stop, remove, create, removeNetwork.
+import type { Current, DesiredContainer, DesiredStack, ObservedContainer } from './model.js';
+import { LABEL } from './model.js';
+
+export type Step =
+  | { kind: 'pull'; image: string }
+  | { kind: 'createNetwork'; name: string; stack: string; internal: boolean }
+  | { kind: 'createVolume'; name: string; stack: string }
+  | { kind: 'stop'; id: string; name: string; graceMs: number; reason: string }
+  | { kind: 'remove'; id: string; name: string; reason: string }
+  /** Create and start a container for one service replica. */
+  | { kind: 'create'; container: DesiredContainer; reason: string }
+  /** Start an existing container of the right config (created but not started, or stopped by hand). */
+  | { kind: 'start'; id: string; name: string; reason: string }
+  | { kind: 'removeNetwork'; id: string; name: string };
+
+export type StepKind = Step['kind'];
+/** The order in which the executor runs the kinds of one batch. */
+export const PHASES: readonly StepKind[][] = [['pull'], ['createNetwork', 'createVolume'], ['stop'], ['remove'], ['create', 'start'], ['removeNetwork']];
+
+export interface Plan {
+  steps: Step[];
+  waiting: string[];
+}
+
+export interface PlanFacts {
+  /** Default stop grace for containers whose desired spec is unknown (removed services). */
+  defaultGraceMs: number;
+}
+
+const live = (c: ObservedContainer) => c.status === 'running' || c.status === 'restarting' || c.status === 'paused';
+/** Ready to serve: healthy, or running when it has no healthcheck. */
+const ready = (c: ObservedContainer) => c.status === 'running' && (c.health === 'healthy' || c.health === 'none');
+const slotKey = (stack: string, service: string, replica: number | string) => `${stack}/${service}/${replica}`;
+
+function rank(c: ObservedContainer): number {
+  return c.status === 'running' ? 0 : c.status === 'restarting' ? 1 : c.status === 'created' ? 2 : 3;
+}
+
+export function plan(current: Current, desired: readonly DesiredStack[], facts: PlanFacts): Plan {
+  const steps: Step[] = [];
+  const waiting: string[] = [];
+  const images = new Set(current.images);
+  const netByName = new Map(current.networks.map((n) => [n.name, n]));
+  const volumes = new Set(current.volumes.map((v) => v.name));
+  const slots = new Map<string, ObservedContainer[]>();
+  for (const c of current.containers) {
+    const k = slotKey(c.labels[LABEL.stack] ?? '', c.labels[LABEL.service] ?? '', c.labels[LABEL.replica] ?? '');
+    slots.set(k, [...(slots.get(k) ?? []), c]);
+  }
+  const wanted = new Set<string>(); // container ids that belong to the desired state
+  const pulls = new Set<string>();
+  const stopAndRemove = (c: ObservedContainer, graceMs: number, reason: string) => {
+    if (live(c) || c.status === 'created') steps.push({ kind: 'stop', id: c.id, name: c.name, graceMs, reason });
+    if (c.status !== 'removing') steps.push({ kind: 'remove', id: c.id, name: c.name, reason });
+  };
+
+  for (const stack of desired) {
+    const missingNets = stack.networks.filter((n) => !netByName.has(n.name));
+    const missingVols = stack.volumes.filter((v) => !volumes.has(v));
+    for (const n of missingNets) steps.push({ kind: 'createNetwork', name: n.name, stack: stack.stack, internal: n.internal });
+    for (const v of missingVols) steps.push({ kind: 'createVolume', name: v, stack: stack.stack });
+    const infraReady = missingNets.length === 0 && missingVols.length === 0;
+    // The matching containers of each service, for depends_on conditions.
+    const byService = new Map<string, { dc: DesiredContainer; c: ObservedContainer | undefined }[]>();
+    for (const dc of stack.containers) {
+      const match = (slots.get(slotKey(dc.stack, dc.service, dc.replica)) ?? []).filter((c) => c.labels[LABEL.configHash] === dc.configHash).sort((a, b) => rank(a) - rank(b))[0];
+      byService.set(dc.service, [...(byService.get(dc.service) ?? []), { dc, c: match }]);
+    }
+    const depsMet = (dc: DesiredContainer): string | null => {
+      for (const [dep, { condition }] of Object.entries(dc.dependsOn)) {
+        const members = byService.get(dep) ?? [];
+        const ok = members.length > 0 && members.every(({ dc: d, c }) => {
+          if (!c) return false;
+          if (condition === 'service_started') return c.status === 'running';
+          if (condition === 'service_healthy') return d.hasHealthcheck ? c.status === 'running' && c.health === 'healthy' : c.status === 'running';
+          return c.status === 'exited' && c.exitCode === 0;
+        });
+        if (!ok) return `${dc.stack}/${dc.service} waits for ${dep} (${condition})`;
+      }
+      return null;
+    };
+
+    for (const dc of stack.containers) {
+      const slot = slots.get(slotKey(dc.stack, dc.service, dc.replica)) ?? [];
+      const matching = slot.filter((c) => c.labels[LABEL.configHash] === dc.configHash).sort((a, b) => rank(a) - rank(b));
+      const stale = slot.filter((c) => c.labels[LABEL.configHash] !== dc.configHash);
+      const [best, ...extra] = matching;
+      const label = `${dc.stack}/${dc.service}#${dc.replica}`;
+      for (const c of matching) wanted.add(c.id);
+      for (const c of extra) {
+        wanted.delete(c.id);
+        stopAndRemove(c, dc.spec.stopGraceMs, `duplicate of ${label}`);
+      }
+
+      if (!best) {
+        if (!images.has(dc.spec.image)) {
+          if (!pulls.has(dc.spec.image)) steps.push({ kind: 'pull', image: dc.spec.image });
+          pulls.add(dc.spec.image);
+          continue; // nothing is stopped before the new image is here
+        }
+        if (!infraReady) continue;
+        const blocked = depsMet(dc);
+        if (blocked) {
+          waiting.push(blocked);
+          continue;
+        }
+        const liveStale = stale.filter(live);
+        if (dc.updateOrder === 'stop-first' && stale.length > 0) {
+          for (const c of stale) stopAndRemove(c, dc.spec.stopGraceMs, `stop-first update of ${label}`);
+          continue; // create once the old one is gone (it may hold the same ports)
+        }
+        steps.push({ kind: 'create', container: dc, reason: liveStale.length ? `start-first update of ${label}` : `${label} missing` });
+        continue;
+      }
+
+      switch (best.status) {
+        case 'created':
+        case 'exited':
+        case 'dead': {
+          const blocked = depsMet(dc);
+          if (blocked) waiting.push(blocked);
+          else steps.push({ kind: 'start', id: best.id, name: best.name, reason: best.status === 'created' ? `${label} created` : `${label} is ${best.status} (drift)` });
+          break;
+        }
+        case 'removing':
+        case 'paused':
+          waiting.push(`${label} is ${best.status}`);
+          break;
+        case 'running':
+        case 'restarting':
+          if (stale.length > 0) {
+            if (ready(best)) for (const c of stale) stopAndRemove(c, dc.spec.stopGraceMs, `${label} replaced; new container ready`);
+            else waiting.push(`${label}: new container not ready yet (${best.health}); old one keeps serving`);
+          }
+          break;
+      }
+    }
+  }
+
+  // Everything owned but not wanted: other stacks, removed services, surplus replicas.
+  const desiredKeys = new Set(desired.flatMap((s) => s.containers.map((dc) => slotKey(dc.stack, dc.service, dc.replica))));
+  for (const c of current.containers) {
+    if (wanted.has(c.id)) continue;
+    const k = slotKey(c.labels[LABEL.stack] ?? '', c.labels[LABEL.service] ?? '', c.labels[LABEL.replica] ?? '');
+    if (desiredKeys.has(k)) continue; // stale container of a desired slot: handled above
+    stopAndRemove(c, facts.defaultGraceMs, `${c.labels[LABEL.stack]}/${c.labels[LABEL.service]} is no longer desired`);
+  }
+  const desiredStacks = new Set(desired.map((s) => s.stack));
+  const desiredNets = new Set(desired.flatMap((s) => s.networks.map((n) => n.name)));
+  for (const n of current.networks) {
+    const stack = n.labels[LABEL.stack] ?? '';
+    if (desiredNets.has(n.name)) continue;
+    const inUse = current.containers.some((c) => c.labels[LABEL.stack] === stack);
+    if (!desiredStacks.has(stack) && !inUse) steps.push({ kind: 'removeNetwork', id: n.id, name: n.name });
+    else if (!desiredStacks.has(stack)) waiting.push(`network ${n.name} waits for its containers to go`);
+  }
+  return { steps, waiting };
+}

@@ -1,0 +1,285 @@
+// The reconcile loop: observe -> plan -> execute until nothing is left, one
+// apply at a time. An apply counts only when every service is running and
+// healthy through the bake time; a failure (pull error, crash loop,
+// unhealthy, timeout) rolls the changed stacks back to their last good
+// release, and the failed release is not retried until the hub sends another.
+// Between applies, engine events and a periodic pass put back what was
+// changed by hand (drift).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FerryError, asFerryError } from '../../shared/errors.js';
+import { writeFileAtomic } from '../../shared/files.js';
+import type { Logger } from '../../shared/logger.js';
+import type { ReleaseStatus, ServiceStatus } from '../../shared/protocol.js';
+import type { Release } from '../../shared/release.js';
+import type { Engine, PullAuth } from '../engine/engine.js';
+import { describeStep, executors, runSteps, type Executors } from './execute.js';
+import { Journal } from './journal.js';
+import { LABEL, desiredStack, type Current, type DesiredStack, type ObservedContainer } from './model.js';
+import { plan, type Plan } from './plan.js';
+
+export const RECONCILE_FILE = 'reconcile.json';
+
+export interface Target {
+  stack: string;
+  version: string;
+  digest: string;
+  release: Release;
+}
+
+interface Persisted {
+  format: 1;
+  lastGood: Record<string, Target>;
+  /** Release digests per stack that failed here; not retried until a different one arrives. */
+  failed: Record<string, string[]>;
+  statuses: Record<string, ReleaseStatus>;
+}
+
+export interface ReconcilerOptions {
+  engine: Engine;
+  agentId: string;
+  stateDir: string;
+  log: Logger;
+  auth?: (image: string) => PullAuth | undefined;
+  /** How long every service must stay running and healthy before a release counts as applied. */
+  bakeMs?: number;
+  pollMs?: number;
+  applyTimeoutMs?: number;
+  concurrency?: number;
+  minFreeBytes?: number;
+  report?: (releases: ReleaseStatus[], services: ServiceStatus[], drift: string[]) => void;
+  now?: () => number;
+}
+
+/** Pure: is every desired container up? 'pending' while some are still starting. */
+export function assess(current: Current, desired: readonly DesiredStack[], baseline: ReadonlyMap<string, number>): { state: 'ok' | 'pending' } | { state: 'failed'; error: FerryError } {
+  let pending = false;
+  for (const dc of desired.flatMap((s) => s.containers)) {
+    const c = current.containers.find((x) => x.labels[LABEL.configHash] === dc.configHash && x.labels[LABEL.stack] === dc.stack && x.labels[LABEL.replica] === String(dc.replica));
+    const label = `${dc.stack}/${dc.service}#${dc.replica}`;
+    if (!c) return { state: 'failed', error: new FerryError('FERRY_E_UNHEALTHY', `${label} has no container`) };
+    const base = baseline.get(c.id);
+    if (base !== undefined && c.restartCount > base) return { state: 'failed', error: new FerryError('FERRY_E_CRASH_LOOP', `${label} restarted ${c.restartCount - base} time(s)`) };
+    if (c.status === 'restarting') return { state: 'failed', error: new FerryError('FERRY_E_CRASH_LOOP', `${label} is restarting`) };
+    if (c.status !== 'running') return { state: 'failed', error: new FerryError('FERRY_E_UNHEALTHY', `${label} is ${c.status}${c.exitCode !== null ? ` (exit ${c.exitCode})` : ''}`) };
+    if (c.health === 'unhealthy') return { state: 'failed', error: new FerryError('FERRY_E_UNHEALTHY', `${label} is unhealthy`) };
+    if (c.health === 'starting') pending = true;
+  }
+  return { state: pending ? 'pending' : 'ok' };
+}
+
+export function serviceStatuses(current: Current): ServiceStatus[] {
+  return current.containers.map((c: ObservedContainer) => ({
+    stack: c.labels[LABEL.stack] ?? '',
+    service: c.labels[LABEL.service] ?? '',
+    replica: Number(c.labels[LABEL.replica] ?? 0),
+    release: c.labels[LABEL.release] ?? '',
+    status: c.status,
+    health: c.health,
+    restarts: c.restartCount,
+    image: c.image.slice(0, 512),
+  }));
+}
+
+export class Reconciler {
+  private persisted: Persisted;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly exec: Executors;
+  private readonly journal: Journal;
+  private readonly o: Required<Omit<ReconcilerOptions, 'auth' | 'report'>> & Pick<ReconcilerOptions, 'report'>;
+  private targets: Target[] = [];
+
+  constructor(opts: ReconcilerOptions) {
+    this.o = { bakeMs: 10_000, pollMs: 500, applyTimeoutMs: 300_000, concurrency: 4, minFreeBytes: 256 * 1024 * 1024, now: Date.now, ...opts };
+    this.exec = executors(opts.engine, { agentId: opts.agentId, auth: opts.auth ?? (() => undefined), minFreeBytes: this.o.minFreeBytes });
+    this.journal = new Journal(opts.stateDir);
+    this.persisted = load(opts.stateDir);
+  }
+
+  get statuses(): ReleaseStatus[] {
+    return Object.values(this.persisted.statuses);
+  }
+
+  close(): void {
+    this.journal.close();
+  }
+
+  /** Applies the accepted releases (one apply at a time; later calls queue). */
+  apply(seq: number, targets: Target[], signal: AbortSignal): Promise<void> {
+    return this.enqueue(() => this.applyNow(seq, targets, signal));
+  }
+
+  /** One pass toward the current targets without a bake: drift repair. Returns what it did. */
+  repair(signal: AbortSignal): Promise<string[]> {
+    return this.enqueue(async () => {
+      const desired = this.desired(this.effective(this.targets));
+      const done = await this.converge(desired, signal, this.o.applyTimeoutMs);
+      if (done.length) {
+        this.journal.write({ event: 'drift-repaired', what: done });
+        this.o.log.warn({ steps: done }, 'drift repaired');
+        await this.report(done);
+      }
+      return done;
+    });
+  }
+
+  /** What one pass would do now, without doing it (`ferry-agent plan`). */
+  async dryRun(targets: Target[]): Promise<Plan> {
+    const desired = this.desired(this.effective(targets));
+    return plan(await this.observe(desired), desired, { defaultGraceMs: 10_000 });
+  }
+
+  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private effective(targets: Target[]): Target[] {
+    return targets.flatMap((t) => {
+      if (!(this.persisted.failed[t.stack] ?? []).includes(t.digest)) return [t];
+      const good = this.persisted.lastGood[t.stack];
+      return good ? [good] : [];
+    });
+  }
+
+  private desired(targets: Target[]): DesiredStack[] {
+    return targets.map((t) => desiredStack(this.o.agentId, t.release));
+  }
+
+  private async applyNow(seq: number, targets: Target[], signal: AbortSignal): Promise<void> {
+    this.targets = targets;
+    const effective = this.effective(targets);
+    const changed = effective.filter((t) => this.persisted.lastGood[t.stack]?.digest !== t.digest);
+    const log = this.o.log.child({ seq });
+    this.journal.write({ event: 'apply-start', seq, targets: effective.map(({ stack, version, digest }) => ({ stack, version, digest })) });
+    for (const t of changed) this.setStatus(t, 'applying');
+    await this.report();
+    const desired = this.desired(effective);
+    try {
+      await this.converge(desired, signal, this.o.applyTimeoutMs);
+      await this.bake(desired, signal);
+    } catch (err) {
+      const e = asFerryError(err);
+      if (signal.aborted) throw e;
+      log.error({ code: e.code, detail: e.detail }, 'apply failed; rolling back');
+      this.journal.write({ event: 'failed', seq, code: e.code, message: e.message });
+      for (const t of changed) this.persisted.failed[t.stack] = [...(this.persisted.failed[t.stack] ?? []), t.digest].slice(-20);
+      this.save();
+      const back = this.effective(targets);
+      try {
+        await this.converge(this.desired(back), signal, this.o.applyTimeoutMs);
+      } catch (err2) {
+        log.error({ err: asFerryError(err2).message }, 'rollback did not converge');
+      }
+      for (const t of changed) {
+        const good = this.persisted.lastGood[t.stack];
+        this.persisted.statuses[t.stack] = { stack: t.stack, version: t.version, state: 'rolled-back', code: e.code, message: e.message.slice(0, 1000), since: new Date(this.o.now()).toISOString(), runningVersion: good?.version ?? null };
+      }
+      this.journal.write({ event: 'rolled-back', seq, stacks: changed.map((t) => t.stack) });
+      this.save();
+      await this.report();
+      return;
+    }
+    for (const t of effective) {
+      this.persisted.lastGood[t.stack] = t;
+      if (changed.includes(t)) this.setStatus(t, 'applied');
+    }
+    for (const stack of Object.keys(this.persisted.lastGood)) {
+      if (!effective.some((t) => t.stack === stack)) {
+        delete this.persisted.lastGood[stack];
+        delete this.persisted.statuses[stack];
+      }
+    }
+    this.journal.write({ event: 'applied', seq });
+    this.save();
+    log.info({ releases: effective.map((t) => `${t.stack}@${t.version}`) }, 'release applied and healthy');
+    await this.report();
+  }
+
+  private setStatus(t: Target, state: ReleaseStatus['state']): void {
+    this.persisted.statuses[t.stack] = { stack: t.stack, version: t.version, state, since: new Date(this.o.now()).toISOString(), runningVersion: state === 'applied' ? t.version : (this.persisted.lastGood[t.stack]?.version ?? null) };
+    this.save();
+  }
+
+  async observe(desired: readonly DesiredStack[]): Promise<Current> {
+    const label = { key: LABEL.agent, value: this.o.agentId };
+    const [containers, networks, volumes] = await Promise.all([this.o.engine.listContainers(label), this.o.engine.listNetworks(label), this.o.engine.listVolumes(label)]);
+    const wanted = [...new Set(desired.flatMap((s) => s.containers.map((c) => c.spec.image)))];
+    const present = await Promise.all(wanted.map((i) => this.o.engine.hasImage(i)));
+    return { containers, networks, volumes, images: wanted.filter((_, i) => present[i]) };
+  }
+
+  /** observe -> plan -> execute until nothing is left to do. Returns the steps it ran. */
+  private async converge(desired: DesiredStack[], signal: AbortSignal, timeoutMs: number): Promise<string[]> {
+    const deadline = this.o.now() + timeoutMs;
+    const done: string[] = [];
+    for (;;) {
+      if (signal.aborted) throw new FerryError('FERRY_E_UNAVAILABLE', 'agent stopping');
+      const p = plan(await this.observe(desired), desired, { defaultGraceMs: 10_000 });
+      if (p.steps.length === 0 && p.waiting.length === 0) return done;
+      if (this.o.now() > deadline) throw new FerryError('FERRY_E_APPLY_TIMEOUT', p.waiting.join('; ') || 'steps still pending');
+      if (p.steps.length) {
+        await runSteps(p.steps, this.exec, { concurrency: this.o.concurrency, journal: this.journal, signal });
+        done.push(...p.steps.map(describeStep));
+      } else await sleep(this.o.pollMs, signal);
+    }
+  }
+
+  /** Verification gate: all running and healthy, then still so (no restarts) through the bake time. */
+  private async bake(desired: DesiredStack[], signal: AbortSignal): Promise<void> {
+    const deadline = this.o.now() + this.o.applyTimeoutMs;
+    let baseline: Map<string, number> | null = null;
+    let bakeEnds = 0;
+    for (;;) {
+      const current = await this.observe(desired);
+      const a = assess(current, desired, baseline ?? new Map());
+      if (a.state === 'failed') throw a.error;
+      if (a.state === 'ok') {
+        if (!baseline) {
+          baseline = new Map(current.containers.map((c) => [c.id, c.restartCount]));
+          bakeEnds = this.o.now() + this.o.bakeMs;
+        }
+        if (this.o.now() >= bakeEnds) return;
+      } else if (this.o.now() > deadline) throw new FerryError('FERRY_E_UNHEALTHY', 'services did not become healthy in time');
+      await sleep(this.o.pollMs, signal);
+    }
+  }
+
+  /** Sends the current release states and containers (and any drift just repaired) to the hub. */
+  async report(drift: string[] = []): Promise<void> {
+    if (!this.o.report) return;
+    try {
+      const current = await this.observe([]);
+      this.o.report(this.statuses, serviceStatuses(current), drift);
+    } catch (err) {
+      this.o.log.warn({ err: asFerryError(err).message }, 'could not read service status');
+    }
+  }
+
+  private save(): void {
+    writeFileAtomic(join(this.o.stateDir, RECONCILE_FILE), JSON.stringify(this.persisted) + '\n', 0o600);
+  }
+}
+
+function load(dir: string): Persisted {
+  try {
+    return JSON.parse(readFileSync(join(dir, RECONCILE_FILE), 'utf8')) as Persisted;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { format: 1, lastGood: {}, failed: {}, statuses: {} };
+    throw new FerryError('FERRY_E_STATE_CORRUPT', `${RECONCILE_FILE}: ${(err as Error).message}`);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
