@@ -68,6 +68,19 @@ export function assess(current: Current, desired: readonly DesiredStack[], basel
   return { state: pending ? 'pending' : 'ok' };
 }
 
+/** Pure: a desired container that has already failed (unhealthy, or restarting over and over). */
+export function failing(current: Current, desired: readonly DesiredStack[]): FerryError | null {
+  for (const dc of desired.flatMap((s) => s.containers)) {
+    for (const c of current.containers) {
+      if (c.labels[LABEL.configHash] !== dc.configHash || c.labels[LABEL.stack] !== dc.stack || c.labels[LABEL.replica] !== String(dc.replica)) continue;
+      const label = `${dc.stack}/${dc.service}#${dc.replica}`;
+      if (c.status === 'running' && c.health === 'unhealthy') return new FerryError('FERRY_E_UNHEALTHY', `${label} is unhealthy`);
+      if (c.restartCount >= 3) return new FerryError('FERRY_E_CRASH_LOOP', `${label} restarted ${c.restartCount} times`);
+    }
+  }
+  return null;
+}
+
 export function serviceStatuses(current: Current): ServiceStatus[] {
   return current.containers.map((c: ObservedContainer) => ({
     stack: c.labels[LABEL.stack] ?? '',
@@ -216,7 +229,10 @@ export class Reconciler {
     const done: string[] = [];
     for (;;) {
       if (signal.aborted) throw new FerryError('FERRY_E_UNAVAILABLE', 'agent stopping');
-      const p = plan(await this.observe(desired), desired, { defaultGraceMs: 10_000 });
+      const current = await this.observe(desired);
+      const broken = failing(current, desired);
+      if (broken) throw broken; // a new container that already failed will not become ready by waiting
+      const p = plan(current, desired, { defaultGraceMs: 10_000 });
       if (p.steps.length === 0 && p.waiting.length === 0) return done;
       if (this.o.now() > deadline) throw new FerryError('FERRY_E_APPLY_TIMEOUT', p.waiting.join('; ') || 'steps still pending');
       if (p.steps.length) {
