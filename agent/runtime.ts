@@ -15,6 +15,7 @@ import type { Policy } from './policy.js';
 import type { Transport } from './proxy.js';
 import { LABEL } from './reconcile/model.js';
 import { Reconciler, type Target } from './reconcile/reconciler.js';
+import { describeStep } from './reconcile/execute.js';
 import { Journal } from './reconcile/journal.js';
 import type { Identity } from './state.js';
 import type { Desired } from './trust-store.js';
@@ -73,6 +74,14 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
         return acceptor.onRoots(msg);
       case 'checkpoint':
         return witness!.onCheckpoint(msg);
+      case 'plan-request':
+        return void reconciler
+          .dryRun(targetsOf(acceptor.current.desired))
+          .then((p) => send({ type: 'plan', id: msg.id, steps: p.steps.map((s) => ({ kind: s.kind, what: describeStep(s).slice(0, 1024) })), waiting: p.waiting.map((w) => w.slice(0, 1024)) }))
+          .catch((err) => {
+            const e = asFerryError(err);
+            send({ type: 'plan', id: msg.id, steps: [], waiting: [], error: { code: e.code, message: e.message.slice(0, 2048) } });
+          });
       case 'welcome':
       case 'error':
         return; // handled by the connection

@@ -1,7 +1,10 @@
 // What `ferry-agent status` shows the institution about signed state: the
 // trust root it holds, the releases it accepted and who signed them, its
 // local policy, and recent refusals. Read from local files only.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { payloadBytes } from '../shared/dsse.js';
+import { RECONCILE_FILE } from './reconcile/reconciler.js';
 import { parseRelease } from '../shared/release.js';
 import { rootFingerprint } from '../shared/trust.js';
 import type { Policy } from './policy.js';
@@ -19,6 +22,17 @@ export interface TrustStatus {
   } | null;
   policy: { source: string | null; registries: readonly string[] | null; cosignThreshold: number | null; allow: readonly string[] | null; deny: readonly string[]; windows: number };
   refusals: Refusal[];
+  /** What the reconciler last recorded per stack: applying, applied, rolled back (and what runs). */
+  applied: { stack: string; version: string; state: string; code?: string; runningVersion: string | null; since: string }[];
+}
+
+function readApplied(stateDir: string): TrustStatus['applied'] {
+  try {
+    const p = JSON.parse(readFileSync(join(stateDir, RECONCILE_FILE), 'utf8')) as { statuses: Record<string, TrustStatus['applied'][number]> };
+    return Object.values(p.statuses);
+  } catch {
+    return [];
+  }
 }
 
 export function describeTrust(stateDir: string, policy: Policy): TrustStatus {
@@ -52,6 +66,7 @@ export function describeTrust(stateDir: string, policy: Policy): TrustStatus {
       windows: policy.windows.length,
     },
     refusals: readRefusals(stateDir, 5),
+    applied: readApplied(stateDir),
   };
 }
 
@@ -74,6 +89,7 @@ export function formatTrust(t: TrustStatus): string {
     out.push(`  operations ${p.allow ? `allow ${p.allow.join(', ')}` : 'allow all'}${p.deny.length ? `, deny ${p.deny.join(', ')}` : ''}`);
     out.push(`  windows    ${p.windows || 'always'}`);
   }
+  for (const a of t.applied) out.push(`running      ${a.stack}@${a.runningVersion ?? '-'} (${a.version} ${a.state}${a.code ? `: ${a.code}` : ''}, since ${a.since})`);
   for (const r of t.refusals) out.push(`refused      ${r.at} seq ${r.seq ?? '-'} ${r.code}`);
   return out.join('\n') + '\n';
 }

@@ -179,6 +179,18 @@ agent
     out(agentDetail(a, Date.now()));
   });
 agent
+  .command('plan')
+  .description('ask a connected agent what it would do now to match its accepted releases (changes nothing)')
+  .argument('<id>', 'agent id (agt_...)')
+  .option('--json', 'print the API answer as JSON')
+  .action(async (id: string, o: { json?: boolean }, cmd: Command) => {
+    const p = await withHub(target(cmd), (h) => h.get<{ steps: { kind: string; what: string }[]; waiting: string[] }>(`/v1/agents/${enc(id)}/plan`));
+    if (o.json) return void printJson(p);
+    if (!p.steps.length && !p.waiting.length) out('nothing to do: the engine matches the accepted releases\n');
+    for (const s of p.steps) out(`${s.what}\n`);
+    for (const w of p.waiting) out(`waiting: ${w}\n`);
+  });
+agent
   .command('revoke')
   .description('revoke an agent: its connection is closed and it can never reconnect (operator)')
   .argument('<id>', 'agent id (agt_...)')

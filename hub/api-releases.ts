@@ -1,6 +1,8 @@
 // API routes for trust roots, releases, signatures and deploys.
 import { z } from 'zod';
-import { FerryError } from '../shared/errors.js';
+import { randomUUID } from 'node:crypto';
+import { FerryError, isErrorCode } from '../shared/errors.js';
+import type { PlanMessage } from '../shared/protocol.js';
 import { Signature } from '../shared/dsse.js';
 import { HUB_LOG } from '../shared/audit.js';
 import { audited, iso, type ApiContext, type RouteFn } from './api.js';
@@ -175,6 +177,28 @@ export function releaseRoutes(route: RouteFn, ctx: ApiContext): void {
     ctx.witness.checkpoint(ctx.store.agent(body.agent).tenant);
     const final = body.wait > 0 ? await ctx.delivery.waitForAck(body.agent, directive.seq, body.wait * 1000) : directive;
     return { ...directiveView(final), sent };
+  });
+  // What the agent would do now (a dry run on the agent itself).
+  route('GET', '/v1/agents/:id/plan', 'viewer', async ({ params }) => {
+    const agent = ctx.store.agent(params.id!);
+    const id = randomUUID();
+    const answer = new Promise<PlanMessage | null>((resolve) => {
+      const onPlan = (agentId: string, msg: PlanMessage) => {
+        if (agentId === agent.id && msg.id === id) finish(msg);
+      };
+      const timer = setTimeout(() => finish(null), 15_000);
+      const finish = (m: PlanMessage | null) => {
+        clearTimeout(timer);
+        ctx.gateway.off('plan', onPlan);
+        resolve(m);
+      };
+      ctx.gateway.on('plan', onPlan);
+    });
+    if (!ctx.gateway.send(agent.id, { type: 'plan-request', id })) throw new FerryError('FERRY_E_UNAVAILABLE', `agent ${agent.id} is not connected`);
+    const plan = await answer;
+    if (!plan) throw new FerryError('FERRY_E_UNAVAILABLE', `agent ${agent.id} did not answer within 15 s`);
+    if (plan.error) throw new FerryError(isErrorCode(plan.error.code) ? plan.error.code : 'FERRY_E_INTERNAL', plan.error.message);
+    return { agent: agent.id, steps: plan.steps, waiting: plan.waiting };
   });
   route('GET', '/v1/agents/:id/directives/:seq', 'viewer', ({ params }) => {
     const seq = Number(params.seq);

@@ -50,6 +50,7 @@ export class Gateway extends EventEmitter {
 
   constructor(private readonly opts: GatewayOptions) {
     super();
+    this.setMaxListeners(0); // one listener per waiting API call (plans, acks)
     this.now = opts.now ?? Date.now;
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PAYLOAD, perMessageDeflate: false, clientTracking: false });
     this.heartbeat = setInterval(() => this.beat(), opts.heartbeatMs);
@@ -192,6 +193,9 @@ export class Gateway extends EventEmitter {
         break;
       case 'status':
         this.emit('status', s.agentId, msg);
+        break;
+      case 'plan':
+        this.emit('plan', s.agentId, msg);
         break;
       default: {
         const never: never = msg;

@@ -132,8 +132,18 @@ export const StatusMessage = z.strictObject({
 });
 export type StatusMessage = z.infer<typeof StatusMessage>;
 
-const agentMessages = { hello: Hello, error: AgentError, ack: Ack, cosign: Cosign, status: StatusMessage } as const;
-export type AgentMessage = Hello | AgentError | Ack | Cosign | StatusMessage;
+/** The agent's answer to a plan request: what one reconcile pass would do now. */
+export const PlanMessage = z.strictObject({
+  type: z.literal('plan'),
+  id: str(64),
+  steps: z.array(z.strictObject({ kind: str(32), what: str(1024) })).max(1000),
+  waiting: z.array(str(1024)).max(1000),
+  error: WireError.optional(),
+});
+export type PlanMessage = z.infer<typeof PlanMessage>;
+
+const agentMessages = { hello: Hello, error: AgentError, ack: Ack, cosign: Cosign, status: StatusMessage, plan: PlanMessage } as const;
+export type AgentMessage = Hello | AgentError | Ack | Cosign | StatusMessage | PlanMessage;
 
 // ---- hub -> agent ----------------------------------------------------------
 
@@ -192,8 +202,12 @@ export const CheckpointMessage = z.strictObject({
 });
 export type CheckpointMessage = z.infer<typeof CheckpointMessage>;
 
-const hubMessages = { welcome: Welcome, error: HubError, directive: DirectiveMessage, roots: RootsMessage, checkpoint: CheckpointMessage } as const;
-export type HubMessage = Welcome | HubError | DirectiveMessage | RootsMessage | CheckpointMessage;
+/** Asks the agent for its plan (a dry run); it answers with a `plan` message of the same id. */
+export const PlanRequest = z.strictObject({ type: z.literal('plan-request'), id: str(64) });
+export type PlanRequest = z.infer<typeof PlanRequest>;
+
+const hubMessages = { welcome: Welcome, error: HubError, directive: DirectiveMessage, roots: RootsMessage, checkpoint: CheckpointMessage, 'plan-request': PlanRequest } as const;
+export type HubMessage = Welcome | HubError | DirectiveMessage | RootsMessage | CheckpointMessage | PlanRequest;
 
 // ---- decoding ----------------------------------------------------------------
 

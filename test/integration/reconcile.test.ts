@@ -50,6 +50,12 @@ test('deploy, upgrade stop-first touching only the changed service, and an empty
 
   const plan = await run('agent', ['plan', '--state-dir', a.stateDir, '--config', a.configFile]);
   assert.match(plan.stdout, /nothing to do/);
+  const viaHub = await run('ferry', ['agent', 'plan', a.id, '--json'], { env: { FERRY_HUB: f.th.url, FERRY_TOKEN: f.th.adminToken, XDG_CONFIG_HOME: a.stateDir } });
+  assert.equal(viaHub.code, 0, viaHub.stderr);
+  assert.deepEqual(JSON.parse(viaHub.stdout), { agent: a.id, steps: [], waiting: [] });
+  const shown = await run('ferry', ['agent', 'show', a.id], { env: { FERRY_HUB: f.th.url, FERRY_TOKEN: f.th.adminToken, XDG_CONFIG_HOME: a.stateDir } });
+  assert.match(shown.stdout, /release\s+shop@1\.0\.0 applied/);
+  assert.match(shown.stdout, /service\s+shop\/web#0 1\.0\.0 running\/healthy/);
 
   // v2 changes only web's image; the worker's config is the same (same image v1) so it stays
   await f.publish('shop', '2.0.0', { ...stack(v2, 18181), worker: stack(v1, 18181).worker! });
