@@ -48,12 +48,20 @@ export interface StoredCheckpoint {
 
 export class AuditLog {
   private readonly trees = new Map<string, MerkleTree>();
+  // Prepared once: append runs inside every audited operation (bench/audit).
+  private readonly nextIndex;
+  private readonly insertPersonal;
+  private readonly insertEntry;
 
   constructor(
     private readonly db: DB,
     private readonly hubKey: KeyPair,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.nextIndex = db.prepare('SELECT max(idx) AS m FROM audit_entries WHERE log = ?');
+    this.insertPersonal = db.prepare('INSERT INTO audit_personal (log, idx, field, salt, value) VALUES (?, ?, ?, ?, ?)');
+    this.insertEntry = db.prepare('INSERT INTO audit_entries (log, idx, at, data, leaf_hash) VALUES (?, ?, ?, ?, ?)');
+  }
 
   get hubPublicKey(): Uint8Array {
     return this.hubKey.publicKey;
@@ -62,12 +70,12 @@ export class AuditLog {
   /** Appends an entry; call inside the operation's transaction. Returns its index. */
   append(input: AuditInput, now: number): number {
     if (!this.db.inTransaction) throw new FerryError('FERRY_E_INTERNAL', 'audit entries are written inside the operation\'s transaction');
-    const index = ((this.db.prepare('SELECT max(idx) AS m FROM audit_entries WHERE log = ?').get(input.log) as { m: number | null }).m ?? -1) + 1;
+    const index = ((this.nextIndex.get(input.log) as { m: number | null }).m ?? -1) + 1;
     const personal: Record<string, string> = {};
     for (const [field, value] of Object.entries(input.personal ?? {})) {
       const salt = randomBytes(16);
       personal[field] = commitment(salt, value);
-      this.db.prepare('INSERT INTO audit_personal (log, idx, field, salt, value) VALUES (?, ?, ?, ?, ?)').run(input.log, index, field, salt, value);
+      this.insertPersonal.run(input.log, index, field, salt, value);
     }
     const entry: AuditEntry = {
       log: input.log,
@@ -84,7 +92,7 @@ export class AuditLog {
     };
     const data = canonicalJson(entry);
     parseEntry(data); // never write what verify would refuse
-    this.db.prepare('INSERT INTO audit_entries (log, idx, at, data, leaf_hash) VALUES (?, ?, ?, ?, ?)').run(input.log, index, now, data, leafHash(data));
+    this.insertEntry.run(input.log, index, now, data, leafHash(data));
     return index;
   }
 
