@@ -238,6 +238,7 @@ export class Reconciler {
       if (p.steps.length) {
         await runSteps(p.steps, this.exec, { concurrency: this.o.concurrency, journal: this.journal, signal });
         done.push(...p.steps.map(describeStep));
+        void this.report(); // progress: the hub sees containers come and go while it works
       } else await sleep(this.o.pollMs, signal);
     }
   }
