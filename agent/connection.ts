@@ -3,6 +3,7 @@
 // the WebSocket with the proof in the upgrade headers. Lost connections are
 // retried with exponential backoff and full jitter; a revoked or unknown agent
 // stops for good. The agent never listens on any socket.
+import { sleep } from '../shared/sleep.js';
 import { EventEmitter } from 'node:events';
 import { hostname, platform, release, arch, cpus, totalmem } from 'node:os';
 import { request } from 'undici';
@@ -228,17 +229,4 @@ export function transportError(err: Error & { code?: string; cause?: unknown }, 
     return new FerryError('FERRY_E_HUB_TLS', `${code || err.message}${via}`, { cause: err });
   }
   return new FerryError('FERRY_E_HUB_UNREACHABLE', `${code ? code + ': ' : ''}${err.message}${via}`, { cause: err });
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

@@ -5,6 +5,7 @@
 // release, and the failed release is not retried until the hub sends another.
 // Between applies, engine events and a periodic pass put back what was
 // changed by hand (drift).
+import { sleep } from '../../shared/sleep.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError, asFerryError } from '../../shared/errors.js';
@@ -286,17 +287,4 @@ function load(dir: string): Persisted {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { format: 1, lastGood: {}, failed: {}, statuses: {} };
     throw new FerryError('FERRY_E_STATE_CORRUPT', `${RECONCILE_FILE}: ${(err as Error).message}`);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
