@@ -28,6 +28,7 @@ import { CONTEXT_NAME, configPath, loadConfig, normaliseHub, resolveTarget, save
 import { formatDuration, jsonText, parseDuration, table } from './format.js';
 import { registerAuditCommands } from './audit-commands.js';
 import { registerReleaseCommands } from './release-commands.js';
+import { registerRolloutCommands } from './rollout-commands.js';
 import { agentDetail, agentTable, apiTokenTable, tenantTable } from './views.js';
 import type { AgentView, ApiTokenView, EnrollmentTokenView, NewApiToken, Principal, TenantView } from './views.js';
 
@@ -238,5 +239,6 @@ apiToken
 
 registerReleaseCommands(program, { target, out, note, printJson });
 registerAuditCommands(program, { target, out, note, printJson });
+registerRolloutCommands(program, { target, out, note, printJson });
 
 await runMain(() => program.parseAsync(process.argv).then(() => undefined), { json: () => process.argv.includes('--json') });

@@ -12,6 +12,8 @@ import { CHALLENGE_PATH, ENROLL_PATH } from '../shared/auth.js';
 import { CLOSE } from '../shared/protocol.js';
 import { auditRoutes } from './api-audit.js';
 import { releaseRoutes } from './api-releases.js';
+import { rolloutRoutes } from './api-rollouts.js';
+import type { Rollouts } from './rollouts/scheduler.js';
 import type { Challenges } from './challenge.js';
 import type { AuditInput, AuditLog } from './audit.js';
 import type { Delivery } from './delivery.js';
@@ -34,6 +36,7 @@ export interface ApiContext {
   delivery: Delivery;
   audit: AuditLog;
   witness: Witnessing;
+  rollouts: Rollouts;
   log: Logger;
   publicHost?: string;
   now: () => number;
@@ -276,6 +279,7 @@ export function createApi(ctx: ApiContext) {
 
   releaseRoutes(route, ctx);
   auditRoutes(route, ctx);
+  rolloutRoutes(route, ctx);
 
   return (req: IncomingMessage, res: ServerResponse) => {
     router.lookup(req, res);

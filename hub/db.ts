@@ -151,6 +151,46 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE agents ADD COLUMN status TEXT;
   ALTER TABLE agents ADD COLUMN status_at INTEGER;
   `,
+  // 5: rollouts (R-<num>) and their per-agent targets
+  `
+  CREATE TABLE rollouts (
+    num               INTEGER PRIMARY KEY AUTOINCREMENT,
+    stack             TEXT NOT NULL,
+    version           TEXT NOT NULL,
+    selector          TEXT NOT NULL,
+    wave_spec         TEXT NOT NULL,
+    waves             TEXT NOT NULL,
+    wave              INTEGER NOT NULL DEFAULT -1,
+    state             TEXT NOT NULL CHECK (state IN ('running', 'paused', 'succeeded', 'failed', 'aborted', 'rolling-back', 'rolled-back')),
+    since             INTEGER NOT NULL,
+    reason            TEXT,
+    bake_ms           INTEGER NOT NULL,
+    max_failures      INTEGER NOT NULL,
+    failures_accepted INTEGER NOT NULL DEFAULT 0,
+    on_failure        TEXT NOT NULL CHECK (on_failure IN ('pause', 'rollback')),
+    agent_timeout_ms  INTEGER NOT NULL,
+    on_timeout        TEXT NOT NULL CHECK (on_timeout IN ('failed', 'skip')),
+    retry_ms          INTEGER NOT NULL,
+    created_at        INTEGER NOT NULL,
+    created_by        TEXT
+  );
+  CREATE TABLE rollout_targets (
+    rollout    INTEGER NOT NULL REFERENCES rollouts(num),
+    agent_id   TEXT NOT NULL REFERENCES agents(id),
+    tenant     TEXT NOT NULL,
+    position   INTEGER NOT NULL,
+    state      TEXT NOT NULL,
+    seq        INTEGER,
+    previous   TEXT,
+    started_at INTEGER,
+    applied_at INTEGER,
+    retry_at   INTEGER,
+    code       TEXT,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (rollout, agent_id)
+  );
+  CREATE INDEX rollout_targets_position ON rollout_targets(rollout, position);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

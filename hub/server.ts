@@ -18,6 +18,7 @@ import { Witnessing } from './witness.js';
 import { Directives } from './directives.js';
 import { loadOrCreateHubKey } from './hub-key.js';
 import { Releases } from './releases.js';
+import { Rollouts } from './rollouts/scheduler.js';
 import { Store } from './store.js';
 import { TrustRoots } from './trust.js';
 
@@ -31,6 +32,8 @@ export interface HubOptions {
   heartbeatMs: number;
   /** How often grown audit logs are checkpointed and sent to agents (default 60 s). */
   checkpointMs?: number;
+  /** How often rollouts are re-examined for bake times, retries and timeouts (default 1 s). */
+  rolloutTickMs?: number;
   log: Logger;
 }
 
@@ -44,6 +47,8 @@ export interface Hub {
   directives: Directives;
   audit: AuditLog;
   witness: Witnessing;
+  /** Rollouts; `rollouts.events` emits 'transition' for every change. */
+  rollouts: Rollouts;
   close(): Promise<void>;
 }
 
@@ -60,6 +65,7 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
   const audit = new AuditLog(db, hubKey, opts.log.child({ component: 'audit' }));
   const delivery = new Delivery(gateway, directives, trust, store, audit, opts.log.child({ component: 'delivery' }));
   const witness = new Witnessing(audit, gateway, store, opts.log.child({ component: 'witness' }), opts.checkpointMs ?? 60_000);
+  const rollouts = new Rollouts(store, releases, delivery, gateway, audit, opts.log.child({ component: 'rollouts' }), Date.now, opts.rolloutTickMs ?? 1000);
   let ready = false;
   const api = createApi({
     store,
@@ -71,6 +77,7 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
     delivery,
     audit,
     witness,
+    rollouts,
     log: opts.log.child({ component: 'api' }),
     publicHost,
     now: Date.now,
@@ -94,6 +101,7 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
+      rollouts.stop();
       db.close();
       reject(new FerryError('FERRY_E_CONFIG_INVALID', `cannot listen on ${opts.host}:${opts.port}: ${err.code ?? err.message}`, { cause: err }));
     });
@@ -110,6 +118,7 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
     (closing ??= (async () => {
       ready = false;
       witness.stop();
+      rollouts.stop();
       const stopped = new Promise<void>((r) => server.close(() => r()));
       await gateway.close();
       server.closeIdleConnections();
@@ -119,5 +128,5 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
       opts.log.info('hub stopped');
     })());
 
-  return { url, port, store, gateway, trust, releases, directives, audit, witness, close };
+  return { url, port, store, gateway, trust, releases, directives, audit, witness, rollouts, close };
 }

@@ -228,6 +228,16 @@ export class Store {
     return this.agent(id);
   }
 
+  /** Sets and removes labels (`ferry agent label`); returns the agent as it is now. */
+  setLabels(id: string, set: Labels, remove: string[]): AgentRecord {
+    const a = this.agent(id);
+    const labels = { ...a.labels, ...set };
+    for (const k of remove) delete labels[k];
+    if (Object.keys(labels).length > 64) throw new FerryError('FERRY_E_VALIDATION', 'labels: at most 64 per agent');
+    this.db.prepare('UPDATE agents SET labels = ? WHERE id = ?').run(JSON.stringify(labels), id);
+    return this.agent(id);
+  }
+
   recordHello(id: string, agentVersion: string, facts: unknown, now: number): void {
     this.db.prepare('UPDATE agents SET agent_version = ?, facts = ?, last_seen_at = ? WHERE id = ?').run(agentVersion, JSON.stringify(facts), now, id);
   }

@@ -98,6 +98,11 @@ export const ERRORS = {
   FERRY_E_DB_VERSION: spec(500, 'The database was written by a newer hub', 'Run the newer ferry-hub, or restore a backup made by this version.'),
   FERRY_E_HUB_NOT_INITIALISED: spec(500, 'The data directory holds no hub database', 'Run `ferry-hub init --data-dir DIR` first.'),
   FERRY_E_HUB_ALREADY_INITIALISED: spec(409, 'The data directory already holds a hub database', 'Use `ferry-hub serve`, or choose another --data-dir.'),
+  FERRY_E_SELECTOR_INVALID: spec(400, 'The agent selector is not valid', 'Write terms joined by commas: tenant=bank-a, env in (prod,dr), id=agt_..., region!=eu, gpu, !legacy (see `ferry rollout create --help`).'),
+  FERRY_E_SELECTOR_EMPTY: spec(409, 'The selector matches no agent', 'Check it against `ferry agent ls`; revoked agents are never selected.'),
+  FERRY_E_WAVES_INVALID: spec(400, 'The wave specification is not valid', 'Give growing cumulative waves ending at 100%, e.g. --waves 1,10%,50%,100% (counts or percentages of the selected agents).'),
+  FERRY_E_ROLLOUT_STATE: spec(409, 'The rollout is not in a state that allows this', 'See `ferry rollout status ID` for its state; finished rollouts cannot be changed.'),
+  FERRY_E_ROLLOUT_ACTIVE: spec(409, 'Another active rollout already targets some of these agents for this stack', 'Wait for it to finish, or abort it: `ferry rollout abort ID`.'),
   FERRY_E_INTERNAL: spec(500, 'An internal error occurred', 'Retry; if it repeats, report it with the hub log around this time.'),
   FERRY_E_UNAVAILABLE: spec(503, 'The hub is shutting down or not ready', 'Retry in a few seconds.'),
 } as const satisfies Record<string, ErrorSpec>;
