@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Ferry in one command, on one machine: a hub on 127.0.0.1:7443, tenant
 # `demo`, and one agent enrolled into it and connected, talking to the local
-# Docker engine. Safe to run again: what exists is reused, what runs is left
-# running.
+# Docker engine; then a sample stack deployed through it as a signed release:
+# images built offline and pushed to the local registry (scripts/sample/),
+# release keys and the tenant's trust root, `demo-shop@1.0.0` created from
+# scripts/sample/docker-compose.yml, signed, deployed, applied by the agent
+# and answering on http://127.0.0.1:8088/. Safe to run again: what exists is
+# reused, what runs is left running.
 #
 #   bash scripts/quickstart.sh          set up (or check) everything, print where to look
-#   bash scripts/quickstart.sh stop     stop the agent and the hub (state is kept)
+#   bash scripts/quickstart.sh stop     stop the agent, remove the sample stack's containers, stop the hub (state is kept)
 #   bash scripts/quickstart.sh status   show what runs
 #   bash scripts/quickstart.sh reset    stop, then delete ./.ferry-quickstart
 #
 # Environment: FERRY_QUICKSTART_DIR (default ./.ferry-quickstart),
-# FERRY_QUICKSTART_LISTEN (default 127.0.0.1:7443).
+# FERRY_QUICKSTART_LISTEN (default 127.0.0.1:7443), FERRY_QUICKSTART_SAMPLE=0
+# to skip the sample stack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,6 +27,12 @@ HUB_DIR=$QS/hub
 AGENT_DIR=$QS/agent
 TOKEN_FILE=$QS/admin-token
 TENANT=demo
+KEYS_DIR=$QS/keys
+SAMPLE=${FERRY_QUICKSTART_SAMPLE:-1}
+STACK=demo-shop
+STACK_VERSION=1.0.0
+SAMPLE_COMPOSE=scripts/sample/docker-compose.yml
+SAMPLE_URL=http://127.0.0.1:8088/
 
 if [ -t 1 ]; then B=$'\033[1m' N=$'\033[0m'; else B='' N=''; fi
 say() { printf '%squickstart:%s %s\n' "$B" "$N" "$*"; }
@@ -88,6 +99,123 @@ agent_connected() { # agent-id
     CHECKED_WITH="GET /v1/agents"
   fi
   printf '%s' "$json" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const a=JSON.parse(s).agents.find(x=>x.id===process.argv[1]);process.exit(a&&a.status==="connected"?0:1)})' "$1"
+}
+
+# The operator CLI against the quickstart hub (token through the environment, not argv).
+ferry() { FERRY_HUB=$HUB_URL FERRY_TOKEN=$(cat "$TOKEN_FILE") node dist/cli/main.js "$@"; }
+
+# Exit 0 when a node expression over the JSON document on stdin (`d`, extra args in `a`) is true.
+json_test() { # expression [args...]
+  node -e 'let s="";process.stdin.on("data",x=>s+=x).on("end",()=>{const d=JSON.parse(s),a=process.argv.slice(2);process.exit(eval(process.argv[1])?0:1)})' "$@"
+}
+
+# The sample release on the agent, as it reports it (`ferry agent show --json` -> .running.releases):
+# "<state> [code]" for STACK@VERSION, or nothing when the agent has not reported it.
+release_state() { # agent-id
+  ferry agent show "$1" --json 2>/dev/null | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const [stack,version]=process.argv.slice(1);const r=(JSON.parse(s).running?.releases??[]).find(x=>x.stack===stack&&x.version===version);if(r)process.stdout.write(`${r.state} ${r.code??""}`.trim())})' "$STACK" "$STACK_VERSION"
+}
+
+# Containers (and networks) the quickstart agent owns on the engine: the sample stack.
+remove_agent_objects() {
+  local id ids
+  [ -f "$AGENT_DIR/identity.json" ] || return 0
+  if ! command -v docker >/dev/null || ! docker info >/dev/null 2>&1; then
+    say "sample stack: docker does not answer; containers left as they are"
+    return 0
+  fi
+  id=$(json_field agentId <"$AGENT_DIR/identity.json")
+  ids=$(docker ps -aq --filter "label=ferry.agent=$id")
+  if [ -n "$ids" ]; then
+    say "sample stack: removing $(printf '%s\n' $ids | wc -l) container(s) of agent $id"
+    docker rm -f $ids >/dev/null
+  else
+    say "sample stack: no containers of agent $id"
+  fi
+  ids=$(docker network ls -q --filter "label=ferry.agent=$id")
+  if [ -n "$ids" ]; then docker network rm $ids >/dev/null || true; fi
+}
+
+sample_stack() { # agent-id
+  local agent=$1 out rc state i k page=''
+  # ---- images, built offline, into the local registry
+  say "sample: building the images (scripts/sample/build-images.sh) and pushing them to 127.0.0.1:5000"
+  bash scripts/sample/build-images.sh 2>&1 >/dev/null | sed 's/^/  /' || die "scripts/sample/build-images.sh failed"
+
+  # ---- keys: a root key holder's and a release manager's (on a real setup: two people, two machines)
+  mkdir -p "$KEYS_DIR"
+  chmod 700 "$KEYS_DIR"
+  for k in root release; do
+    if [ -f "$KEYS_DIR/$k.key" ]; then
+      say "keys: $KEYS_DIR/$k.key exists"
+    else
+      say "keys: ferry key generate --out $KEYS_DIR/$k.key"
+      ferry key generate --out "$KEYS_DIR/$k.key" 2>&1 | sed 's/^/  /' || die "ferry key generate failed"
+    fi
+  done
+
+  # ---- the tenant's trust root: drafted with those keys, active once the root key signs it
+  out=$(ferry trust show --tenant "$TENANT" --json)
+  if printf '%s' "$out" | json_test 'd.active'; then
+    say "trust: $TENANT has an active root (fingerprint $(printf '%s' "$out" | json_field fingerprint))"
+  else
+    if ! printf '%s' "$out" | json_test 'd.pending'; then
+      say "trust: ferry trust init --tenant $TENANT --root-key root.key.pub --release-key release.key.pub"
+      ferry trust init --tenant "$TENANT" --root-key "$KEYS_DIR/root.key.pub" --release-key "$KEYS_DIR/release.key.pub" 2>&1 | sed 's/^/  /' || die "ferry trust init failed"
+    fi
+    say "trust: ferry trust sign --tenant $TENANT --key $KEYS_DIR/root.key"
+    ferry trust sign --tenant "$TENANT" --key "$KEYS_DIR/root.key" 2>&1 | sed 's/^/  /' || die "ferry trust sign failed"
+    out=$(ferry trust show --tenant "$TENANT" --json)
+  fi
+  # Keys regenerated against an older hub: signatures by this release key would never count.
+  printf '%s' "$out" | json_test 'Object.values(d.active?.root?.keys ?? {}).some((k) => k.public === a[0])' "$(cat "$KEYS_DIR/release.key.pub")" ||
+    die "the active trust root of $TENANT does not hold $KEYS_DIR/release.key.pub (keys made anew?); run \`bash scripts/quickstart.sh reset\` to start over"
+
+  # ---- the release: every image resolved to its registry digest and pinned, then signed
+  say "release: ferry release create $STACK $STACK_VERSION --compose $SAMPLE_COMPOSE"
+  rc=0
+  out=$(ferry release create "$STACK" "$STACK_VERSION" --compose "$SAMPLE_COMPOSE" 2>&1) || rc=$?
+  case $rc in
+    0) printf '%s\n' "$out" | sed 's/^/  /' ;;
+    5) say "release: $STACK@$STACK_VERSION exists (FERRY_E_RELEASE_EXISTS); reusing it" ;;
+    *) printf '%s\n' "$out" >&2; die "ferry release create exited $rc" ;;
+  esac
+  if ferry release show "$STACK@$STACK_VERSION" --json | json_test '(d.tenants ?? []).some((t) => t.tenant === a[0] && t.met)' "$TENANT"; then
+    say "release: $STACK@$STACK_VERSION is signed (threshold of $TENANT met)"
+  else
+    say "release: ferry release sign $STACK@$STACK_VERSION --key $KEYS_DIR/release.key"
+    ferry release sign "$STACK@$STACK_VERSION" --key "$KEYS_DIR/release.key" 2>&1 | sed 's/^/  /' || die "ferry release sign failed"
+  fi
+
+  # ---- deploy; then the agent verifies, runs the stack and reports it applied (healthy through its bake time)
+  state=$(release_state "$agent")
+  if [ "${state%% *}" = applied ]; then
+    say "deploy: $STACK@$STACK_VERSION is already applied on $agent"
+  else
+    say "deploy: ferry deploy $STACK@$STACK_VERSION --agent $agent --wait"
+    ferry deploy "$STACK@$STACK_VERSION" --agent "$agent" --wait 2>&1 | sed 's/^/  /' || die "ferry deploy failed; see $QS/agent.log"
+    say "deploy: waiting for the agent to report $STACK@$STACK_VERSION applied (ferry agent show $agent --json)"
+    for i in $(seq 1 180); do
+      state=$(release_state "$agent")
+      case "$state" in
+        applied*) break ;;
+        rolled-back* | failed*) tail -n 20 "$QS/agent.log" >&2; die "the agent rolled $STACK@$STACK_VERSION back ($state); see $QS/agent.log" ;;
+      esac
+      alive "$QS/agent.pid" || { tail -n 20 "$QS/agent.log" >&2; die "the agent exited; see $QS/agent.log"; }
+      sleep 1
+    done
+    [ "${state%% *}" = applied ] || die "$STACK@$STACK_VERSION not applied after 180 s (state: ${state:-not reported}); see $QS/agent.log"
+    say "deploy: $STACK@$STACK_VERSION applied on $agent"
+  fi
+
+  # ---- the page (after `stop`, the restarted agent puts the removed containers back: give it a moment)
+  for i in $(seq 1 90); do
+    page=$(curl -fsS -m 3 "$SAMPLE_URL" 2>/dev/null) && break
+    page=''
+    sleep 1
+  done
+  [ -n "$page" ] || die "nothing answers on $SAMPLE_URL; see docker ps --filter label=ferry.agent=$agent and $QS/agent.log"
+  say "web: $SAMPLE_URL answers: $(printf '%s' "$page" | sed -n 's:.*<h1>\(.*\)</h1>.*:\1:p' | head -n1)"
+  docker ps --filter "label=ferry.agent=$agent" --format '{{.Names}}  {{.Status}}  {{.Ports}}' | sed 's/^/  /'
 }
 
 up() {
@@ -165,6 +293,8 @@ up() {
   agent_connected "$AGENT_ID" || { tail -n 20 "$QS/agent.log" >&2; die "the agent did not connect within 20s; see $QS/agent.log"; }
   say "agent: $AGENT_ID connected (checked with $CHECKED_WITH)"
 
+  if [ "$SAMPLE" != 0 ]; then sample_stack "$AGENT_ID"; fi
+
   local rel=${QS#"$ROOT"/}
   cat <<EOF
 
@@ -175,15 +305,25 @@ Ferry is up ($(($(date +%s) - t0))s).
   tenant       $TENANT
   agent        $AGENT_ID   (state: $rel/agent, log: $rel/agent.log)
   docker       $(docker version --format '{{.Server.Version}}' 2>/dev/null), registry http://127.0.0.1:5000/v2/
+EOF
+  if [ "$SAMPLE" != 0 ]; then
+    cat <<EOF
+  sample       $STACK@$STACK_VERSION from $SAMPLE_COMPOSE, signed with $rel/keys/release.key
+               web on $SAMPLE_URL   (api and worker beside it)
+EOF
+  fi
+  cat <<EOF
 
 Try the operator CLI:
 
   export FERRY_HUB=$HUB_URL FERRY_TOKEN=\$(cat $rel/admin-token)
   node dist/cli/main.js agent ls
-  node dist/cli/main.js agent show $AGENT_ID
-  node dist/cli/main.js tenant ls
+  node dist/cli/main.js agent show $AGENT_ID    # .running: releases and containers the agent reports
+  node dist/cli/main.js release ls
+  node dist/cli/main.js audit ls --tenant $TENANT               # every operation, in a tamper-evident log
   node dist/cli/main.js token create --tenant $TENANT      # enroll another agent with it
-  node dist/agent/main.js status --state-dir $rel/agent
+  node dist/agent/main.js status --state-dir $rel/agent        # on the host: root, accepted releases, signers
+  docker ps --filter label=ferry.agent=$AGENT_ID$([ "$SAMPLE" = 0 ] || printf '\n  curl %s' "$SAMPLE_URL")
 
 Follow the logs:   tail -f $rel/hub.log $rel/agent.log
 Stop:              bash scripts/quickstart.sh stop     (bash scripts/test-env.sh stop stops docker and the registry)
@@ -194,18 +334,25 @@ EOF
 status() {
   if alive "$QS/hub.pid"; then say "hub: running (pid $(cat "$QS/hub.pid")), $(hub_ready && echo ready || echo 'not ready') on $HUB_URL"; else say "hub: not running"; fi
   if alive "$QS/agent.pid"; then say "agent: running (pid $(cat "$QS/agent.pid"))"; else say "agent: not running"; fi
+  if [ -f "$AGENT_DIR/identity.json" ] && command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+    local id
+    id=$(json_field agentId <"$AGENT_DIR/identity.json")
+    say "sample stack: $(docker ps -q --filter "label=ferry.agent=$id" | wc -l) container(s) of $id running; $SAMPLE_URL $(curl -fsS -m 2 -o /dev/null "$SAMPLE_URL" 2>/dev/null && echo answers || echo 'does not answer')"
+  fi
   bash scripts/test-env.sh status | sed 's/^/  /'
 }
 
 case "${1:-up}" in
   up | start) up ;;
   stop)
-    stop_pid agent "$QS/agent.pid"
+    stop_pid agent "$QS/agent.pid" # first: a running agent would put its containers back
+    remove_agent_objects
     stop_pid hub "$QS/hub.pid"
     ;;
   status) status ;;
   reset)
     stop_pid agent "$QS/agent.pid"
+    remove_agent_objects
     stop_pid hub "$QS/hub.pid"
     say "removing $QS"
     rm -rf "$QS"
