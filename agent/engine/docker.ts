@@ -212,6 +212,25 @@ export class DockerEngine implements Engine {
     }
   }
 
+  async disconnectNetworks(id: string): Promise<void> {
+    let nets: string[];
+    try {
+      const info = await this.docker.getContainer(id).inspect();
+      nets = Object.keys(info.NetworkSettings?.Networks ?? {});
+    } catch (err) {
+      if (status(err) === 404) return;
+      throw engineError(err);
+    }
+    for (const n of nets) {
+      try {
+        await this.docker.getNetwork(n).disconnect({ Container: id, Force: false });
+      } catch (err) {
+        const s = status(err);
+        if (s !== 404 && s !== 403 && s !== 500) throw engineError(err); // already gone or not attached
+      }
+    }
+  }
+
   async stopContainer(id: string, graceMs: number): Promise<void> {
     const t = Math.ceil(graceMs / 1000);
     try {

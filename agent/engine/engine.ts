@@ -46,6 +46,12 @@ export interface Engine {
   /** Creates (does not start) a container from the spec; returns its id. */
   createContainer(spec: ContainerSpec): Promise<string>;
   startContainer(id: string): Promise<void>;
+  /**
+   * Takes a running container out of every network (its service alias stops
+   * resolving to it) without stopping it; the first step of draining it. A
+   * missing container is fine.
+   */
+  disconnectNetworks(id: string): Promise<void>;
   /** Stops with SIGTERM, then SIGKILL after `graceMs`. A stopped or missing container is fine. */
   stopContainer(id: string, graceMs: number): Promise<void>;
   /** Removes a container (not its named volumes). A missing container is fine. */

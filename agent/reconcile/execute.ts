@@ -2,6 +2,7 @@
 // compile error), and the runner that takes a batch phase by phase, steps of
 // one phase in parallel (bounded), journaling each step before and after.
 import { FerryError } from '../../shared/errors.js';
+import { sleep } from '../../shared/sleep.js';
 import type { Engine, PullAuth } from '../engine/engine.js';
 import type { Journal } from './journal.js';
 import { LABEL } from './model.js';
@@ -15,6 +16,8 @@ export interface ExecutorOptions {
   auth: (image: string) => PullAuth | undefined;
   /** Refuse to pull when the engine's disk has less free space than this. */
   minFreeBytes: number;
+  /** How long a drained container keeps running after leaving its networks (in-flight requests finish). */
+  drainMs?: number;
 }
 
 export function executors(engine: Engine, opts: ExecutorOptions): Executors {
@@ -32,7 +35,14 @@ export function executors(engine: Engine, opts: ExecutorOptions): Executors {
     createVolume: async (s) => {
       await engine.createVolume(s.name, { [LABEL.agent]: opts.agentId, [LABEL.stack]: s.stack });
     },
-    stop: (s) => engine.stopContainer(s.id, s.graceMs),
+    stop: async (s, signal) => {
+      if (s.drain) {
+        // Start-first: the alias must stop resolving to the old container before it dies.
+        await engine.disconnectNetworks(s.id);
+        await sleep(opts.drainMs ?? 1000, signal);
+      }
+      await engine.stopContainer(s.id, s.graceMs);
+    },
     remove: (s) => engine.removeContainer(s.id),
     create: async (s) => {
       const id = await engine.createContainer(s.container.spec);
@@ -70,10 +80,24 @@ export async function runSteps(steps: Step[], exec: Executors, opts: { concurren
         if (opts.signal.aborted) throw new FerryError('FERRY_E_UNAVAILABLE', 'agent stopping');
         const step = batch[next++]!;
         opts.journal.write({ event: 'step', kind: step.kind, what: describeStep(step) });
+        crashHook(step.kind, '');
         await (exec[step.kind] as (s: Step, signal: AbortSignal) => Promise<void>)(step, opts.signal);
+        crashHook(step.kind, ':after');
         opts.journal.write({ event: 'step-done', kind: step.kind, what: describeStep(step) });
       }
     };
     await Promise.all(Array.from({ length: Math.min(opts.concurrency, batch.length) }, worker));
   }
+}
+
+/**
+ * Fault-injection hook for tests only (test/integration/reconcile-faults.test.ts):
+ * with FERRY_TEST_CRASH_AT=<kind> the process SIGKILLs itself right before the
+ * first step of that kind runs (after its journal record), with <kind>:after
+ * right after it ran (before it is journaled as done). Does nothing when the
+ * variable is unset.
+ */
+function crashHook(kind: StepKind, when: '' | ':after'): void {
+  const at = process.env.FERRY_TEST_CRASH_AT;
+  if (at && at === `${kind}${when}`) process.kill(process.pid, 'SIGKILL');
 }

@@ -12,7 +12,8 @@ export type Step =
   | { kind: 'pull'; image: string }
   | { kind: 'createNetwork'; name: string; stack: string; internal: boolean }
   | { kind: 'createVolume'; name: string; stack: string }
-  | { kind: 'stop'; id: string; name: string; graceMs: number; reason: string }
+  /** `drain`: leave the service's networks first, so its alias stops resolving to it before it stops. */
+  | { kind: 'stop'; id: string; name: string; graceMs: number; reason: string; drain?: boolean }
   | { kind: 'remove'; id: string; name: string; reason: string }
   /** Create and start a container for one service replica. */
   | { kind: 'create'; container: DesiredContainer; reason: string }
@@ -56,8 +57,8 @@ export function plan(current: Current, desired: readonly DesiredStack[], facts: 
   }
   const wanted = new Set<string>(); // container ids that belong to the desired state
   const pulls = new Set<string>();
-  const stopAndRemove = (c: ObservedContainer, graceMs: number, reason: string) => {
-    if (live(c) || c.status === 'created') steps.push({ kind: 'stop', id: c.id, name: c.name, graceMs, reason });
+  const stopAndRemove = (c: ObservedContainer, graceMs: number, reason: string, drain = false) => {
+    if (live(c) || c.status === 'created') steps.push({ kind: 'stop', id: c.id, name: c.name, graceMs, reason, ...(drain && c.status === 'running' ? { drain: true } : {}) });
     if (c.status !== 'removing') steps.push({ kind: 'remove', id: c.id, name: c.name, reason });
   };
 
@@ -136,7 +137,7 @@ export function plan(current: Current, desired: readonly DesiredStack[], facts: 
         case 'running':
         case 'restarting':
           if (stale.length > 0) {
-            if (ready(best)) for (const c of stale) stopAndRemove(c, dc.spec.stopGraceMs, `${label} replaced; new container ready`);
+            if (ready(best)) for (const c of stale) stopAndRemove(c, dc.spec.stopGraceMs, `${label} replaced; new container ready`, dc.updateOrder === 'start-first');
             else waiting.push(`${label}: new container not ready yet (${best.health}); old one keeps serving`);
           }
           break;

@@ -229,6 +229,12 @@ export class FakeEngine implements Engine {
     this.running(c);
   }
 
+  async disconnectNetworks(id: string): Promise<void> {
+    await this.enter(`disconnect ${this.nameOf(id)}`);
+    const c = this.container(id);
+    if (c) c.networks = [];
+  }
+
   async stopContainer(id: string, _graceMs: number): Promise<void> {
     await this.enter(`stop ${this.nameOf(id)}`);
     const c = this.container(id);
