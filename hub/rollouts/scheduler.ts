@@ -139,11 +139,15 @@ export class Rollouts {
     return this.rows.get(id);
   }
 
-  /** Coalesces requests for a tick into one, run soon. */
+  /**
+   * Coalesces requests for a tick into one, run soon. Acks and status reports
+   * arrive one per message; a tick reads the whole rollout, so they are
+   * batched (at most one tick per 50 ms) or a large fleet makes it quadratic.
+   */
   kick(): void {
     if (this.queued || this.stopped) return;
     this.queued = true;
-    setImmediate(() => {
+    setTimeout(() => {
       this.queued = false;
       if (this.stopped) return;
       try {
@@ -151,7 +155,7 @@ export class Rollouts {
       } catch (err) {
         this.log.error({ err: asFerryError(err).message }, 'rollout tick failed');
       }
-    });
+    }, 50);
   }
 
   /** One pass over every active rollout, repeated while decisions change something. */
