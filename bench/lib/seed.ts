@@ -1,0 +1,60 @@
+// Registers N agents straight into a new hub database, as enrollment would
+// have left them (same INSERT as Store.enroll), and writes their keys to a
+// file the client workers read. Enrolling 10,000 agents over HTTP would
+// measure enrollment, not connections; the handshakes stay real.
+import { generateKeyPairSync } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { openDb } from '../../hub/db.js';
+import { Store, newId } from '../../hub/store.js';
+
+export interface BenchAgentKey {
+  id: string;
+  tenant: string;
+  name: string;
+  /** base64 raw 32-byte public key, as the hub stores it. */
+  publicKey: string;
+  /** base64 32-byte Ed25519 seed (private key). */
+  seed: string;
+}
+
+/**
+ * Ed25519 key pair made with OpenSSL (fast), in the raw forms Ferry uses: the
+ * last 32 bytes of the SPKI and PKCS#8 DER encodings. (Not JWK: on Node
+ * 20.20 exporting an Ed25519 private key as JWK in a loop deadlocks now and
+ * then.)
+ */
+export function rawKeyPair(): { publicKey: Buffer; seed: Buffer } {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const spki = publicKey.export({ format: 'der', type: 'spki' });
+  const pkcs8 = privateKey.export({ format: 'der', type: 'pkcs8' });
+  return { publicKey: spki.subarray(spki.length - 32), seed: pkcs8.subarray(pkcs8.length - 32) };
+}
+
+/** tweetnacl's 64-byte secret key (seed || public key) for a bench key. */
+export function secretKeyOf(k: BenchAgentKey): Uint8Array {
+  return new Uint8Array(Buffer.concat([Buffer.from(k.seed, 'base64'), Buffer.from(k.publicKey, 'base64')]));
+}
+
+export function seedHub(dataDir: string, keysFile: string, agents: number, tenants: number): BenchAgentKey[] {
+  const db = openDb(dataDir, { create: true });
+  try {
+    const store = new Store(db);
+    const now = Date.now();
+    const tenantRows = Array.from({ length: tenants }, (_, i) => store.createTenant(`bench-${String(i).padStart(3, '0')}`, now));
+    const insert = db.prepare('INSERT INTO agents (id, tenant_id, name, public_key, labels, enrolled_at) VALUES (?, ?, ?, ?, ?, ?)');
+    const keys: BenchAgentKey[] = [];
+    db.transaction(() => {
+      for (let i = 0; i < agents; i++) {
+        const t = tenantRows[i % tenants]!;
+        const { publicKey, seed } = rawKeyPair();
+        const k: BenchAgentKey = { id: newId('agt'), tenant: t.name, name: `bench-${String(i).padStart(5, '0')}`, publicKey: publicKey.toString('base64'), seed: seed.toString('base64') };
+        insert.run(k.id, t.id, k.name, k.publicKey, '{}', now);
+        keys.push(k);
+      }
+    })();
+    writeFileSync(keysFile, JSON.stringify(keys), { mode: 0o600 });
+    return keys;
+  } finally {
+    db.close();
+  }
+}
