@@ -175,7 +175,9 @@ export function createApi(ctx: ApiContext) {
   });
 
   // ---- agent endpoints (no operator token) ---------------------------------------
-  route('GET', CHALLENGE_PATH, null, () => ctx.challenges.issue(ctx.now()));
+  // Connection: close — the agent's next request is the WebSocket upgrade on a new connection,
+  // so an idle keep-alive socket per handshake would only hold a file descriptor (bench/connections).
+  route('GET', CHALLENGE_PATH, null, ({ res }) => sendJson(res, 200, ctx.challenges.issue(ctx.now()), { connection: 'close' }));
   route(
     'POST',
     ENROLL_PATH,

@@ -95,8 +95,11 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
     }
     gateway.handleUpgrade(req, socket, head);
   });
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return;
+    // As Node itself would answer: a slow client is a timeout, not a bad request.
+    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -105,7 +108,8 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
       db.close();
       reject(new FerryError('FERRY_E_CONFIG_INVALID', `cannot listen on ${opts.host}:${opts.port}: ${err.code ?? err.message}`, { cause: err }));
     });
-    server.listen(opts.port, opts.host, () => resolve());
+    // A reconnect storm after a restart overflows Node's default backlog (511): bench/connections.
+    server.listen({ port: opts.port, host: opts.host, backlog: 4096 }, () => resolve());
   });
   ready = true;
   const port = (server.address() as AddressInfo).port;
