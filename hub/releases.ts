@@ -33,6 +33,11 @@ export interface ReleaseRecord {
 }
 
 export class Releases {
+  /** Parsed payloads by digest: a release's bytes never change once stored. */
+  private readonly parsed = new Map<string, Release>();
+  /** Threshold verdicts by (digest, signature count, root): signatures are only ever added. */
+  private readonly verdicts = new Map<string, { met: boolean; have: number; threshold: number; signers: string[] }>();
+
   constructor(private readonly db: DB) {}
 
   /** Stores an unsigned release payload. Refuses tags, duplicates and anything not strict. */
@@ -87,9 +92,26 @@ export class Releases {
 
   /** Whether a tenant's root would accept this release, and who counted. */
   thresholdFor(rec: ReleaseRecord, root: Root): { met: boolean; have: number; threshold: number; signers: string[] } {
+    // A rollout asks this once per agent for the same release: verify once per distinct input.
+    const key = `${rec.digest}|${rec.envelope.signatures.map((s) => s.keyid + s.sig).join(',')}|${root.tenant}|${root.version}`;
+    const hit = this.verdicts.get(key);
+    if (hit) return hit;
     const keys = trustedKeys(root, 'release');
     const signers = validSigners(rec.envelope, keys.keys);
-    return { met: signers.length >= keys.threshold, have: signers.length, threshold: keys.threshold, signers };
+    const verdict = { met: signers.length >= keys.threshold, have: signers.length, threshold: keys.threshold, signers };
+    if (this.verdicts.size > 10_000) this.verdicts.clear();
+    this.verdicts.set(key, verdict);
+    return verdict;
+  }
+
+  private parse(row: ReleaseRow): Release {
+    let rel = this.parsed.get(row.digest);
+    if (!rel) {
+      rel = parseRelease(row.payload);
+      if (this.parsed.size > 1000) this.parsed.clear();
+      this.parsed.set(row.digest, rel);
+    }
+    return rel;
   }
 
   private record(row: ReleaseRow): ReleaseRecord {
@@ -105,7 +127,7 @@ export class Releases {
       version: row.version,
       digest: row.digest,
       createdAt: row.created_at,
-      release: parseRelease(row.payload),
+      release: this.parse(row),
       envelope: { payloadType: PAYLOAD_TYPES.release, payload: row.payload.toString('base64'), signatures: sigs.map((s) => ({ keyid: s.keyid, sig: s.sig })) },
       signers: sigs.map((s) => ({ keyid: s.keyid, at: s.created_at, by: s.created_by })),
     };

@@ -65,10 +65,20 @@ export class TrustRoots {
       .map(envelopeOf);
   }
 
+  private readonly parsedRoots = new Map<string, Root>();
+
   active(tenant: string): Root | null {
     const chain = this.chain(tenant);
     const last = chain[chain.length - 1];
-    return last ? parseRoot(Buffer.from(last.payload, 'base64')) : null;
+    if (!last) return null;
+    // Root payloads never change once stored: parse each once.
+    let root = this.parsedRoots.get(last.payload);
+    if (!root) {
+      root = parseRoot(Buffer.from(last.payload, 'base64'));
+      if (this.parsedRoots.size > 1000) this.parsedRoots.clear();
+      this.parsedRoots.set(last.payload, root);
+    }
+    return root;
   }
 
   show(tenant: string): { active: RootView | null; pending: RootView | null; fingerprint: string | null; chain: Envelope[] } {
