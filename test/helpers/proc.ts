@@ -17,9 +17,9 @@ export interface RunResult {
 }
 
 /** Runs a binary to completion. */
-export function run(bin: keyof typeof BIN, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+export function run(bin: keyof typeof BIN, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number; /** another copy of the binary */ main?: string } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN[bin], ...args], { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [opts.main ?? BIN[bin], ...args], { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d));

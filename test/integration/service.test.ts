@@ -6,13 +6,31 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderUnit } from '../../agent/service.js';
 import { EXIT } from '../../shared/exit.js';
 import { startHub } from '../helpers/hub.js';
-import { BIN, ROOT, run } from '../helpers/proc.js';
+import { ROOT as CHECKOUT, run as runBin } from '../helpers/proc.js';
+
+/**
+ * The unit hides /home, /root, /run/user, /tmp and /var/tmp from the service,
+ * and install refuses an agent there. When this checkout lives in one of
+ * them (CI may clone anywhere), the tests use a copy under /opt instead.
+ */
+function serviceRoot(): string {
+  const real = realpathSync(CHECKOUT);
+  if (!['/home', '/root', '/run/user', '/tmp', '/var/tmp'].some((d) => real === d || real.startsWith(d + '/'))) return CHECKOUT;
+  mkdirSync('/opt', { recursive: true });
+  const dir = mkdtempSync('/opt/ferry-service-test-');
+  for (const p of ['dist', 'scripts', 'package.json', 'node_modules']) cpSync(join(CHECKOUT, p), join(dir, p), { recursive: true, verbatimSymlinks: true });
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir + '/';
+}
+const ROOT = serviceRoot();
+const BIN = { agent: `${ROOT}dist/agent/main.js` };
+const run = (_bin: 'agent', args: string[], opts: Parameters<typeof runBin>[2] = {}) => runBin('agent', args, { ...opts, main: BIN.agent });
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
 const UNIT = 'ferry-agent.service';
@@ -351,6 +369,8 @@ async function bootSandbox(t: TestContext): Promise<Sandbox | string> {
 test('under systemd the agent runs hardened, reaches hub and Docker, and stays down once revoked', { timeout: 180_000 }, async (t) => {
   const why = sandboxUnavailable();
   if (why) return t.skip(why);
+  // The sandboxed systemd sees the checkout only where it lives; a copy made for a checkout under /tmp is not visible there.
+  if (ROOT !== CHECKOUT) return t.skip(`checkout ${CHECKOUT} is under a directory the unit hides; run from a checkout outside /tmp, /home, /root to boot the unit under systemd`);
   const sb = await bootSandbox(t);
   if (typeof sb === 'string') return t.skip(sb);
   const agent = (args: string[]) => sb.exec(process.execPath, [BIN.agent, ...args]);
