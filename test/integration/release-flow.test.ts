@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildTestImage, requireDocker } from '../helpers/docker.js';
+import { buildTestImage, docker, requireDocker } from '../helpers/docker.js';
 import { enrollmentToken } from '../helpers/agents.js';
 import { startHub } from '../helpers/hub.js';
 import { daemon, run } from '../helpers/proc.js';
@@ -45,6 +45,13 @@ test('release managers sign on their own machines; the agent accepts only what v
   const e = await run('agent', ['enroll', '--hub', th.url, '--token', await enrollmentToken(th, 'bank-a'), '--state-dir', state, '--root-fingerprint', fingerprint, '--json']);
   assert.equal(e.code, 0, e.stderr);
   const agentId = JSON.parse(e.stdout).agentId as string;
+  // the agent runs what it accepts: remove its containers and networks afterwards, pass or fail
+  t.after(async () => {
+    for (const kind of [['ps', '-aq'], ['network', 'ls', '-q']]) {
+      const ids = (await docker([...kind, '--filter', `label=ferry.agent=${agentId}`])).stdout.split('\n').filter(Boolean);
+      if (ids.length) await docker(kind[0] === 'ps' ? ['rm', '-f', ...ids] : ['network', 'rm', ...ids]);
+    }
+  });
   const wrongPin = await run('agent', ['enroll', '--hub', th.url, '--token', await enrollmentToken(th, 'bank-a'), '--state-dir', join(dir, 'agent2'), '--root-fingerprint', 'SHA256:AAAA']);
   assert.equal(wrongPin.code, 3);
   assert.match(wrongPin.stderr, /FERRY_E_ROOT_UNTRUSTED/);
