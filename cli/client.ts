@@ -2,13 +2,31 @@
 // failure mapped onto a catalogue code. The hub answers errors as
 // `{error:{code,message,hint}}`; those come back as the same FerryError, so
 // the CLI prints the hub's words and exits with the code's exit status.
+// `follow` reads the hub's event stream (Server-Sent Events), reconnecting
+// with Last-Event-ID so a dropped connection loses and repeats nothing.
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import { Agent, request } from 'undici';
 import { ERRORS, FerryError, isErrorCode, type ErrorCode } from '../shared/errors.js';
+import { SSE_CONTENT_TYPE, SseDecoder, type SseMessage } from '../shared/events.js';
+import { sleep } from '../shared/sleep.js';
 import type { HubTarget } from './contexts.js';
 
 const TIMEOUT_MS = 30_000;
+/** The hub sends a heartbeat every 15 s: a stream silent for this long is dead. */
+const STREAM_IDLE_MS = 45_000;
+const RECONNECT_MAX_MS = 5_000;
+
+export interface FollowOptions {
+  /** Resume after this event id (as Last-Event-ID). */
+  lastEventId?: string;
+  /** Stops following (the generator returns). */
+  signal?: AbortSignal;
+  /** Give up when the hub cannot be reached for this long (default 60 s). */
+  giveUpMs?: number;
+  /** Told each time the stream is lost and about to be reopened. */
+  onReconnect?: (cause: FerryError | null) => void;
+}
 
 export class HubClient {
   readonly hub: string;
@@ -39,6 +57,66 @@ export class HubClient {
 
   close(): Promise<void> {
     return this.#dispatcher.close();
+  }
+
+  /**
+   * Follows a Server-Sent Events endpoint: yields every message, and when the
+   * connection drops (or the hub ends it) reconnects with the last event id.
+   * An error answer other than 5xx (bad filter, auth, not found) ends it with
+   * that error; so does a hub unreachable for `giveUpMs`.
+   */
+  async *follow(path: string, query: Record<string, string | undefined>, opts: FollowOptions = {}): AsyncGenerator<SseMessage> {
+    const url = new URL(this.hub + path);
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
+    const signal = opts.signal ?? new AbortController().signal;
+    let lastId = opts.lastEventId ?? '';
+    let delay = 250;
+    let failingSince: number | null = null;
+    while (!signal.aborted) {
+      let cause: FerryError | null = null;
+      try {
+        const res = await request(url, {
+          method: 'GET',
+          dispatcher: this.#dispatcher,
+          signal,
+          headers: { authorization: `Bearer ${this.#token}`, accept: SSE_CONTENT_TYPE, 'x-ferry-surface': 'cli', ...(lastId ? { 'last-event-id': lastId } : {}) },
+          headersTimeout: TIMEOUT_MS,
+          bodyTimeout: STREAM_IDLE_MS,
+        });
+        if (res.statusCode >= 400) {
+          const e = hubError(res.statusCode, await res.body.text(), this.hub);
+          if (res.statusCode < 500) throw e;
+          cause = e;
+        } else if (!String(res.headers['content-type'] ?? '').startsWith(SSE_CONTENT_TYPE)) {
+          await res.body.dump();
+          throw new FerryError('FERRY_E_HUB_UNREACHABLE', `${this.hub}${path} is not an event stream (is it a Ferry hub?)`);
+        } else {
+          const decoder = new SseDecoder();
+          const text = new TextDecoder();
+          for await (const chunk of res.body) {
+            for (const m of decoder.push(text.decode(chunk as Buffer, { stream: true }))) {
+              lastId = m.lastEventId;
+              if (m.event === 'ready') {
+                failingSince = null;
+                delay = decoder.retry ?? 250;
+              }
+              yield m;
+            }
+          }
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        if (err instanceof FerryError) throw err; // the hub's own answer: retrying will not change it
+        cause = transportError(err, this.hub);
+        if (cause.code === 'FERRY_E_HUB_TLS') throw cause;
+      }
+      if (signal.aborted) return;
+      failingSince ??= Date.now();
+      if (Date.now() - failingSince > (opts.giveUpMs ?? 60_000)) throw cause ?? new FerryError('FERRY_E_HUB_UNREACHABLE', `${this.hub}: the event stream keeps closing`);
+      opts.onReconnect?.(cause);
+      await sleep(delay, signal);
+      delay = Math.min(delay * 2, RECONNECT_MAX_MS);
+    }
   }
 
   async #call<T>(method: 'GET' | 'POST', path: string, body: unknown, query: Record<string, string | undefined>, raw = false): Promise<T> {

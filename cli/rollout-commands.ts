@@ -4,10 +4,15 @@
 // `ferry rollout status ID --watch` follows a rollout, progress on stderr,
 // and exits 0 when it succeeded, 1 when it failed, was aborted, rolled back
 // or paused on failures, and 1 with FERRY_E_APPLY_TIMEOUT when --timeout ran out.
+// It follows the hub's event stream (GET /v1/events), re-reading the rollout
+// when one of its transitions arrives; against a hub without the stream it
+// polls every --interval. `ferry events` tails the stream itself.
 import { Command, Option } from 'commander';
-import { FerryError } from '../shared/errors.js';
+import { FerryError, asFerryError } from '../shared/errors.js';
+import type { GapData, RolloutEvent } from '../shared/events.js';
+import { sleep } from '../shared/sleep.js';
 import { parseDurationMs } from '../hub/rollouts/waves.js';
-import { withHub } from './client.js';
+import { withHub, type HubClient } from './client.js';
 import { keyValues, labelList, table } from './format.js';
 import type { CliIo } from './release-commands.js';
 
@@ -41,6 +46,10 @@ interface RolloutView {
 
 const enc = encodeURIComponent;
 const TERMINAL = ['succeeded', 'failed', 'aborted', 'rolled-back'];
+/** --watch re-reads a busy rollout at most this often. */
+const REFRESH_MS = 200;
+/** Errors --watch rides out (the event stream gives up after a minute of them). */
+const TRANSIENT: readonly string[] = ['FERRY_E_HUB_UNREACHABLE', 'FERRY_E_UNAVAILABLE'];
 
 const SELECTOR_HELP = `
 Selectors (--to): terms joined by commas, all must hold:
@@ -91,6 +100,144 @@ export function exitFor(r: RolloutView): number {
   return r.state === 'succeeded' ? 0 : 1;
 }
 
+/** Where --watch stops: the rollout ended, or paused on failures (an operator must act). */
+function settled(r: RolloutView): boolean {
+  return TERMINAL.includes(r.state) || (r.state === 'paused' && r.failed > 0);
+}
+
+/** One event for people: `TIME  #ID  R-17  what happened`. */
+export function eventLine(e: RolloutEvent): string {
+  const what = (() => {
+    switch (e.kind) {
+      case 'rollout':
+        return e.from === null ? `created (${e.to})` : `${e.from} -> ${e.to}${e.reason ? ` (${e.reason})` : ''}`;
+      case 'wave':
+        return `wave ${e.wave} started`;
+      case 'target':
+        return `${e.agentId} (${e.tenant}) ${e.from} -> ${e.to}${e.code ? ` [${e.code}]` : ''}`;
+      case 'directive':
+        return `${e.agentId} (${e.tenant}) ${e.from} -> ${e.to}: directive ${e.seq}${e.version ? ` for ${e.version}` : ''}`;
+      default: {
+        const never: never = e;
+        return never;
+      }
+    }
+  })();
+  return `${e.at}  #${e.id}  ${e.rollout}  ${what}`;
+}
+
+/**
+ * Follows a rollout until it settles or `signal` aborts (then undefined):
+ * re-reads it when the stream says it changed (coalesced to one read per
+ * REFRESH_MS), printing its summary line when that changes. The stream's
+ * first `ready` triggers a read too, so nothing between the caller's last
+ * read and the subscription is missed.
+ */
+async function followRollout(h: HubClient, id: string, show: (v: RolloutView) => boolean, signal: AbortSignal, io: CliIo): Promise<RolloutView | undefined> {
+  const stop = new AbortController();
+  const abort = () => stop.abort();
+  signal.addEventListener('abort', abort, { once: true });
+  let dirty = false;
+  let lastRead = 0;
+  let reading: Promise<void> | null = null;
+  let done: RolloutView | undefined;
+  let failed: unknown;
+  const read = async () => {
+    while (dirty && !stop.signal.aborted) {
+      dirty = false;
+      await sleep(lastRead + REFRESH_MS - Date.now(), stop.signal);
+      if (stop.signal.aborted) return;
+      lastRead = Date.now();
+      let v: RolloutView;
+      try {
+        v = await h.get<RolloutView>(`/v1/rollouts/${enc(id)}`);
+      } catch (err) {
+        // The hub restarting: the stream reconnects and its `ready` asks again; meanwhile retry.
+        if (!TRANSIENT.includes(asFerryError(err).code)) throw err;
+        dirty = true;
+        await sleep(1000, stop.signal);
+        continue;
+      }
+      if (show(v)) {
+        done = v;
+        stop.abort();
+      }
+    }
+  };
+  const refresh = (): void => {
+    dirty = true;
+    if (reading || stop.signal.aborted) return;
+    reading = read()
+      .catch((err: unknown) => {
+        failed = err;
+        stop.abort();
+      })
+      .finally(() => {
+        reading = null;
+        if (dirty) refresh(); // asked for while the last read was finishing
+      });
+  };
+  let lost = false;
+  try {
+    const onReconnect = (cause: FerryError | null) => {
+      if (!lost) io.note(`lost the hub's event stream${cause ? ` (${cause.code})` : ''}; reconnecting`);
+      lost = true;
+    };
+    for await (const m of h.follow('/v1/events', { rollout: id }, { signal: stop.signal, onReconnect })) {
+      if (m.event === 'ready') lost = false;
+      if (m.event === 'ready' || m.event === 'transition' || m.event === 'gap') refresh();
+    }
+    await reading;
+  } finally {
+    signal.removeEventListener('abort', abort);
+    stop.abort();
+  }
+  if (failed) throw failed;
+  return done;
+}
+
+/** The same, by asking every `everyMs`: for hubs without GET /v1/events. */
+async function pollRollout(h: HubClient, id: string, show: (v: RolloutView) => boolean, everyMs: number, signal: AbortSignal): Promise<RolloutView | undefined> {
+  for (;;) {
+    await sleep(Math.max(100, everyMs), signal);
+    if (signal.aborted) return undefined;
+    const v = await h.get<RolloutView>(`/v1/rollouts/${enc(id)}`);
+    if (show(v)) return v;
+  }
+}
+
+async function watchRollout(h: HubClient, id: string, o: { interval: string; timeout?: string; json?: boolean }, io: CliIo): Promise<RolloutView> {
+  const every = parseDurationMs(o.interval, '--interval');
+  const timeoutMs = o.timeout ? parseDurationMs(o.timeout, '--timeout') : undefined;
+  let last = '';
+  let latest = await h.get<RolloutView>(`/v1/rollouts/${enc(id)}`);
+  const show = (v: RolloutView) => {
+    const line = summaryLine(v);
+    if (line !== last) io.note(line);
+    last = line;
+    latest = v;
+    return settled(v);
+  };
+  if (show(latest)) return latest;
+  const deadline = new AbortController();
+  const timer = timeoutMs !== undefined ? setTimeout(() => deadline.abort(), timeoutMs) : undefined;
+  try {
+    let end: RolloutView | undefined;
+    try {
+      end = await followRollout(h, id, show, deadline.signal, io);
+    } catch (err) {
+      // A hub from before the event stream: 404 for the route (the rollout itself was just read).
+      if (asFerryError(err).code !== 'FERRY_E_NOT_FOUND') throw err;
+      end = await pollRollout(h, id, show, every, deadline.signal);
+    }
+    if (end) return end;
+    if (o.json) io.printJson(latest);
+    throw new FerryError('FERRY_E_APPLY_TIMEOUT', `${id} still ${latest.state} after --timeout ${o.timeout}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export function registerRolloutCommands(program: Command, io: CliIo): void {
   const rollout = program.command('rollout').description('staged deployment of a release to selected agents, in waves').addHelpText('after', SELECTOR_HELP);
   rollout
@@ -139,29 +286,14 @@ export function registerRolloutCommands(program: Command, io: CliIo): void {
     .command('status')
     .description('show a rollout per wave and per agent; --watch follows it until it ends')
     .argument('<id>', 'rollout id, R-<n>')
-    .option('--watch', 'follow until it succeeds (exit 0) or fails, is aborted, rolled back or paused on failures (exit 1)')
-    .option('--interval <duration>', 'how often --watch asks the hub', '1s')
+    .option('--watch', 'follow until it succeeds (exit 0) or fails, is aborted, rolled back or paused on failures (exit 1); progress on stderr')
+    .option('--interval <duration>', 'how often --watch asks a hub that has no event stream', '1s')
     .option('--timeout <duration>', 'give up watching after this long (exit 1)')
-    .option('--json', 'print the API answer as JSON')
+    .option('--json', 'print the API answer as JSON (with --watch: the final state)')
     .action(async (id: string, o: { watch?: boolean; interval: string; timeout?: string; json?: boolean }, cmd: Command) => {
-      const every = parseDurationMs(o.interval, '--interval');
-      const deadline = o.timeout ? Date.now() + parseDurationMs(o.timeout, '--timeout') : Infinity;
-      const r = await withHub(io.target(cmd), async (h) => {
-        let last = '';
-        for (;;) {
-          const v = await h.get<RolloutView>(`/v1/rollouts/${enc(id)}`);
-          if (!o.watch) return v;
-          const line = summaryLine(v);
-          if (line !== last) io.note(line);
-          last = line;
-          if (TERMINAL.includes(v.state) || (v.state === 'paused' && v.failed > 0)) return v;
-          if (Date.now() > deadline) {
-            if (o.json) io.printJson(v);
-            throw new FerryError('FERRY_E_APPLY_TIMEOUT', `${id} still ${v.state} after --timeout ${o.timeout}`);
-          }
-          await new Promise((res) => setTimeout(res, Math.max(100, every)));
-        }
-      });
+      parseDurationMs(o.interval, '--interval');
+      if (o.timeout) parseDurationMs(o.timeout, '--timeout');
+      const r = await withHub(io.target(cmd), (h) => (o.watch ? watchRollout(h, id, o, io) : h.get<RolloutView>(`/v1/rollouts/${enc(id)}`)));
       if (o.json) io.printJson(r);
       else io.out(rolloutDetail(r));
       if (o.watch) process.exitCode = exitFor(r);
@@ -184,6 +316,35 @@ export function registerRolloutCommands(program: Command, io: CliIo): void {
         io.out(summaryLine(r) + '\n');
       });
   }
+
+  program
+    .command('events')
+    .description('follow rollout transitions as they happen (the hub\'s event stream); Ctrl-C stops')
+    .option('--rollout <id>', 'only this rollout\'s, R-<n>')
+    .option('--kind <kinds>', 'only these kinds: rollout, wave, target, directive (comma-separated)')
+    .option('--since <event-id>', 'first replay the events after this id (0: all the hub keeps)')
+    .option('--limit <n>', 'stop after this many events')
+    .option('--json', 'one JSON object per event (NDJSON)')
+    .addHelpText('after', '\nExample:\n  ferry events --rollout R-17 --json | jq .to')
+    .action(async (o: { rollout?: string; kind?: string; since?: string; limit?: string; json?: boolean }, cmd: Command) => {
+      if (o.since !== undefined && !/^\d{1,15}$/.test(o.since)) throw new FerryError('FERRY_E_VALIDATION', `--since ${JSON.stringify(o.since)}: an event id, a whole number`);
+      const limit = o.limit === undefined ? Infinity : count(o.limit, '--limit');
+      if (limit === 0) return;
+      await withHub(io.target(cmd), async (h) => {
+        let n = 0;
+        const onReconnect = (cause: FerryError | null) => io.note(`lost the hub's event stream${cause ? ` (${cause.code})` : ''}; reconnecting`);
+        for await (const m of h.follow('/v1/events', { rollout: o.rollout, kind: o.kind, since: o.since }, { onReconnect })) {
+          if (m.event === 'gap') {
+            const g = JSON.parse(m.data) as GapData;
+            io.note(`warning ${g.error.code}: ${g.error.message}\n  ${g.error.hint}`);
+          }
+          if (m.event !== 'transition') continue;
+          const e = JSON.parse(m.data) as RolloutEvent;
+          io.out(o.json ? JSON.stringify(e) + '\n' : eventLine(e) + '\n');
+          if (++n >= limit) return;
+        }
+      });
+    });
 
   const agent = program.commands.find((c) => c.name() === 'agent') ?? program.command('agent');
   agent

@@ -1,11 +1,12 @@
-// API routes for rollouts and agent labels (what rollouts select on).
+// API routes for rollouts, their event stream, and agent labels (what rollouts select on).
 import { z } from 'zod';
 import { agentView, audited, iso, surfaceOf, type ApiContext, type Call, type RouteFn } from './api.js';
+import { parseEventQuery } from './events.js';
 import { parseWith, readJson } from './http.js';
 import { LABEL_KEY, LABEL_VALUE } from './store.js';
 import { failures, inWave, type Command } from './rollouts/machine.js';
 import type { Actor } from './rollouts/scheduler.js';
-import type { RolloutRecord, TargetRecord } from './rollouts/store.js';
+import { rolloutId, type RolloutRecord, type TargetRecord } from './rollouts/store.js';
 
 const DAY_MS = 86_400_000;
 const CreateBody = z.strictObject({
@@ -117,6 +118,13 @@ export function rolloutRoutes(route: RouteFn, ctx: ApiContext): void {
       return rolloutView(r, rows.targets(r.id));
     });
   }
+
+  // Server-Sent Events: every rollout transition, resumable with Last-Event-ID or ?since= (hub/events.ts).
+  route('GET', '/v1/events', 'viewer', ({ req, res, query }) => {
+    const filter = parseEventQuery(query, req.headers['last-event-id']);
+    if (filter.rollout !== null) rows.get(rolloutId(filter.rollout)); // FERRY_E_NOT_FOUND before the stream starts
+    ctx.events.open(req, res, filter);
+  });
 
   route('POST', '/v1/agents/:id/labels', 'operator', async (call) => {
     const body = parseWith(LabelBody, await readJson(call.req));

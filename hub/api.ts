@@ -14,6 +14,7 @@ import { auditRoutes } from './api-audit.js';
 import { releaseRoutes } from './api-releases.js';
 import { rolloutRoutes } from './api-rollouts.js';
 import type { Rollouts } from './rollouts/scheduler.js';
+import type { EventStreams } from './events.js';
 import type { Challenges } from './challenge.js';
 import type { AuditInput, AuditLog } from './audit.js';
 import type { Delivery } from './delivery.js';
@@ -37,6 +38,7 @@ export interface ApiContext {
   audit: AuditLog;
   witness: Witnessing;
   rollouts: Rollouts;
+  events: EventStreams;
   log: Logger;
   publicHost?: string;
   now: () => number;

@@ -5,6 +5,10 @@ import { z } from 'zod';
 import { FerryError } from '../shared/errors.js';
 import { LOG_LEVELS } from '../shared/logger.js';
 
+export const TICK_MIN_MS = 10;
+export const TICK_MAX_MS = 60_000;
+const TICK_RANGE = `--tick (FERRY_HUB_TICK_MS) takes whole milliseconds from ${TICK_MIN_MS} to ${TICK_MAX_MS}, e.g. --tick 250`;
+
 export const ServeConfig = z.strictObject({
   dataDir: z.string().min(1),
   listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'HOST:PORT'),
@@ -13,6 +17,13 @@ export const ServeConfig = z.strictObject({
   publicUrl: z.url().optional(),
   heartbeatMs: z.coerce.number().int().min(100).max(600_000).default(15_000),
   checkpointMs: z.coerce.number().int().min(100).max(86_400_000).default(60_000),
+  /** The rollout scheduler's periodic tick (bake times, retries, timeouts); acks and reports tick it sooner. */
+  tickMs: z.coerce
+    .number({ error: TICK_RANGE })
+    .int(TICK_RANGE)
+    .min(TICK_MIN_MS, TICK_RANGE)
+    .max(TICK_MAX_MS, TICK_RANGE)
+    .default(1000),
   logLevel: z.enum(LOG_LEVELS).default('info'),
 });
 export type ServeConfig = Readonly<z.infer<typeof ServeConfig>>;
@@ -21,7 +32,9 @@ export function loadServeConfig(raw: Record<string, unknown>): ServeConfig {
   const r = ServeConfig.safeParse(Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)));
   if (!r.success) {
     const i = r.error.issues[0];
-    throw new FerryError('FERRY_E_CONFIG_INVALID', `${i?.path.join('.') ?? '?'}: ${i?.message ?? 'invalid'}`);
+    // Messages that name their flag stand alone; others are prefixed with the setting's name.
+    const msg = i?.message ?? 'invalid';
+    throw new FerryError('FERRY_E_CONFIG_INVALID', msg.startsWith('--') ? msg : `${i?.path.join('.') ?? '?'}: ${msg}`);
   }
   if (!!r.data.tlsCert !== !!r.data.tlsKey) throw new FerryError('FERRY_E_CONFIG_INVALID', '--tls-cert and --tls-key go together');
   return Object.freeze(r.data);

@@ -5,7 +5,7 @@ import { Command, Option } from 'commander';
 import { runMain } from '../shared/exit.js';
 import { createLogger } from '../shared/logger.js';
 import { VERSION } from '../shared/version.js';
-import { loadServeConfig, readPem, splitListen } from './config.js';
+import { TICK_MAX_MS, TICK_MIN_MS, loadServeConfig, readPem, splitListen } from './config.js';
 import { fingerprint } from '../shared/keys.js';
 import { openDb } from './db.js';
 import { HUB_KEY_FILE, loadOrCreateHubKey } from './hub-key.js';
@@ -48,13 +48,15 @@ program
   .addOption(new Option('--public-url <url>', 'URL agents dial; handshakes must be signed for its host').env('FERRY_HUB_PUBLIC_URL'))
   .addOption(new Option('--heartbeat-ms <ms>', 'ping interval; an agent missing one is dropped').env('FERRY_HUB_HEARTBEAT_MS'))
   .addOption(new Option('--checkpoint-ms <ms>', 'how often grown audit logs are checkpointed and sent to agents').env('FERRY_HUB_CHECKPOINT_MS'))
+  .addOption(new Option('--tick <ms>', `how often rollouts are re-examined for bake times, retries and timeouts (${TICK_MIN_MS}-${TICK_MAX_MS}; default 1000)`).env('FERRY_HUB_TICK_MS'))
   .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent').env('FERRY_HUB_LOG_LEVEL'))
   .action(async (o: Record<string, unknown>) => {
-    const cfg = loadServeConfig(o);
+    const { tick, ...rest } = o;
+    const cfg = loadServeConfig({ ...rest, tickMs: tick });
     const log = createLogger({ name: 'ferry-hub', level: cfg.logLevel });
     const { host, port } = splitListen(cfg.listen);
     const tls = cfg.tlsCert && cfg.tlsKey ? { cert: readPem(cfg.tlsCert, 'tls-cert'), key: readPem(cfg.tlsKey, 'tls-key') } : undefined;
-    const hub = await createHub({ dataDir: cfg.dataDir, host, port, tls, publicUrl: cfg.publicUrl, heartbeatMs: cfg.heartbeatMs, checkpointMs: cfg.checkpointMs, log });
+    const hub = await createHub({ dataDir: cfg.dataDir, host, port, tls, publicUrl: cfg.publicUrl, heartbeatMs: cfg.heartbeatMs, checkpointMs: cfg.checkpointMs, rolloutTickMs: cfg.tickMs, log });
     process.stderr.write(`ferry-hub ${VERSION} listening on ${hub.url}\n`);
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {

@@ -16,6 +16,7 @@ import { AuditLog } from './audit.js';
 import { Delivery } from './delivery.js';
 import { Witnessing } from './witness.js';
 import { Directives } from './directives.js';
+import { EventStreams, type EventStreamOptions } from './events.js';
 import { loadOrCreateHubKey } from './hub-key.js';
 import { Releases } from './releases.js';
 import { Rollouts } from './rollouts/scheduler.js';
@@ -34,6 +35,8 @@ export interface HubOptions {
   checkpointMs?: number;
   /** How often rollouts are re-examined for bake times, retries and timeouts (default 1 s). */
   rolloutTickMs?: number;
+  /** GET /v1/events: heartbeat, stall limit, retention (defaults in hub/events.ts). */
+  events?: Partial<EventStreamOptions>;
   log: Logger;
 }
 
@@ -49,6 +52,8 @@ export interface Hub {
   witness: Witnessing;
   /** Rollouts; `rollouts.events` emits 'transition' for every change. */
   rollouts: Rollouts;
+  /** The durable rollout event stream behind GET /v1/events. */
+  events: EventStreams;
   close(): Promise<void>;
 }
 
@@ -66,6 +71,7 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
   const delivery = new Delivery(gateway, directives, trust, store, audit, opts.log.child({ component: 'delivery' }));
   const witness = new Witnessing(audit, gateway, store, opts.log.child({ component: 'witness' }), opts.checkpointMs ?? 60_000);
   const rollouts = new Rollouts(store, releases, delivery, gateway, audit, opts.log.child({ component: 'rollouts' }), Date.now, opts.rolloutTickMs ?? 1000);
+  const events = new EventStreams(db, rollouts.events, opts.log.child({ component: 'events' }), Date.now, opts.events);
   let ready = false;
   const api = createApi({
     store,
@@ -78,6 +84,7 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
     audit,
     witness,
     rollouts,
+    events,
     log: opts.log.child({ component: 'api' }),
     publicHost,
     now: Date.now,
@@ -105,6 +112,7 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       rollouts.stop();
+      events.close();
       db.close();
       reject(new FerryError('FERRY_E_CONFIG_INVALID', `cannot listen on ${opts.host}:${opts.port}: ${err.code ?? err.message}`, { cause: err }));
     });
@@ -123,6 +131,7 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
       ready = false;
       witness.stop();
       rollouts.stop();
+      events.close(); // ends open event streams, so the server can close
       const stopped = new Promise<void>((r) => server.close(() => r()));
       await gateway.close();
       server.closeIdleConnections();
@@ -132,5 +141,5 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
       opts.log.info('hub stopped');
     })());
 
-  return { url, port, store, gateway, trust, releases, directives, audit, witness, rollouts, close };
+  return { url, port, store, gateway, trust, releases, directives, audit, witness, rollouts, events, close };
 }

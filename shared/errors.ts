@@ -105,6 +105,11 @@ export const ERRORS = {
   FERRY_E_ROLLOUT_ACTIVE: spec(409, 'Another active rollout already targets some of these agents for this stack', 'Wait for it to finish, or abort it: `ferry rollout abort ID`.'),
   FERRY_E_INTERNAL: spec(500, 'An internal error occurred', 'Retry; if it repeats, report it with the hub log around this time.'),
   FERRY_E_UNAVAILABLE: spec(503, 'The hub is shutting down or not ready', 'Retry in a few seconds.'),
+
+  // The event stream (GET /v1/events)
+  FERRY_E_EVENT_FILTER: spec(400, 'The event stream query is not valid', 'Use rollout=R-<n>, kind= one or more of rollout,wave,target,directive (comma-separated) and since=<event id>, as README.md describes.'),
+  FERRY_E_EVENTS_EXPIRED: spec(410, 'Events after the point this client resumed from are no longer kept', 'Re-read the current state (`ferry rollout status ID`); the hub keeps events for 7 days, at most the newest 1,000,000.'),
+  FERRY_E_EVENTS_SLOW: spec(503, 'The event stream was closed because the client stopped reading', 'Reconnect with the Last-Event-ID header (the ferry CLI does) to carry on where the stream stopped.'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
