@@ -212,21 +212,27 @@ export class DockerEngine implements Engine {
     }
   }
 
-  async disconnectNetworks(id: string): Promise<void> {
-    let nets: string[];
+  async setAliases(id: string, networks: string[], aliases: string[]): Promise<void> {
+    let info: Docker.ContainerInspectInfo;
     try {
-      const info = await this.docker.getContainer(id).inspect();
-      nets = Object.keys(info.NetworkSettings?.Networks ?? {});
+      info = await this.docker.getContainer(id).inspect();
     } catch (err) {
-      if (status(err) === 404) return;
       throw engineError(err);
     }
-    for (const n of nets) {
+    const attached = userAliases(info);
+    for (const net of networks) {
+      const now = attached[net];
+      if (now && now.length === aliases.length && aliases.every((a) => now.includes(a))) continue;
+      const network = this.docker.getNetwork(net);
       try {
-        await this.docker.getNetwork(n).disconnect({ Container: id, Force: false });
+        if (now) {
+          await network.disconnect({ Container: info.Id, Force: false }).catch((err: unknown) => {
+            if (!/is not connected/i.test(message(err))) throw err; // left it meanwhile: connect is all that is left
+          });
+        }
+        await network.connect({ Container: info.Id, EndpointConfig: { Aliases: aliases } });
       } catch (err) {
-        const s = status(err);
-        if (s !== 404 && s !== 403 && s !== 500) throw engineError(err); // already gone or not attached
+        throw engineError(err);
       }
     }
   }
@@ -328,7 +334,19 @@ function observed(c: Docker.ContainerInspectInfo): ObservedContainer {
     restartCount: c.RestartCount ?? 0,
     startedAt: started,
     image: c.Config.Image,
+    networks: userAliases(c),
   };
+}
+
+/**
+ * Each attached network with the aliases the container was given there, from
+ * inspect (Docker 20.10's list reports `Aliases: null`), without the short id
+ * Docker adds to every container's aliases on a user-defined network.
+ */
+function userAliases(c: Docker.ContainerInspectInfo): Record<string, string[]> {
+  const short = c.Id.slice(0, 12);
+  const nets = (c.NetworkSettings?.Networks ?? {}) as Record<string, { Aliases?: string[] | null }>;
+  return Object.fromEntries(Object.entries(nets).map(([n, e]) => [n, (e.Aliases ?? []).filter((a) => a !== short)]));
 }
 
 /** Docker Hub's names in their short form, so `docker.io/library/x` and `x` compare equal. */

@@ -24,7 +24,7 @@ export interface Engine {
   /** Engine version and inventory, for the hub's view of the host. */
   info(): Promise<EngineFacts>;
 
-  /** Containers carrying label `key=value` (Ferry passes ferry.agent=<id>), with state and health. */
+  /** Containers carrying label `key=value` (Ferry passes ferry.agent=<id>), with state, health and network aliases. */
   listContainers(label: { key: string; value: string }): Promise<ObservedContainer[]>;
   listNetworks(label: { key: string; value: string }): Promise<ObservedNetwork[]>;
   listVolumes(label: { key: string; value: string }): Promise<ObservedVolume[]>;
@@ -47,11 +47,17 @@ export interface Engine {
   createContainer(spec: ContainerSpec): Promise<string>;
   startContainer(id: string): Promise<void>;
   /**
-   * Takes a running container out of every network (its service alias stops
-   * resolving to it) without stopping it; the first step of draining it. A
-   * missing container is fine.
+   * Makes the container carry exactly `aliases` on each of `networks` (the
+   * short id Docker adds aside): joins those it is not attached to, and
+   * re-joins (disconnect, then connect with the aliases; Docker cannot change
+   * an endpoint's aliases in place) those where its aliases differ, a network
+   * at a time. Networks already right are left alone, so it is idempotent.
+   * With no aliases it is how a container is drained: the service name stops
+   * resolving to it while it stays reachable (Docker 20.10 hands the address
+   * it just released back to it, the lowest free one). A missing container or
+   * network is FERRY_E_NOT_FOUND.
    */
-  disconnectNetworks(id: string): Promise<void>;
+  setAliases(id: string, networks: string[], aliases: string[]): Promise<void>;
   /** Stops with SIGTERM, then SIGKILL after `graceMs`. A stopped or missing container is fine. */
   stopContainer(id: string, graceMs: number): Promise<void>;
   /** Removes a container (not its named volumes). A missing container is fine. */

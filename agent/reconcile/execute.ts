@@ -16,7 +16,7 @@ export interface ExecutorOptions {
   auth: (image: string) => PullAuth | undefined;
   /** Refuse to pull when the engine's disk has less free space than this. */
   minFreeBytes: number;
-  /** How long a drained container keeps running after leaving its networks (in-flight requests finish). */
+  /** How long a drained container keeps running once the service name no longer resolves to it. Default 2 s. */
   drainMs?: number;
 }
 
@@ -37,18 +37,28 @@ export function executors(engine: Engine, opts: ExecutorOptions): Executors {
     },
     stop: async (s, signal) => {
       if (s.drain) {
-        // Start-first: the alias must stop resolving to the old container before it dies.
-        await engine.disconnectNetworks(s.id);
-        await sleep(opts.drainMs ?? 1000, signal);
+        // Start-first: the alias stops resolving to the old container before it dies. It re-joins its networks
+        // without the alias rather than leaving them: Docker drops an address from its DNS only after the address
+        // is gone, so a client that resolved it a moment earlier sends its SYN to nowhere. Re-joined, the container
+        // has that address again (Docker hands out the lowest free one, the one it just released) and answers the
+        // client's retransmission, 1 s later (3 s for a second one: hence 2 s after the re-join); requests in
+        // flight finish meanwhile.
+        await engine.setAliases(s.id, s.drain, []).catch((err: unknown) => {
+          if (!(err instanceof FerryError && err.code === 'FERRY_E_NOT_FOUND')) throw err; // gone already: nothing to drain
+        });
+        await sleep(opts.drainMs ?? 2000, signal);
       }
       await engine.stopContainer(s.id, s.graceMs);
     },
     remove: (s) => engine.removeContainer(s.id),
     create: async (s) => {
-      const id = await engine.createContainer(s.container.spec);
+      // The config hash (a label) stays the full spec's: the container is the desired one, only not aliased yet.
+      const spec = s.deferAlias ? { ...s.container.spec, aliases: [] } : s.container.spec;
+      const id = await engine.createContainer(spec);
       await engine.startContainer(id);
     },
     start: (s) => engine.startContainer(s.id),
+    alias: (s) => engine.setAliases(s.id, s.networks, s.aliases),
     removeNetwork: (s) => engine.removeNetwork(s.id),
   };
 }
@@ -62,7 +72,9 @@ export function describeStep(s: Step): string {
     case 'removeNetwork':
       return `${s.kind} ${s.name}`;
     case 'create':
-      return `create ${s.container.spec.name} (${s.reason})`;
+      return `create ${s.container.spec.name}${s.deferAlias ? ' without its alias' : ''} (${s.reason})`;
+    case 'alias':
+      return `alias ${s.name} as ${s.aliases.join(', ')} on ${s.networks.join(', ')} (${s.reason})`;
     case 'stop':
     case 'remove':
     case 'start':

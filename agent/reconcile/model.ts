@@ -48,6 +48,12 @@ export interface ObservedContainer {
   restartCount: number;
   startedAt: string | null;
   image: string;
+  /**
+   * The networks it is attached to (engine names), each with the aliases it
+   * was given there (not the short id Docker adds to every container). A
+   * stopped container keeps its attachments; a drained one has no aliases.
+   */
+  networks: Record<string, string[]>;
 }
 
 export interface ObservedNetwork {

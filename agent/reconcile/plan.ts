@@ -4,7 +4,16 @@
 // yet (a dependency not healthy, a new container warming up). The loop runs
 // observe -> plan -> execute until both are empty. Steps in one batch never
 // depend on each other except through the executor's fixed phase order:
-// pull, networks and volumes, stop, remove, create, removeNetwork.
+// pull, networks and volumes, stop, remove, create, alias, removeNetwork.
+//
+// A start-first replacement takes several passes, each waiting on what the
+// engine reports: create the new container on the service's networks WITHOUT
+// the service alias (so the name never resolves to a container that does not
+// serve yet); wait until it is ready; give it the alias (the old one still
+// has it: the name always resolves to a serving container); only then drain
+// the old one (it re-joins its networks without the alias) and stop it.
+// Every step is decided from observed state alone, so a crash between any two
+// of them converges the same way.
 import type { Current, DesiredContainer, DesiredStack, ObservedContainer } from './model.js';
 import { LABEL } from './model.js';
 
@@ -12,18 +21,24 @@ export type Step =
   | { kind: 'pull'; image: string }
   | { kind: 'createNetwork'; name: string; stack: string; internal: boolean }
   | { kind: 'createVolume'; name: string; stack: string }
-  /** `drain`: leave the service's networks first, so its alias stops resolving to it before it stops. */
-  | { kind: 'stop'; id: string; name: string; graceMs: number; reason: string; drain?: boolean }
+  /** `drain`: first re-join these networks without the service's aliases, so the name stops resolving to it while it still answers. */
+  | { kind: 'stop'; id: string; name: string; graceMs: number; reason: string; drain?: string[] }
   | { kind: 'remove'; id: string; name: string; reason: string }
-  /** Create and start a container for one service replica. */
-  | { kind: 'create'; container: DesiredContainer; reason: string }
+  /**
+   * Create and start a container for one service replica. `deferAlias`
+   * (start-first replacement): join the networks without the service aliases;
+   * an `alias` step adds them once the container is ready.
+   */
+  | { kind: 'create'; container: DesiredContainer; reason: string; deferAlias?: boolean }
   /** Start an existing container of the right config (created but not started, or stopped by hand). */
   | { kind: 'start'; id: string; name: string; reason: string }
+  /** Make a running container resolve as `aliases` on each of `networks` (those where it does not yet). */
+  | { kind: 'alias'; id: string; name: string; networks: string[]; aliases: string[]; reason: string }
   | { kind: 'removeNetwork'; id: string; name: string };
 
 export type StepKind = Step['kind'];
 /** The order in which the executor runs the kinds of one batch. */
-export const PHASES: readonly StepKind[][] = [['pull'], ['createNetwork', 'createVolume'], ['stop'], ['remove'], ['create', 'start'], ['removeNetwork']];
+export const PHASES: readonly StepKind[][] = [['pull'], ['createNetwork', 'createVolume'], ['stop'], ['remove'], ['create', 'start'], ['alias'], ['removeNetwork']];
 
 export interface Plan {
   steps: Step[];
@@ -38,6 +53,8 @@ export interface PlanFacts {
 const live = (c: ObservedContainer) => c.status === 'running' || c.status === 'restarting' || c.status === 'paused';
 /** Ready to serve: healthy, or running when it has no healthcheck. */
 const ready = (c: ObservedContainer) => c.status === 'running' && (c.health === 'healthy' || c.health === 'none');
+/** The service's networks on which the container does not resolve as every one of the service's aliases. */
+const unaliased = (c: ObservedContainer, dc: DesiredContainer) => dc.spec.networks.filter((n) => !dc.spec.aliases.every((a) => c.networks[n]?.includes(a)));
 const slotKey = (stack: string, service: string, replica: number | string) => `${stack}/${service}/${replica}`;
 
 function rank(c: ObservedContainer): number {
@@ -58,7 +75,7 @@ export function plan(current: Current, desired: readonly DesiredStack[], facts: 
   const wanted = new Set<string>(); // container ids that belong to the desired state
   const pulls = new Set<string>();
   const stopAndRemove = (c: ObservedContainer, graceMs: number, reason: string, drain = false) => {
-    if (live(c) || c.status === 'created') steps.push({ kind: 'stop', id: c.id, name: c.name, graceMs, reason, ...(drain && c.status === 'running' ? { drain: true } : {}) });
+    if (live(c) || c.status === 'created') steps.push({ kind: 'stop', id: c.id, name: c.name, graceMs, reason, ...(drain && c.status === 'running' ? { drain: Object.keys(c.networks) } : {}) });
     if (c.status !== 'removing') steps.push({ kind: 'remove', id: c.id, name: c.name, reason });
   };
 
@@ -117,7 +134,8 @@ export function plan(current: Current, desired: readonly DesiredStack[], facts: 
           for (const c of stale) stopAndRemove(c, dc.spec.stopGraceMs, `stop-first update of ${label}`);
           continue; // create once the old one is gone (it may hold the same ports)
         }
-        steps.push({ kind: 'create', container: dc, reason: liveStale.length ? `start-first update of ${label}` : `${label} missing` });
+        if (liveStale.length) steps.push({ kind: 'create', container: dc, reason: `start-first update of ${label}`, deferAlias: true });
+        else steps.push({ kind: 'create', container: dc, reason: `${label} missing` });
         continue;
       }
 
@@ -135,12 +153,20 @@ export function plan(current: Current, desired: readonly DesiredStack[], facts: 
           waiting.push(`${label} is ${best.status}`);
           break;
         case 'running':
-        case 'restarting':
-          if (stale.length > 0) {
+        case 'restarting': {
+          const missing = unaliased(best, dc);
+          const replacing = stale.some(live);
+          if (missing.length > 0) {
+            // Start-first (or an alias lost by hand, or a crash before the alias step): the alias comes
+            // only once the container is ready, and before any old container of the slot goes.
+            if (ready(best)) steps.push({ kind: 'alias', id: best.id, name: best.name, networks: missing, aliases: dc.spec.aliases, reason: replacing ? `${label} ready; takes its alias before the old one goes` : `${label} lacks its alias` });
+            else waiting.push(`${label}: new container not ready yet (${best.health}); it takes the alias once ready${replacing ? ', the old one keeps serving' : ''}`);
+          } else if (stale.length > 0) {
             if (ready(best)) for (const c of stale) stopAndRemove(c, dc.spec.stopGraceMs, `${label} replaced; new container ready`, dc.updateOrder === 'start-first');
             else waiting.push(`${label}: new container not ready yet (${best.health}); old one keeps serving`);
           }
           break;
+        }
       }
     }
   }
@@ -155,12 +181,16 @@ export function plan(current: Current, desired: readonly DesiredStack[], facts: 
   }
   const desiredStacks = new Set(desired.map((s) => s.stack));
   const desiredNets = new Set(desired.flatMap((s) => s.networks.map((n) => n.name)));
+  // A network no release asks for goes once nothing of ours uses it: for a stack no longer desired, once all
+  // its containers are gone; for a network dropped from a desired stack, once no container is attached to it.
   for (const n of current.networks) {
-    const stack = n.labels[LABEL.stack] ?? '';
     if (desiredNets.has(n.name)) continue;
-    const inUse = current.containers.some((c) => c.labels[LABEL.stack] === stack);
-    if (!desiredStacks.has(stack) && !inUse) steps.push({ kind: 'removeNetwork', id: n.id, name: n.name });
-    else if (!desiredStacks.has(stack)) waiting.push(`network ${n.name} waits for its containers to go`);
+    const stack = n.labels[LABEL.stack] ?? '';
+    const stackGone = !desiredStacks.has(stack);
+    const users = current.containers.filter((c) => Object.hasOwn(c.networks, n.name) || (stackGone && c.labels[LABEL.stack] === stack));
+    if (users.length === 0) steps.push({ kind: 'removeNetwork', id: n.id, name: n.name });
+    else if (users.some((c) => !wanted.has(c.id))) waiting.push(`network ${n.name} waits for its containers to go`);
+    // else: a container we keep was attached to it by hand; the network stays while it is.
   }
   return { steps, waiting };
 }

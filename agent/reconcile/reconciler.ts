@@ -48,6 +48,8 @@ export interface ReconcilerOptions {
   applyTimeoutMs?: number;
   concurrency?: number;
   minFreeBytes?: number;
+  /** How long a start-first update's old container keeps running once the service name no longer resolves to it. */
+  drainMs?: number;
   report?: (releases: ReleaseStatus[], services: ServiceStatus[], drift: string[]) => void;
   now?: () => number;
 }
@@ -104,8 +106,8 @@ export class Reconciler {
   private targets: Target[] = [];
 
   constructor(opts: ReconcilerOptions) {
-    this.o = { bakeMs: 10_000, pollMs: 500, applyTimeoutMs: 300_000, concurrency: 4, minFreeBytes: 256 * 1024 * 1024, now: Date.now, ...opts };
-    this.exec = executors(opts.engine, { agentId: opts.agentId, auth: opts.auth ?? (() => undefined), minFreeBytes: this.o.minFreeBytes });
+    this.o = { bakeMs: 10_000, pollMs: 500, applyTimeoutMs: 300_000, concurrency: 4, minFreeBytes: 256 * 1024 * 1024, drainMs: 2000, now: Date.now, ...opts };
+    this.exec = executors(opts.engine, { agentId: opts.agentId, auth: opts.auth ?? (() => undefined), minFreeBytes: this.o.minFreeBytes, drainMs: this.o.drainMs });
     this.journal = new Journal(opts.stateDir);
     this.persisted = load(opts.stateDir);
   }

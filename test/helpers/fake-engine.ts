@@ -3,7 +3,8 @@
 // the reconciler relies on: idempotent creates, missing objects tolerated by
 // stop/remove, labels kept, status and health transitions as Docker 20.10
 // reports them (create → created; start → running with health `starting` when
-// the spec has a healthcheck, else `none`; stop → exited, health `unhealthy`).
+// the spec has a healthcheck, else `none`; stop → exited, health `unhealthy`),
+// and network attachments with their aliases (kept by a stopped container).
 // Integration tests use the real engine; this is never a stand-in for it.
 //
 // Test controls: setHealth, crash, failPull, failCall, addImage, removeImage,
@@ -18,8 +19,6 @@ type Label = { key: string; value: string };
 
 export interface FakeContainer extends ObservedContainer {
   spec: ContainerSpec;
-  /** Networks the container has joined, by name. */
-  networks: string[];
 }
 
 export interface FakeNetwork extends ObservedNetwork {
@@ -178,7 +177,7 @@ export class FakeEngine implements Engine {
     const n = this.network(idOrName);
     if (!n) return;
     // Docker 20.10 refuses only while a running container has an endpoint there; stopped ones are left dangling.
-    const users = [...this.containers.values()].filter((c) => c.status === 'running' && c.networks.includes(n.name));
+    const users = [...this.containers.values()].filter((c) => c.status === 'running' && Object.hasOwn(c.networks, n.name));
     if (users.length) throw new FerryError('FERRY_E_ENGINE_FAILED', `docker: network ${n.name} has active endpoints (${users.map((c) => c.name).join(', ')})`);
     this.networks.delete(n.id);
   }
@@ -212,7 +211,7 @@ export class FakeEngine implements Engine {
       startedAt: null,
       image: spec.image,
       spec: structuredClone(spec),
-      networks: [...spec.networks],
+      networks: Object.fromEntries(spec.networks.map((n) => [n, [...spec.aliases]])),
     };
     this.containers.set(id, c);
     this.emit(c, 'create');
@@ -224,15 +223,18 @@ export class FakeEngine implements Engine {
     const c = this.container(id);
     if (!c) throw new FerryError('FERRY_E_NOT_FOUND', `docker: No such container: ${id}`);
     if (c.status === 'running') return;
-    const gone = c.networks.find((n) => !this.network(n));
+    const gone = Object.keys(c.networks).find((n) => !this.network(n));
     if (gone) throw new FerryError('FERRY_E_NOT_FOUND', `docker: network ${gone} not found`);
     this.running(c);
   }
 
-  async disconnectNetworks(id: string): Promise<void> {
-    await this.enter(`disconnect ${this.nameOf(id)}`);
+  async setAliases(id: string, networks: string[], aliases: string[]): Promise<void> {
+    await this.enter(`setAliases ${this.nameOf(id)} ${aliases.join(',') || '-'}`);
     const c = this.container(id);
-    if (c) c.networks = [];
+    if (!c) throw new FerryError('FERRY_E_NOT_FOUND', `docker: No such container: ${id}`);
+    const missing = networks.find((n) => !this.network(n));
+    if (missing) throw new FerryError('FERRY_E_NOT_FOUND', `docker: network ${missing} not found`);
+    for (const n of networks) c.networks[n] = [...aliases];
   }
 
   async stopContainer(id: string, _graceMs: number): Promise<void> {
@@ -328,8 +330,8 @@ export class FakeEngine implements Engine {
 }
 
 function observed(c: FakeContainer): ObservedContainer {
-  const { spec: _spec, networks: _networks, ...o } = c;
-  return { ...o, labels: { ...o.labels } };
+  const { spec: _spec, ...o } = c;
+  return { ...o, labels: { ...o.labels }, networks: Object.fromEntries(Object.entries(o.networks).map(([n, a]) => [n, [...a]])) };
 }
 
 function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {

@@ -2,8 +2,8 @@
 // and the local registry: pulls pinned by digest with every failure mapped to
 // its catalogue code, and the container lifecycle the reconciler drives —
 // network, volume, create with ports/mounts/env/healthcheck/aliases, start,
-// health, stop, remove, events — checked the way a user would (HTTP to the
-// published port, `docker inspect`, `docker logs`).
+// health, aliases joined later, stop, remove, events — checked the way a user
+// would (HTTP to the published port, `docker inspect`, `docker logs`).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createServer, request as httpRequest, type Server } from 'node:http';
@@ -321,6 +321,58 @@ test('a container from a spec: ports, volume, env, command, healthcheck, aliases
   await rejectsWith(engine.startContainer(id), 'FERRY_E_NOT_FOUND');
 });
 
+test('setAliases: a container created without its alias resolves under it only afterwards, on every network; idempotent; drained with none', async (t) => {
+  if (!(await requireRegistry(t))) return;
+  const engine = new DockerEngine();
+  const o = owner(t);
+  const image = await webRef();
+  const [netA, netB] = ['a', 'b'].map((s) => `ferry_${o.suffix}_${s}`) as [string, string];
+  await engine.createNetwork(netA, o.labels, false);
+  await engine.createNetwork(netB, o.labels, false);
+  // What the executor creates for a start-first replacement: the full spec's hash, no aliases yet.
+  const spec = containerSpec(`ferry_${o.suffix}_web_0`, o.labels, { image, command: ['httpd', '-f', '-p', '8080', '-h', '/www'], networks: [netA, netB], aliases: ['web'] });
+  const id = await engine.createContainer({ ...spec, aliases: [] });
+  await engine.startContainer(id);
+  const observedNets = async () => (await engine.listContainers(o.agent)).find((c) => c.id === id)!.networks;
+  assert.deepEqual(await observedNets(), { [netA]: [], [netB]: [] }, 'attached to both, without aliases (Docker\'s short-id alias is left out)');
+  /** A client on `net` fetching http://web:8080/ once (exit code and output). */
+  const fetchWeb = (net: string) => docker(['run', '--rm', '--label', Object.entries(o.labels)[0]!.join('='), '--network', net, image, 'wget', '-q', '-O-', 'http://web:8080/index.html']);
+  assert.notEqual((await fetchWeb(netB)).code, 0, 'the name does not resolve yet');
+
+  await engine.setAliases(id, [netA, netB], ['web']);
+  assert.deepEqual(await observedNets(), { [netA]: ['web'], [netB]: ['web'] });
+  for (const net of [netA, netB]) {
+    const r = await fetchWeb(net);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, WEB_FILES['/www/index.html']);
+  }
+  const endpoints = async () => dockerOk(['inspect', '-f', '{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.EndpointID}} {{end}}', id]);
+  const before = await endpoints();
+  await engine.setAliases(id, [netA, netB], ['web']);
+  assert.equal(await endpoints(), before, 'already aliased: left alone (no re-join)');
+
+  // Left a network (by hand, or a crash between disconnect and connect): joined again with the aliases.
+  await dockerOk(['network', 'disconnect', netB, id]);
+  assert.deepEqual(Object.keys(await observedNets()), [netA]);
+  await engine.setAliases(id, [netA, netB], ['web', 'www']);
+  assert.deepEqual(await observedNets(), { [netA]: ['web', 'www'], [netB]: ['web', 'www'] }, 'other aliases re-join; a missing network joins');
+  assert.equal((await fetchWeb(netB)).code, 0);
+
+  // Drained: no alias any more, still attached, at the address it had (the lowest free one is the one it released).
+  const ip = async () => dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${netA}").IPAddress}}`, id]);
+  const ipBefore = await ip();
+  await engine.setAliases(id, [netA, netB], []);
+  assert.deepEqual(await observedNets(), { [netA]: [], [netB]: [] });
+  assert.notEqual((await fetchWeb(netA)).code, 0, 'the name no longer resolves');
+  assert.equal(await ip(), ipBefore, 'same address after the re-join');
+  const direct = await docker(['run', '--rm', '--label', Object.entries(o.labels)[0]!.join('='), '--network', netA, image, 'wget', '-q', '-O-', `http://${ipBefore}:8080/index.html`]);
+  assert.equal(direct.stdout, WEB_FILES['/www/index.html'], 'and still serves there');
+
+  await rejectsWith(engine.setAliases(id, [`ferry_${o.suffix}_nonet`], ['web']), 'FERRY_E_NOT_FOUND');
+  await engine.removeContainer(id);
+  await rejectsWith(engine.setAliases(id, [netA], ['web']), 'FERRY_E_NOT_FOUND');
+});
+
 test('events() yields start and die for labeled containers and ends when aborted', async (t) => {
   if (!(await requireRegistry(t))) return;
   const engine = new DockerEngine();
@@ -375,6 +427,7 @@ test('every call against a socket nobody serves is FERRY_E_ENGINE_UNREACHABLE', 
     () => engine.createVolume('ferry_x', {}),
     () => engine.startContainer('x'),
     () => engine.stopContainer('x', 1_000),
+    () => engine.setAliases('x', ['ferry_x'], ['web']),
   ];
   for (const call of calls) await rejectsWith(call(), 'FERRY_E_ENGINE_UNREACHABLE');
   const it = engine.events(label, new AbortController().signal)[Symbol.asyncIterator]();
@@ -422,11 +475,23 @@ async function contract(engine: Engine, image: string, o: ReturnType<typeof owne
   await engine.startContainer(id);
   await engine.startContainer(id);
   await state();
+  // Aliases as the reconciler reads them: one more (a re-join), then none (a drain); each twice.
+  const aliases = async () => {
+    const [c] = await engine.listContainers(o.agent);
+    states.push(`aliases ${JSON.stringify(Object.entries(c?.networks ?? {}).map(([n, a]) => [n === net, a]))}`);
+  };
+  await aliases();
+  for (const want of [['svc', 'svc2'], []]) {
+    await engine.setAliases(id, [net], want);
+    await engine.setAliases(id, [net], want);
+    await aliases();
+  }
   // A network with a running container refuses removal (with only stopped ones, the engine lets it go).
   await rejectsWith(engine.removeNetwork(net), 'FERRY_E_ENGINE_FAILED');
   await engine.stopContainer(id, 5_000);
   await engine.stopContainer(id, 5_000);
   await state();
+  await aliases(); // a stopped container keeps its attachments
   await engine.removeContainer(id);
   await engine.removeContainer(id);
   await engine.stopContainer(id, 1_000);
@@ -452,6 +517,6 @@ test('the fake engine keeps the real engine\'s semantics (one scenario, both eng
   fake.addImage(image);
   const o = owner(t);
   assert.deepEqual(await contract(fake, image, o), real);
-  assert.deepEqual(real, ['created/none/null', 'running/starting/null', 'exited/unhealthy/0', 'gone', 'create', 'start', 'die', 'stop', 'destroy']);
+  assert.deepEqual(real, ['created/none/null', 'running/starting/null', 'aliases [[true,["svc"]]]', 'aliases [[true,["svc","svc2"]]]', 'aliases [[true,[]]]', 'exited/unhealthy/0', 'aliases [[true,[]]]', 'gone', 'create', 'start', 'die', 'stop', 'destroy']);
   assert.ok(fake.calls.includes(`create ferry_${o.suffix}_svc_0`), fake.calls.join('\n'));
 });

@@ -8,6 +8,7 @@ import { service } from '../helpers/signing.js';
 import { run } from '../helpers/proc.js';
 import { waitFor } from '../helpers/tmp.js';
 import type { Service } from '../../shared/release.js';
+import { agentPrefix, networkName } from '../../agent/reconcile/model.js';
 
 const HEALTH = { test: ['CMD', 'wget', '-q', '-O-', 'http://127.0.0.1:8080/'], intervalMs: 300, timeoutMs: 2000, retries: 3 };
 
@@ -36,12 +37,13 @@ function stack(web: string, port: number, order: Service['updateOrder'] = 'stop-
   };
 }
 
-test('deploy, upgrade stop-first touching only the changed service, and an empty plan when converged', async (t) => {
+test('deploy, upgrade stop-first touching only the changed service, a dropped network removed, and an empty plan when converged', async (t) => {
   if (!(await requireDocker(t))) return;
   const f = await fleet(t);
   const [a] = f.agents as [(typeof f.agents)[0]];
   const [v1, v2] = [await webImage('v1'), await webImage('v2')];
-  await f.publish('shop', '1.0.0', stack(v1, 18181));
+  // 1.0.0 has web on a second network too; 2.0.0 drops it
+  await f.publish('shop', '1.0.0', stack(v1, 18181, 'stop-first', { networks: ['default', 'back'] }), { networks: { back: { internal: true } } });
   assert.equal((await f.deploy(a, 'shop', '1.0.0')).status, 'accepted');
   await f.waitRelease(a, 'shop', '1.0.0', 'applied');
   assert.equal(await get(18181), 'v1');
@@ -67,6 +69,8 @@ test('deploy, upgrade stop-first touching only the changed service, and an empty
   assert.ok(after.some((c) => c.id === worker.id), 'the worker container was not replaced');
   assert.ok(!after.some((c) => c.id === before.find((x) => x.name.includes('_web_'))!.id), 'the web container was replaced');
   assert.equal(after.length, 2, 'no stray containers');
+  const networks = (await dockerOk(['network', 'ls', '--filter', `label=ferry.agent=${a.id}`, '--format', '{{.Name}}'])).split('\n').filter(Boolean);
+  assert.deepEqual(networks, [networkName(agentPrefix(a.id), 'shop', 'default')], 'the network 2.0.0 dropped is gone');
 
   const audit = (await f.th.api('GET', '/v1/audit/bank-r/entries')).body.entries.map((e: { action: string }) => e.action);
   assert.ok(audit.filter((x: string) => x === 'release.applied').length >= 2, audit.join(','));

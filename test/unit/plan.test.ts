@@ -1,7 +1,7 @@
 // The planner, pure: hand-made observations in, steps out.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LABEL, desiredStack, type Current, type DesiredStack, type ObservedContainer } from '../../agent/reconcile/model.js';
+import { LABEL, desiredStack, type Current, type DesiredContainer, type DesiredStack, type ObservedContainer } from '../../agent/reconcile/model.js';
 import { plan, type Step } from '../../agent/reconcile/plan.js';
 import { releaseDoc, service } from '../helpers/signing.js';
 import type { Release } from '../../shared/release.js';
@@ -20,9 +20,13 @@ function rel(version: string, web: string, order: 'stop-first' | 'start-first' =
 }
 
 let n = 0;
+/** Attached to the container's networks with its aliases, as created by a plain `create` step. */
+const aliased = (dc: DesiredContainer): Record<string, string[]> => Object.fromEntries(dc.spec.networks.map((x) => [x, [...dc.spec.aliases]]));
+/** Attached without the aliases, as created by a start-first `create` (deferAlias), or drained. */
+const unaliased = (dc: DesiredContainer): Record<string, string[]> => Object.fromEntries(dc.spec.networks.map((x) => [x, []]));
 function running(d: DesiredStack, svc: string, over: Partial<ObservedContainer> = {}): ObservedContainer {
   const dc = d.containers.find((c) => c.service === svc)!;
-  return { id: `c${++n}`, name: dc.spec.name, labels: dc.spec.labels, status: 'running', health: dc.hasHealthcheck ? 'healthy' : 'none', exitCode: null, restartCount: 0, startedAt: null, image: dc.spec.image, ...over };
+  return { id: `c${++n}`, name: dc.spec.name, labels: dc.spec.labels, status: 'running', health: dc.hasHealthcheck ? 'healthy' : 'none', exitCode: null, restartCount: 0, startedAt: null, image: dc.spec.image, networks: aliased(dc), ...over };
 }
 function infra(d: DesiredStack): Pick<Current, 'networks' | 'volumes'> {
   return {
@@ -71,22 +75,86 @@ test('stop-first upgrade: the new image is pulled before anything stops; then ol
   assert.ok(!p.steps.some((s) => 'id' in s && s.id === db.id));
 });
 
-test('start-first upgrade: the new container starts beside the old, which stops only when the new is ready', () => {
+test('start-first upgrade: the new container starts beside the old without the alias, takes it once ready, and only then the old one goes', () => {
   const v1 = desiredStack(AGENT, rel('1.0.0', IMG1, 'start-first'));
   const v2 = desiredStack(AGENT, rel('2.0.0', IMG2, 'start-first'));
+  const web2spec = v2.containers.find((c) => c.service === 'web')!;
   const db = running(v1, 'db');
   const web1 = running(v1, 'web');
-  let p = plan({ containers: [db, web1], ...infra(v2), images: [IMG1, IMG2, DB] }, [v2], facts);
+  const at = (...cs: ObservedContainer[]) => plan({ containers: [db, web1, ...cs], ...infra(v2), images: [IMG1, IMG2, DB] }, [v2], facts);
+
+  let p = at();
   assert.deepEqual(kinds(p.steps), ['create:web']);
-  const web2 = running(v2, 'web', { health: 'starting', status: 'running' });
-  web2.labels = { ...web2.labels };
-  // give web a healthcheck-like state: not ready until healthy
-  const notReady = { ...web2, health: 'starting' as const };
-  p = plan({ containers: [db, web1, notReady], ...infra(v2), images: [IMG1, IMG2, DB] }, [v2], facts);
+  assert.equal((p.steps[0] as Extract<Step, { kind: 'create' }>).deferAlias, true, 'created without the service alias');
+
+  // Started, not ready: nothing to do; the old one keeps the name.
+  const web2 = running(v2, 'web', { health: 'starting', networks: unaliased(web2spec) });
+  p = at(web2);
   assert.deepEqual(p.steps, []);
-  assert.match(p.waiting.join(), /old one keeps serving/);
-  p = plan({ containers: [db, web1, { ...web2, health: 'none' }], ...infra(v2), images: [IMG1, IMG2, DB] }, [v2], facts);
+  assert.match(p.waiting.join(), /not ready yet \(starting\); it takes the alias once ready, the old one keeps serving/);
+
+  // Ready: the alias, on every network of the service; the old one is not touched in the same batch.
+  p = at({ ...web2, health: 'none' });
+  assert.deepEqual(p.steps, [{ kind: 'alias', id: web2.id, name: web2.name, networks: web2spec.spec.networks, aliases: ['web'], reason: 'shop/web#0 ready; takes its alias before the old one goes' }]);
+
+  // Aliased and ready: now the old one is drained (re-joins its networks without the alias), stopped and removed.
+  p = at({ ...web2, health: 'none', networks: aliased(web2spec) });
   assert.deepEqual(kinds(p.steps), [`stop:${web1.name}`, `remove:${web1.name}`]);
+  assert.deepEqual((p.steps[0] as Extract<Step, { kind: 'stop' }>).drain, Object.keys(web1.networks));
+});
+
+test('start-first: an alias step only where it is missing, and a new container that lost readiness waits', () => {
+  const svc = (order: 'start-first' | 'stop-first') => releaseDoc('shop', '2.0.0', { networks: { front: { internal: false }, back: { internal: true } } }, { web: service(IMG2, { updateOrder: order, networks: ['front', 'back'], healthcheck: { test: ['CMD', 'true'] } }) });
+  const v2 = desiredStack(AGENT, svc('start-first'));
+  const dc = v2.containers[0]!;
+  const [front, back] = dc.spec.networks as [string, string];
+  const old = { ...running(desiredStack(AGENT, releaseDoc('shop', '1.0.0', { networks: { front: { internal: false }, back: { internal: true } } }, { web: service(IMG1, { updateOrder: 'start-first', networks: ['front', 'back'] }) })), 'web') };
+  // kill -9 after the alias joined one of two networks: the other one is what is left
+  const half = running(v2, 'web', { networks: { [front]: ['web'], [back]: [] } });
+  let p = plan({ containers: [old, half], ...infra(v2), images: [IMG1, IMG2] }, [v2], facts);
+  assert.deepEqual(p.steps.map((s) => (s.kind === 'alias' ? `alias:${s.networks.join()}` : s.kind)), [`alias:${back}`]);
+  // a network the container left entirely counts as missing too
+  p = plan({ containers: [old, { ...half, networks: { [front]: ['web'] } }], ...infra(v2), images: [IMG1, IMG2] }, [v2], facts);
+  assert.deepEqual(p.steps.map((s) => (s.kind === 'alias' ? `alias:${s.networks.join()}` : s.kind)), [`alias:${back}`]);
+  // unhealthy or restarting: no alias, the old one stays
+  for (const over of [{ health: 'unhealthy' as const }, { status: 'restarting' as const }]) {
+    p = plan({ containers: [old, { ...half, ...over }], ...infra(v2), images: [IMG1, IMG2] }, [v2], facts);
+    assert.deepEqual(p.steps, [], JSON.stringify(over));
+    assert.equal(p.waiting.length, 1);
+  }
+  // stop-first creates with the alias: nothing else serves meanwhile
+  const stopFirst = desiredStack(AGENT, svc('stop-first'));
+  p = plan({ containers: [], ...infra(stopFirst), images: [IMG2] }, [stopFirst], facts);
+  assert.deepEqual(p.steps.map((s) => [s.kind, (s as { deferAlias?: boolean }).deferAlias]), [['create', undefined]]);
+  // start-first with nothing to replace (first deploy, or the old one is already stopped) also creates with the alias
+  p = plan({ containers: [{ ...old, status: 'exited', exitCode: 0 }], ...infra(v2), images: [IMG1, IMG2] }, [v2], facts);
+  assert.deepEqual(p.steps.map((s) => [s.kind, (s as { deferAlias?: boolean }).deferAlias]), [['create', undefined]]);
+});
+
+test('kill -9 between create and alias: a ready new container without its alias gets it, with or without the old one', () => {
+  const v1 = desiredStack(AGENT, rel('1.0.0', IMG1, 'start-first'));
+  const v2 = desiredStack(AGENT, rel('2.0.0', IMG2, 'start-first'));
+  const web1spec = v1.containers.find((c) => c.service === 'web')!;
+  const web2spec = v2.containers.find((c) => c.service === 'web')!;
+  const db = running(v1, 'db');
+  const web1 = running(v1, 'web');
+  const created = running(v2, 'web', { status: 'created', health: 'none', networks: unaliased(web2spec) });
+  // created, never started: start it (the alias follows once it is ready)
+  let p = plan({ containers: [db, web1, created], ...infra(v2), images: [IMG1, IMG2, DB] }, [v2], facts);
+  assert.deepEqual(p.steps.map((s) => s.kind), ['start']);
+  const ready = { ...created, status: 'running' as const };
+  p = plan({ containers: [db, web1, ready], ...infra(v2), images: [IMG1, IMG2, DB] }, [v2], facts);
+  assert.deepEqual(p.steps.map((s) => s.kind), ['alias']);
+  // the old one was removed by hand meanwhile: the alias all the same, reported as missing
+  p = plan({ containers: [db, ready], ...infra(v2), images: [IMG1, IMG2, DB] }, [v2], facts);
+  assert.deepEqual(p.steps.map((s) => [s.kind, (s as { reason: string }).reason]), [['alias', 'shop/web#0 lacks its alias']]);
+  // drained old one (kill -9 between its drain and its stop): drained again (a no-op), stopped and removed
+  p = plan({ containers: [db, { ...web1, networks: unaliased(web1spec) }, { ...ready, networks: aliased(web2spec) }], ...infra(v2), images: [IMG1, IMG2, DB] }, [v2], facts);
+  assert.deepEqual(kinds(p.steps), [`stop:${web1.name}`, `remove:${web1.name}`]);
+  assert.deepEqual((p.steps[0] as Extract<Step, { kind: 'stop' }>).drain, web1spec.spec.networks);
+  // converged
+  p = plan({ containers: [db, { ...ready, networks: aliased(web2spec) }], ...infra(v2), images: [IMG1, IMG2, DB] }, [v2], facts);
+  assert.deepEqual(p, { steps: [], waiting: [] });
 });
 
 test('drift: a container stopped or removed by hand is put back', () => {
@@ -116,11 +184,36 @@ test('a stack no longer desired is stopped and removed, its network after its co
 test('replicas: surplus ones go, missing ones come, duplicates are cleaned', () => {
   const three = desiredStack(AGENT, releaseDoc('api', '1.0.0', {}, { api: service(IMG1, { replicas: 3 }) }));
   const two = desiredStack(AGENT, releaseDoc('api', '1.0.0', {}, { api: service(IMG1, { replicas: 2 }) }));
-  const r = (i: number) => ({ id: `r${i}`, name: three.containers[i]!.spec.name, labels: three.containers[i]!.spec.labels, status: 'running' as const, health: 'none' as const, exitCode: null, restartCount: 0, startedAt: null, image: IMG1 });
+  const r = (i: number) => ({ id: `r${i}`, name: three.containers[i]!.spec.name, labels: three.containers[i]!.spec.labels, status: 'running' as const, health: 'none' as const, exitCode: null, restartCount: 0, startedAt: null, image: IMG1, networks: aliased(three.containers[i]!) });
   let p = plan({ containers: [r(0), r(1), r(2)], ...infra(two), images: [IMG1] }, [two], facts);
   assert.deepEqual(kinds(p.steps), [`stop:${three.containers[2]!.spec.name}`, `remove:${three.containers[2]!.spec.name}`]);
   p = plan({ containers: [r(0)], ...infra(three), images: [IMG1] }, [three], facts);
   assert.deepEqual(p.steps.map((s) => s.kind), ['create', 'create']);
   p = plan({ containers: [r(0), { ...r(0), id: 'dup' }, r(1), r(2)], ...infra(three), images: [IMG1] }, [three], facts);
   assert.deepEqual(p.steps.map((s) => `${s.kind}:${'id' in s ? s.id : ''}`), ['stop:dup', 'remove:dup']);
+});
+
+test('a network dropped from a stack that stays is removed once no container is attached to it', () => {
+  const both = { networks: { front: { internal: false }, back: { internal: true } } };
+  const v1 = desiredStack(AGENT, releaseDoc('shop', '1.0.0', both, { web: service(IMG1, { networks: ['front', 'back'] }) }));
+  const v2 = desiredStack(AGENT, releaseDoc('shop', '2.0.0', { networks: { front: { internal: false } } }, { web: service(IMG2, { networks: ['front'] }) }));
+  const back = v1.networks.find((x) => x.name.endsWith('_back'))!.name;
+  const nets = infra(v1).networks; // both still exist on the engine
+  const web1 = running(v1, 'web');
+  const web2 = running(v2, 'web');
+  const at = (...cs: ObservedContainer[]) => plan({ containers: cs, networks: nets, volumes: [], images: [IMG1, IMG2] }, [v2], facts);
+  // the old container is still attached: it goes first (stop-first), the network waits
+  let p = at(web1);
+  assert.deepEqual(p.steps.map((s) => s.kind), ['stop', 'remove']);
+  assert.match(p.waiting.join(), new RegExp(`network ${back} waits for its containers to go`));
+  // a stopped container keeps its attachment: still waits
+  p = at({ ...web1, status: 'exited', exitCode: 0 }, web2);
+  assert.ok(!p.steps.some((s) => s.kind === 'removeNetwork'));
+  // nothing attached any more: removed; the network the stack still uses stays
+  p = at(web2);
+  assert.deepEqual(p.steps, [{ kind: 'removeNetwork', id: nets.find((x) => x.name === back)!.id, name: back }]);
+  assert.deepEqual(p.waiting, []);
+  // a kept container attached to it by hand keeps it, and does not hold the plan up
+  p = at({ ...web2, networks: { ...web2.networks, [back]: [] } });
+  assert.deepEqual(p, { steps: [], waiting: [] });
 });

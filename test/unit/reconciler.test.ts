@@ -27,7 +27,7 @@ function setup(t: import('node:test').TestContext) {
   const engine = new FakeEngine();
   for (const i of [1, 2, 9]) engine.addImage(img(i));
   const reports: { releases: { stack: string; state: string; code?: string }[]; drift: string[] }[] = [];
-  const r = new Reconciler({ engine, agentId: AGENT, stateDir: tempDir(t), log: silentLogger(), bakeMs: 50, pollMs: 5, applyTimeoutMs: 2000, report: (releases, _s, drift) => reports.push({ releases, drift }) });
+  const r = new Reconciler({ engine, agentId: AGENT, stateDir: tempDir(t), log: silentLogger(), bakeMs: 50, pollMs: 5, applyTimeoutMs: 2000, drainMs: 10, report: (releases, _s, drift) => reports.push({ releases, drift }) });
   t.after(() => r.close());
   // the fake reports health `starting` for containers with a healthcheck; make them healthy as a real check would
   const healthy = setInterval(() => {
@@ -97,4 +97,43 @@ test('drift: a container stopped or removed by hand is put back and reported', a
   assert.deepEqual(running(engine), ['api@1.0.0', 'worker@1.0.0']);
   assert.ok(reports.at(-1)!.drift.length >= 2);
   assert.deepEqual(await r.repair(new AbortController().signal), [], 'converged: nothing more to do');
+});
+
+test('start-first: the new container takes the alias only once healthy, and the old one is drained and stopped only after that', async (t) => {
+  const { engine, r } = setup(t);
+  const rel = (version: string, image: string) => releaseDoc('shop', version, {}, { api: service(image, { updateOrder: 'start-first', healthcheck: { test: ['CMD', 'true'] } }) });
+  await r.apply(1, [target(rel('1.0.0', img(1)))], new AbortController().signal);
+  const old = [...engine.containers.values()][0]!;
+  const net = Object.keys(old.networks)[0]!;
+  assert.deepEqual(old.networks[net], ['api']);
+  // Snapshot at every change: who resolves as `api` and who serves (running and healthy).
+  const seen: string[] = [];
+  const from = engine.calls.length;
+  const watch = setInterval(() => {
+    const named = [...engine.containers.values()].filter((c) => c.networks[net]?.includes('api'));
+    seen.push(named.map((c) => `${c.labels[LABEL.release]}:${c.status}/${c.health}`).join(' '));
+  }, 1);
+  t.after(() => clearInterval(watch));
+  await r.apply(2, [target(rel('2.0.0', img(2)))], new AbortController().signal);
+  clearInterval(watch);
+  const next = [...engine.containers.values()];
+  assert.deepEqual(next.map((c) => `${c.labels[LABEL.release]} ${c.status} ${JSON.stringify(c.networks)}`), [`2.0.0 running ${JSON.stringify({ [net]: ['api'] })}`]);
+  const calls = engine.calls.slice(from).map((c) => c.replace(/ ferry_\S+_api_0_([0-9a-f]+)/, (_, h: string) => ` ${h === old.labels[LABEL.configHash]!.slice(0, 8) ? 'old' : 'new'}`));
+  assert.deepEqual(calls, ['create new', 'start new', 'setAliases new api', 'setAliases old -', 'stop old', 'remove old']);
+  // Never a moment when the name resolves to nothing, or to a container that is not healthy.
+  assert.ok(seen.length > 0);
+  for (const s of seen) {
+    assert.ok(s.length > 0, 'the name always resolves');
+    assert.ok(s.split(' ').every((x) => x.endsWith('running/healthy')), `only healthy containers under the name: ${s}`);
+  }
+});
+
+test('start-first: an old container already gone when it is drained is fine', async (t) => {
+  const { engine, r, reports } = setup(t);
+  const rel = (version: string, image: string) => releaseDoc('shop', version, {}, { api: service(image, { updateOrder: 'start-first' }) });
+  await r.apply(1, [target(rel('1.0.0', img(1)))], new AbortController().signal);
+  engine.failCall(/^setAliases \S+ -$/, 'FERRY_E_NOT_FOUND'); // removed by hand between observe and drain
+  await r.apply(2, [target(rel('2.0.0', img(2)))], new AbortController().signal);
+  assert.equal(reports.at(-1)!.releases[0]!.state, 'applied');
+  assert.deepEqual(running(engine), ['api@2.0.0']);
 });
