@@ -6,7 +6,6 @@
 import { sleep } from '../shared/sleep.js';
 import { EventEmitter } from 'node:events';
 import { hostname, platform, release, arch, cpus, totalmem } from 'node:os';
-import { request } from 'undici';
 import WebSocket from 'ws';
 import { AGENT_PATH, AUTH_HEADERS, CHALLENGE_PATH, authStatement, hostOf } from '../shared/auth.js';
 import { FerryError, asFerryError, isErrorCode } from '../shared/errors.js';
@@ -15,7 +14,7 @@ import type { Logger } from '../shared/logger.js';
 import { MAX_PAYLOAD, PROTOCOL_VERSION, decodeHubMessage, encode, type AgentMessage, type Hello, type HostFacts, type HubMessage } from '../shared/protocol.js';
 import { VERSION } from '../shared/version.js';
 import type { Engine } from './engine/engine.js';
-import type { Transport } from './proxy.js';
+import { proxyRefusal, type Transport } from './proxy.js';
 import type { Identity } from './state.js';
 
 /** Errors after which retrying cannot help: the agent stops. */
@@ -198,12 +197,12 @@ export class Connection extends EventEmitter {
 async function fetchChallenge(base: URL, transport: Transport, signal: AbortSignal): Promise<string> {
   let res;
   try {
-    res = await request(new URL(CHALLENGE_PATH, base), { dispatcher: transport.dispatcher, signal, headersTimeout: 15_000, bodyTimeout: 15_000 });
+    res = await transport.request(new URL(CHALLENGE_PATH, base), { signal, timeoutMs: 15_000 });
   } catch (err) {
     throw transportError(err as Error, transport.proxy);
   }
-  const text = await res.body.text();
-  if (res.statusCode !== 200) throw refusal(res.statusCode, text);
+  const text = res.text;
+  if (res.status !== 200) throw proxyRefusal(res.status, transport.proxy) ?? refusal(res.status, text);
   const body = JSON.parse(text) as { nonce?: unknown };
   if (typeof body.nonce !== 'string') throw new FerryError('FERRY_E_PROTOCOL_INVALID', 'challenge without nonce');
   return body.nonce;

@@ -3,12 +3,11 @@
 // over both (bound to the hub host) that proves we hold the private key.
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { request } from 'undici';
 import { ENROLL_PATH, enrollStatement, hostOf } from '../shared/auth.js';
 import { FerryError } from '../shared/errors.js';
 import { encodePublicKey, fingerprint, generateKeyPair, privateKeyToPem, sign } from '../shared/keys.js';
 import { refusal, transportError } from './connection.js';
-import type { Transport } from './proxy.js';
+import { proxyRefusal, type Transport } from './proxy.js';
 import { rootFingerprint } from '../shared/trust.js';
 import { TRUST_FILE, saveTrust } from './trust-store.js';
 import { EMPTY_STATE, acceptRoots } from './verify.js';
@@ -46,19 +45,17 @@ export async function enroll(opts: EnrollOptions): Promise<Enrolled> {
   try {
     let res;
     try {
-      res = await request(new URL(ENROLL_PATH, hub), {
+      res = await opts.transport.request(new URL(ENROLL_PATH, hub), {
         method: 'POST',
-        dispatcher: opts.transport.dispatcher,
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ token: opts.token, publicKey, name: opts.name, labels: opts.labels, proof }),
-        headersTimeout: 30_000,
-        bodyTimeout: 30_000,
+        timeoutMs: 30_000,
       });
     } catch (err) {
       throw transportError(err as Error, opts.transport.proxy);
     }
-    const text = await res.body.text();
-    if (res.statusCode !== 201) throw refusal(res.statusCode, text);
+    const text = res.text;
+    if (res.status !== 201) throw proxyRefusal(res.status, opts.transport.proxy) ?? refusal(res.status, text);
     const body = JSON.parse(text) as { agentId: string; tenant: string; name: string; labels: Record<string, string>; roots?: unknown[] };
     // Accept the tenant's root chain now (pinned to the expected fingerprint if given) so a mismatch fails enrollment.
     const pinned = { ...EMPTY_STATE, pinnedRootFingerprint: opts.rootFingerprint ?? null };

@@ -9,16 +9,15 @@ import { createLogger } from '../shared/logger.js';
 import { VERSION } from '../shared/version.js';
 import { loadAgentConfig } from './config.js';
 import { runAgent, targetsOf } from './runtime.js';
-import { enroll } from './enroll.js';
 import { DockerEngine } from './engine/docker.js';
 import { createTransport } from './proxy.js';
 import { registerServiceCommands } from './service.js';
 import { loadIdentity, loadKey } from './state.js';
 import { DEFAULT_POLICY_PATH, loadPolicy } from './policy.js';
-import { describeTrust, formatTrust } from './status.js';
 import { checkHeldEntry, loadWitness, readHeldEntries } from './witness.js';
 import { loadTrust } from './trust-store.js';
 import { Reconciler } from './reconcile/reconciler.js';
+// enroll and status are imported by their commands, so the long-running `run` does not hold them.
 import { describeStep } from './reconcile/execute.js';
 
 const program = new Command('ferry-agent')
@@ -54,6 +53,7 @@ program
     const cfg = loadAgentConfig({ stateDir: o.stateDir, configFile: o.config, caFile: o.caFile });
     const transport = createTransport(o.hub, cfg.proxy, cfg.caFile);
     try {
+      const { enroll } = await import('./enroll.js');
       const { identity: id, root } = await enroll({ hubUrl: o.hub, token: o.token, stateDir: o.stateDir, name: o.name, labels: o.label, transport, rootFingerprint: o.rootFingerprint });
       if (o.json) process.stdout.write(JSON.stringify({ ...id, rootVersion: root?.version ?? null, rootFingerprint: root?.fingerprint ?? null }) + '\n');
       else {
@@ -106,7 +106,8 @@ program
   .addOption(configFile())
   .addOption(policyFile())
   .option('--json', 'print as JSON')
-  .action((o: { stateDir: string; config?: string; policy?: string; json?: boolean }) => {
+  .action(async (o: { stateDir: string; config?: string; policy?: string; json?: boolean }) => {
+    const { describeTrust, formatTrust } = await import('./status.js');
     const cfg = loadAgentConfig({ stateDir: o.stateDir, configFile: o.config, policyFile: o.policy });
     const id = loadIdentity(cfg.stateDir);
     loadKey(cfg.stateDir);

@@ -3,11 +3,17 @@
 // through an HTTP proxy with CONNECT, often with basic auth in the URL; the
 // conventional variables are https_proxy / http_proxy / no_proxy (either
 // case), and the agent's config overrides them.
+//
+// Node's own http/https clients carry both the two plain requests (challenge,
+// enroll) and the WebSocket, through one proxy agent. The agent used undici
+// for the plain requests until its idle RSS was measured: undici's HTTP
+// parser is a WebAssembly instance that cost the long-running agent about
+// 8 MB for two small requests per connection (bench/README.md, reconcile).
 import { readFileSync } from 'node:fs';
+import { Agent as HttpAgentClass, request as httpRequest, type Agent as HttpAgent, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { rootCertificates } from 'node:tls';
-import type { Agent as HttpAgent } from 'node:http';
 import { HttpsProxyAgent } from 'https-proxy-agent';
-import { Agent as UndiciAgent, ProxyAgent, type Dispatcher } from 'undici';
 import { FerryError } from '../shared/errors.js';
 
 export interface ProxySettings {
@@ -73,39 +79,83 @@ export function hubCa(caFile: string | undefined): string[] | undefined {
   }
 }
 
+export interface HubRequest {
+  method?: 'GET' | 'POST';
+  headers?: Record<string, string>;
+  body?: string;
+  /** For the whole exchange, ms. */
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+export interface HubResponse {
+  status: number;
+  text: string;
+}
+
+/** The largest response body read from the hub (or whatever answers in its place). */
+const MAX_RESPONSE_BYTES = 1 << 20;
+
 export interface Transport {
-  /** For undici requests (challenge, enroll). */
-  dispatcher: Dispatcher;
-  /** For the WebSocket (ws takes a Node http.Agent). */
+  /** One plain HTTP(S) request to the hub, through the proxy if any. Rejects with the socket/TLS error as is. */
+  request(url: URL, req: HubRequest): Promise<HubResponse>;
+  /** For the WebSocket (ws takes a Node http.Agent); undefined for a direct connection. */
   wsAgent: HttpAgent | undefined;
   ca: string[] | undefined;
   proxy: URL | null;
   close(): Promise<void>;
 }
 
-export function createTransport(hubUrl: string, settings: ProxySettings, caFile: string | undefined): Transport {
+export interface TransportOptions {
+  /** Source address for direct connections (benchmarks spread simulated agents over loopback addresses). */
+  localAddress?: string;
+}
+
+export function createTransport(hubUrl: string, settings: ProxySettings, caFile: string | undefined, opts: TransportOptions = {}): Transport {
   const target = new URL(hubUrl);
   const proxy = proxyFor(target, settings);
   const ca = hubCa(caFile);
   const tls = ca ? { ca } : {};
-  let dispatcher: Dispatcher;
-  let wsAgent: HttpAgent | undefined;
-  if (proxy) {
-    const auth = proxy.username ? `Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}` : undefined;
-    const bare = new URL(proxy.origin);
-    dispatcher = new ProxyAgent({ uri: bare.href, token: auth, requestTls: tls });
-    wsAgent = new HttpsProxyAgent(proxy.href, { ...tls, keepAlive: false }) as unknown as HttpAgent;
-  } else {
-    dispatcher = new UndiciAgent({ connect: tls });
-  }
+  // https-proxy-agent tunnels with CONNECT for http and https targets alike and takes basic auth from the URL.
+  const wsAgent = proxy
+    ? (new HttpsProxyAgent(proxy.href, { ...tls, keepAlive: false, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) }) as unknown as HttpAgent)
+    : opts.localAddress
+      ? new (target.protocol === 'https:' || target.protocol === 'wss:' ? HttpsAgent : HttpAgentClass)({ ...tls, localAddress: opts.localAddress, keepAlive: false })
+      : undefined;
+  const request = (url: URL, r: HubRequest) =>
+    new Promise<HubResponse>((resolve, reject) => {
+      const signal = r.signal ? AbortSignal.any([r.signal, AbortSignal.timeout(r.timeoutMs)]) : AbortSignal.timeout(r.timeoutMs);
+      const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+      const req = send(url, { method: r.method ?? 'GET', headers: r.headers, agent: wsAgent, signal, ...(url.protocol === 'https:' ? tls : {}) }, (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > MAX_RESPONSE_BYTES) return req.destroy(new FerryError('FERRY_E_PROTOCOL_INVALID', `response from ${url.host} over ${MAX_RESPONSE_BYTES} bytes`));
+          chunks.push(c);
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      });
+      req.on('error', (err: Error & { code?: string }) => {
+        if (err.name === 'AbortError' && !r.signal?.aborted) err = Object.assign(new Error(`no answer from ${url.host} within ${r.timeoutMs} ms`), { code: 'ETIMEDOUT' });
+        reject(err);
+      });
+      req.end(r.body);
+    });
   return {
-    dispatcher,
+    request,
     wsAgent,
     ca,
     proxy,
     close: async () => {
-      await dispatcher.close();
       wsAgent?.destroy();
     },
   };
+}
+
+/** The refusal of a proxy in the hub's place (407 and friends), named as the proxy's. */
+export function proxyRefusal(status: number, proxy: URL | null): FerryError | null {
+  if (!proxy || status !== 407) return null;
+  return new FerryError('FERRY_E_HUB_UNREACHABLE', `proxy ${proxy.host} answered 407 Proxy Authentication Required; check the user and password in the proxy URL`);
 }

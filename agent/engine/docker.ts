@@ -2,6 +2,7 @@
 // The only module that imports dockerode; it speaks Ferry's model outward and
 // turns every engine failure into a catalogue code (`engineError`).
 import { statfs } from 'node:fs/promises';
+import './dockerode-deferred.js'; // before dockerode: defers ssh2 and gRPC, which the agent does not use
 import Docker from 'dockerode';
 import { FerryError, type ErrorCode } from '../../shared/errors.js';
 import type { EngineFacts } from '../../shared/protocol.js';

@@ -8,8 +8,6 @@
 //               (OpenSSL; Ed25519 is deterministic, so the hub receives the
 //               very same signature). A floor for the clients' CPU, which on
 //               a small bench machine comes out of the cores the hub needs.
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as UndiciAgent, request } from 'undici';
 import WebSocket from 'ws';
 import { Connection, backoffDelay, refusal, transportError } from '../../agent/connection.js';
 import { createTransport, type Transport } from '../../agent/proxy.js';
@@ -46,19 +44,7 @@ export interface SimContext {
 
 /** The agent's direct transport; with a source address, the same two agents bound to it. */
 export function benchTransport(hubUrl: string, sourceAddress?: string): Transport {
-  if (!sourceAddress) return createTransport(hubUrl, {}, undefined);
-  const dispatcher = new UndiciAgent({ connect: { localAddress: sourceAddress } });
-  const wsAgent = new HttpAgent({ localAddress: sourceAddress, keepAlive: false });
-  return {
-    dispatcher,
-    wsAgent,
-    ca: undefined,
-    proxy: null,
-    close: async () => {
-      await dispatcher.close();
-      wsAgent.destroy();
-    },
-  };
+  return createTransport(hubUrl, {}, undefined, { localAddress: sourceAddress });
 }
 
 /** `CODE ERRNO`, or `CODE detail` (long numbers elided, so ports and times group together; HTTP statuses stay). */
@@ -104,9 +90,9 @@ async function leanAttempt(k: BenchAgentKey, kp: KeyPair, ctx: SimContext, trans
   const base = new URL(ctx.hubUrl);
   let nonce: string;
   try {
-    const res = await request(new URL(CHALLENGE_PATH, base), { dispatcher: transport.dispatcher, signal, headersTimeout: 15_000, bodyTimeout: 15_000 });
-    const text = await res.body.text();
-    if (res.statusCode !== 200) throw refusal(res.statusCode, text);
+    const res = await transport.request(new URL(CHALLENGE_PATH, base), { signal, timeoutMs: 15_000 });
+    const text = res.text;
+    if (res.status !== 200) throw refusal(res.status, text);
     nonce = (JSON.parse(text) as { nonce: string }).nonce;
   } catch (err) {
     throw err instanceof FerryError ? err : transportError(err as Error);
