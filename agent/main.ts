@@ -142,7 +142,8 @@ program
     const engine = new DockerEngine({ socketPath: cfg.dockerSocket });
     const r = new Reconciler({ engine, agentId: identity.agentId, stateDir: cfg.stateDir, log: createLogger({ name: 'ferry-agent', level: 'silent' }) });
     try {
-      const p = await r.dryRun(targetsOf(loadTrust(cfg.stateDir).desired));
+      const desired = loadTrust(cfg.stateDir).desired;
+      const p = await r.dryRun(targetsOf(desired), desired?.seq ?? 0);
       if (o.json) return void process.stdout.write(JSON.stringify({ steps: p.steps.map((s) => ({ kind: s.kind, what: describeStep(s) })), waiting: p.waiting }) + '\n');
       if (!p.steps.length && !p.waiting.length) process.stdout.write('nothing to do: the engine matches the accepted releases\n');
       for (const s of p.steps) process.stdout.write(`${describeStep(s)}\n`);

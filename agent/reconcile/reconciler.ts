@@ -2,7 +2,8 @@
 // apply at a time. An apply counts only when every service is running and
 // healthy through the bake time; a failure (pull error, crash loop,
 // unhealthy, timeout) rolls the changed stacks back to their last good
-// release, and the failed release is not retried until the hub sends another.
+// release, and the failed release is not retried until the hub sends a new
+// directive (a higher seq: another release, or the same one deployed again).
 // Between applies, engine events and a periodic pass put back what was
 // changed by hand (drift).
 import { sleep } from '../../shared/sleep.js';
@@ -31,9 +32,18 @@ export interface Target {
 interface Persisted {
   format: 1;
   lastGood: Record<string, Target>;
-  /** Release digests per stack that failed here; not retried until a different one arrives. */
-  failed: Record<string, string[]>;
+  /**
+   * Releases per stack that failed here, with the seq of the directive they
+   * failed under: not retried under that directive (restarts, drift passes),
+   * retried once under a later one.
+   */
+  failed: Record<string, FailedRelease[]>;
   statuses: Record<string, ReleaseStatus>;
+}
+
+interface FailedRelease {
+  digest: string;
+  seq: number;
 }
 
 export interface ReconcilerOptions {
@@ -104,6 +114,7 @@ export class Reconciler {
   private readonly journal: Journal;
   private readonly o: Required<Omit<ReconcilerOptions, 'auth' | 'report'>> & Pick<ReconcilerOptions, 'report'>;
   private targets: Target[] = [];
+  private seq = 0;
 
   constructor(opts: ReconcilerOptions) {
     this.o = { bakeMs: 10_000, pollMs: 500, applyTimeoutMs: 300_000, concurrency: 4, minFreeBytes: 256 * 1024 * 1024, drainMs: 2000, now: Date.now, ...opts };
@@ -128,7 +139,7 @@ export class Reconciler {
   /** One pass toward the current targets without a bake: drift repair. Returns what it did. */
   repair(signal: AbortSignal): Promise<string[]> {
     return this.enqueue(async () => {
-      const desired = this.desired(this.effective(this.targets));
+      const desired = this.desired(this.effective(this.targets, this.seq));
       const done = await this.converge(desired, signal, this.o.applyTimeoutMs);
       if (done.length) {
         this.journal.write({ event: 'drift-repaired', what: done });
@@ -140,8 +151,8 @@ export class Reconciler {
   }
 
   /** What one pass would do now, without doing it (`ferry-agent plan`). */
-  async dryRun(targets: Target[]): Promise<Plan> {
-    const desired = this.desired(this.effective(targets));
+  async dryRun(targets: Target[], seq = this.seq): Promise<Plan> {
+    const desired = this.desired(this.effective(targets, seq));
     return plan(await this.observe(desired), desired, { defaultGraceMs: 10_000 });
   }
 
@@ -151,9 +162,10 @@ export class Reconciler {
     return run;
   }
 
-  private effective(targets: Target[]): Target[] {
+  /** The targets with each release that failed under this directive (or a later one) replaced by the stack's last good one. */
+  private effective(targets: Target[], seq: number): Target[] {
     return targets.flatMap((t) => {
-      if (!(this.persisted.failed[t.stack] ?? []).includes(t.digest)) return [t];
+      if (!(this.persisted.failed[t.stack] ?? []).some((f) => f.digest === t.digest && f.seq >= seq)) return [t];
       const good = this.persisted.lastGood[t.stack];
       return good ? [good] : [];
     });
@@ -165,7 +177,8 @@ export class Reconciler {
 
   private async applyNow(seq: number, targets: Target[], signal: AbortSignal): Promise<void> {
     this.targets = targets;
-    const effective = this.effective(targets);
+    this.seq = seq;
+    const effective = this.effective(targets, seq);
     const changed = effective.filter((t) => this.persisted.lastGood[t.stack]?.digest !== t.digest);
     const log = this.o.log.child({ seq });
     this.journal.write({ event: 'apply-start', seq, targets: effective.map(({ stack, version, digest }) => ({ stack, version, digest })) });
@@ -180,9 +193,9 @@ export class Reconciler {
       if (signal.aborted) throw e;
       log.error({ code: e.code, detail: e.detail }, 'apply failed; rolling back');
       this.journal.write({ event: 'failed', seq, code: e.code, message: e.message });
-      for (const t of changed) this.persisted.failed[t.stack] = [...(this.persisted.failed[t.stack] ?? []), t.digest].slice(-20);
+      for (const t of changed) this.persisted.failed[t.stack] = [...(this.persisted.failed[t.stack] ?? []).filter((f) => f.digest !== t.digest), { digest: t.digest, seq }].slice(-20);
       this.save();
-      const back = this.effective(targets);
+      const back = this.effective(targets, seq);
       try {
         await this.converge(this.desired(back), signal, this.o.applyTimeoutMs);
       } catch (err2) {
@@ -284,7 +297,10 @@ export class Reconciler {
 
 function load(dir: string): Persisted {
   try {
-    return JSON.parse(readFileSync(join(dir, RECONCILE_FILE), 'utf8')) as Persisted;
+    const p = JSON.parse(readFileSync(join(dir, RECONCILE_FILE), 'utf8')) as Persisted;
+    // Before the seq was kept, a failed release was a bare digest: keep it failed until a different release arrives, as then.
+    for (const [stack, list] of Object.entries(p.failed)) p.failed[stack] = (list as (FailedRelease | string)[]).map((f) => (typeof f === 'string' ? { digest: f, seq: Number.MAX_SAFE_INTEGER } : f));
+    return p;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { format: 1, lastGood: {}, failed: {}, statuses: {} };
     throw new FerryError('FERRY_E_STATE_CORRUPT', `${RECONCILE_FILE}: ${(err as Error).message}`);

@@ -68,10 +68,36 @@ test('an unhealthy new release is rolled back to the last good one and not retri
   assert.equal(last.code, 'FERRY_E_UNHEALTHY');
   const journal = readFileSync(join((r as unknown as { o: { stateDir: string } }).o.stateDir, 'journal.jsonl'), 'utf8');
   assert.match(journal, /"event":"rolled-back"/);
-  // the same bad release again: not retried
+  // the same directive again (an agent restart, a drift pass): not retried
   const before = engine.calls.length;
-  await r.apply(3, [target(bad)], new AbortController().signal);
+  await r.apply(2, [target(bad)], new AbortController().signal);
+  assert.deepEqual(await r.repair(new AbortController().signal), []);
   assert.equal(engine.calls.slice(before).filter((c) => c.startsWith('create')).length, 0);
+  assert.equal(reports.at(-1)!.releases[0]!.state, 'rolled-back');
+  // deployed again by the hub (a new directive), now that the cause is fixed: retried once, and applied
+  clearInterval(watcher);
+  await r.apply(3, [target(bad)], new AbortController().signal);
+  assert.deepEqual(running(engine), ['api@2.0.0', 'worker@1.0.0'], 'api replaced; worker unchanged, so kept');
+  assert.equal(reports.at(-1)!.releases[0]!.state, 'applied');
+});
+
+test('a release that failed is retried under a new directive only, and fails again cleanly if still bad', async (t) => {
+  const { engine, r, reports } = setup(t);
+  await r.apply(1, [target(stackOf('1.0.0', img(1)))], new AbortController().signal);
+  engine.removeImage(img(2));
+  engine.failPull(img(2), 'FERRY_E_REGISTRY_UNREACHABLE');
+  const bad = target(stackOf('2.0.0', img(2)));
+  await r.apply(2, [bad], new AbortController().signal);
+  const pulls = () => engine.calls.filter((c) => c.startsWith('pull') && c.includes(img(2))).length;
+  const tried = pulls();
+  assert.ok(tried >= 1);
+  await r.apply(2, [bad], new AbortController().signal);
+  assert.equal(pulls(), tried, 'not retried under the directive it failed under');
+  await r.apply(3, [bad], new AbortController().signal);
+  assert.ok(pulls() > tried, 'retried under a new directive');
+  assert.deepEqual(running(engine), ['api@1.0.0', 'worker@1.0.0']);
+  assert.equal(reports.at(-1)!.releases[0]!.state, 'rolled-back');
+  assert.equal(reports.at(-1)!.releases[0]!.code, 'FERRY_E_REGISTRY_UNREACHABLE');
 });
 
 test('a pull failure leaves the old version serving', async (t) => {
