@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Option, type Command } from 'commander';
 import { FerryError, type ErrorCode } from '../shared/errors.js';
 import { readConfigFile } from './config.js';
+import { AGENT_NODE_FLAGS } from './node-flags.js';
 import { isEnrolled } from './state.js';
 
 export const UNIT_NAME = 'ferry-agent.service';
@@ -48,7 +49,7 @@ export function renderUnit(o: UnitOptions): string {
   }
   // systemd refuses such program paths ("Executable name contains special characters").
   if (/["'\\]/.test(o.node)) throw new FerryError('FERRY_E_VALIDATION', `node path ${o.node}: systemd does not run programs whose path has quotes or backslashes`);
-  const exec = [o.node, o.main, 'run', '--state-dir', STATE_DIR, ...(o.configFile ? ['--config', o.configFile] : [])];
+  const exec = [o.node, ...AGENT_NODE_FLAGS, o.main, 'run', '--state-dir', STATE_DIR, ...(o.configFile ? ['--config', o.configFile] : [])];
   const values: Record<string, string> = {
     EXEC_START: exec.map((a, i) => execArg(a, i === 0)).join(' '),
     USER: o.user,

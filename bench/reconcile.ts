@@ -19,7 +19,7 @@
 //      against an idle `node` process sampled over the same minute.
 //
 //   npm run bench:reconcile -- [--runs 5] [--passes 30] [--idle-s 60] [--only a,b,c,d] [--timeout-s 900]
-//     [--agent-node-args='--max-semi-space-size=1']   (node flags for the idle agent in d)
+//     [--agent-node-args='--jitless --no-expose-wasm']   (node flags for the idle agent in d; default: its unit's, agent/node-flags.ts)
 //
 // Needs the engine and registry of `bash scripts/test-env.sh` and Debian's
 // docker-compose (`apt-get install -y docker-compose`). Images are built with
@@ -37,9 +37,11 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import '../agent/engine/dockerode-deferred.js'; // so this bench also runs under --jitless (ssh2 needs WebAssembly)
 import Docker from 'dockerode';
 import YAML from 'yaml';
 import { DockerEngine } from '../agent/engine/docker.js';
+import { AGENT_NODE_FLAGS } from '../agent/node-flags.js';
 import { LABEL, desiredStack } from '../agent/reconcile/model.js';
 import { plan } from '../agent/reconcile/plan.js';
 import { Reconciler, type Target } from '../agent/reconcile/reconciler.js';
@@ -59,8 +61,8 @@ const { values: args } = parseArgs({
     'idle-s': { type: 'string', default: '60' },
     only: { type: 'string', default: 'a,b,c,d' },
     'timeout-s': { type: 'string', default: '900' },
-    /** Node flags for the idle agent (d), e.g. '--max-semi-space-size=1', to see what its RSS is made of. */
-    'agent-node-args': { type: 'string', default: '' },
+    /** Node flags for the idle agent (d); by default those its systemd unit uses (agent/node-flags.ts). '' for none. */
+    'agent-node-args': { type: 'string', default: AGENT_NODE_FLAGS.join(' ') },
   },
 });
 const int = (name: keyof typeof args, min: number, max: number) => {
@@ -388,6 +390,11 @@ async function benchNoop(image: string) {
       times[k]!.push(performance.now() - t0);
     }
   }
+  // The same dryRun in a child process running with the agent's node flags, as the installed agent does.
+  const childDir = join(TMP, 'state-noop50-child');
+  mkdirSync(childDir, { recursive: true });
+  const child = await execOk(process.execPath, [...AGENT_NODE_FLAGS, join(ROOT, 'dist/bench/lib/noop-child.js'), JSON.stringify({ agentId: AGENT, target, passes: PASSES, stateDir: childDir })], { timeoutMs: 600_000 });
+  times.dryRunAgentFlags = (JSON.parse(child.stdout) as { times: number[] }).times;
   // The pure planner alone, on one observation (thousands of runs: it is sub-millisecond).
   const current = await rec.observe(desired);
   const planTimes: number[] = [];
@@ -625,13 +632,14 @@ async function main(): Promise<void> {
         [`b. no-op pass, 50 containers (10 svc x 5), ${PASSES} passes`, 'p50', 'p99', '/ docker ps', '/ 1 list call'],
         row('dryRun (observe + plan)', t.dryRun!),
         row('repair() finding nothing', t.repair!),
+        row(`dryRun, child process ${AGENT_NODE_FLAGS.join(' ')}`, t.dryRunAgentFlags!),
         row('  observe (list + 50 inspects + nets, vols, image)', t.observe!),
         row('  engine.listContainers (list + 50 inspects)', t.listContainers!),
         ['  plan() alone (pure, 2000 runs)', ms(p50(b.planTimes), 3), ms(p99(b.planTimes), 3), '', ''],
         row('peer: docker ps -a -q --filter label (CLI)', t.cliPs!),
         row('peer: dockerode listContainers (1 call)', t.dockerodeList!),
       ]),
-      `no-op dryRun p50 ${ms(p50(t.dryRun!))} / p99 ${ms(p99(t.dryRun!))}, repair p50 ${ms(p50(t.repair!))} / p99 ${ms(p99(t.repair!))} (target <= ${TARGET_NOOP_MS} ms); ${b.engineCalls} engine calls per observe; 50 containers deployed in ${ms(b.deployMs, 0)} (c10), removed in ${ms(b.teardownMs, 0)}`,
+      `no-op dryRun p50 ${ms(p50(t.dryRun!))} / p99 ${ms(p99(t.dryRun!))}, repair p50 ${ms(p50(t.repair!))} / p99 ${ms(p99(t.repair!))}, as the agent runs (${AGENT_NODE_FLAGS.join(' ')}) p50 ${ms(p50(t.dryRunAgentFlags!))} / p99 ${ms(p99(t.dryRunAgentFlags!))} (target <= ${TARGET_NOOP_MS} ms); ${b.engineCalls} engine calls per observe; 50 containers deployed in ${ms(b.deployMs, 0)} (c10), removed in ${ms(b.teardownMs, 0)}`,
       '',
     );
   }

@@ -283,7 +283,7 @@ up() {
     say "agent: already running (pid $(cat "$QS/agent.pid"))"
   else
     say "agent: starting $AGENT_ID (log $QS/agent.log)"
-    start_bg "$QS/agent.pid" "$QS/agent.log" node "$ROOT/dist/agent/main.js" run --state-dir "$AGENT_DIR"
+    start_bg "$QS/agent.pid" "$QS/agent.log" node --jitless --no-expose-wasm "$ROOT/dist/agent/main.js" run --state-dir "$AGENT_DIR"
   fi
   for i in $(seq 1 100); do
     agent_connected "$AGENT_ID" && break

@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
+import { AGENT_NODE_FLAGS } from '../../agent/node-flags.js';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const BIN = {
@@ -9,6 +10,9 @@ export const BIN = {
   hub: `${ROOT}dist/hub/main.js`,
   agent: `${ROOT}dist/agent/main.js`,
 } as const;
+
+/** Node flags per binary: the agent runs as its unit runs it. */
+const nodeFlags = (bin: keyof typeof BIN): readonly string[] => (bin === 'agent' ? AGENT_NODE_FLAGS : []);
 
 export interface RunResult {
   code: number | null;
@@ -19,7 +23,7 @@ export interface RunResult {
 /** Runs a binary to completion. */
 export function run(bin: keyof typeof BIN, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number; /** another copy of the binary */ main?: string } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [opts.main ?? BIN[bin], ...args], { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...nodeFlags(bin), opts.main ?? BIN[bin], ...args], { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d));
@@ -47,7 +51,7 @@ export interface Daemon {
 
 /** Starts a long-running binary; it is killed after the test. */
 export function daemon(t: TestContext, bin: keyof typeof BIN, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Daemon {
-  const child = spawn(process.execPath, [BIN[bin], ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeFlags(bin), BIN[bin], ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
   const onData = (d: Buffer) => {

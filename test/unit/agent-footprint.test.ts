@@ -1,7 +1,8 @@
 // What the long-running agent process loads. Its idle RSS is a target of
-// issue 4 (bench/reconcile, part d); these guard the two structural savings
+// issue 4 (bench/reconcile, part d); these guard the structural savings
 // behind it: no undici in the agent (Node's http carries its two plain
-// requests), and dockerode's ssh2 and gRPC deferred until something uses them.
+// requests), dockerode's ssh2 and gRPC deferred until something uses them, and
+// the agent's node flags (agent/node-flags.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -38,4 +39,13 @@ test('the deferred dockerode modules are the real ones when called', async () =>
   const agent = ssh({ host: '127.0.0.1', port: 1 });
   assert.equal(typeof agent.createConnection, 'function');
   assert.ok(Object.keys(req.cache).some((f) => f.includes('/node_modules/ssh2/')), 'ssh2 loaded on first use');
+});
+
+test('the agent runs under its unit\'s node flags (no JIT, no WebAssembly) and says nothing about them', async () => {
+  const { AGENT_NODE_FLAGS } = await import('../../agent/node-flags.js');
+  const r = spawnSync(process.execPath, [...AGENT_NODE_FLAGS, `${dist}agent/main.js`, '--version'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  const probe = spawnSync(process.execPath, [...AGENT_NODE_FLAGS, '-e', 'process.stdout.write(typeof WebAssembly)'], { encoding: 'utf8' });
+  assert.equal(probe.stdout, 'undefined');
 });
