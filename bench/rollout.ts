@@ -19,7 +19,7 @@
 //
 //   npm run bench:rollout -- --agents 1000,10000 [--workers 4] [--tenants 10]
 //     [--apply-ms 0] [--concurrency 400] [--poll-s 5] [--timeout-s 1200] [--keep]
-//     [--hub-node-args='--cpu-prof --cpu-prof-dir=DIR']
+//     [--hub-node-args='--cpu-prof --cpu-prof-dir=DIR'] [--hub-main PATH (another hub build, e.g. the last commit's)]
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, setPriority, tmpdir, totalmem } from 'node:os';
@@ -55,6 +55,7 @@ const { values: args } = parseArgs({
     'timeout-s': { type: 'string', default: '1200' },
     keep: { type: 'boolean', default: false },
     'hub-node-args': { type: 'string' },
+    'hub-main': { type: 'string' },
   },
   allowPositionals: false,
 });
@@ -220,7 +221,7 @@ async function scenario(nAgents: number): Promise<Result> {
     const { token } = new Store(db).createApiToken('bench-admin', 'admin', null, Date.now());
     db.close();
     say(`  seeded ${nAgents} agents in ${tenants} tenants in ${Date.now() - t} ms`);
-    hub = await startHub({ dataDir, port: await freePort(), logFile: join(root, 'hub.log'), timeoutMs: 30_000, nodeArgs: args['hub-node-args']?.split(' ').filter(Boolean) });
+    hub = await startHub({ main: args['hub-main'], dataDir, port: await freePort(), logFile: join(root, 'hub.log'), timeoutMs: 30_000, nodeArgs: args['hub-node-args']?.split(' ').filter(Boolean) });
     live.hubs.add(hub);
     const api = apiClient(hub.url, token);
     for (let i = 0; i < tenants; i++) await activateTrust(api, `bench-${String(i).padStart(3, '0')}`);
@@ -365,7 +366,7 @@ async function main(): Promise<void> {
   row(`peer ${args['poll-s']} s poll: max / mean`, (r) => `${ms(r.peerMax)} / ${ms(r.peerMean)}`);
   const lines = [
     `bench/rollout  ${new Date().toISOString()}  ${machine}`,
-    `one wave (100%), bake 0, fake engine apply ${args['apply-ms']} ms; delay measured from just before POST /v1/rollouts`,
+    `one wave (100%), bake 0, fake engine apply ${args['apply-ms']} ms; delay measured from just before POST /v1/rollouts${args['hub-main'] ? `; hub: ${args['hub-main']}` : ''}`,
     '',
     table(rows),
     '',

@@ -94,6 +94,12 @@ export class Gateway extends EventEmitter {
     return s ? sendTo(s, msg) : false;
   }
 
+  /** Sends a message already encoded (`encode`, or built to the same JSON): a wave sends thousands that share most of their bytes. */
+  sendEncoded(agentId: string, type: HubMessage['type'], text: string): boolean {
+    const s = this.sessions.get(agentId);
+    return s ? sendText(s, type, text) : false;
+  }
+
   async close(): Promise<void> {
     clearInterval(this.heartbeat);
     for (const s of this.sessions.values()) s.ws.close(CLOSE.goingAway, 'hub shutting down');
@@ -102,6 +108,13 @@ export class Gateway extends EventEmitter {
     for (const s of this.sessions.values()) s.ws.terminate();
     this.sessions.clear();
     await new Promise<void>((r) => this.wss.close(() => r()));
+    // Before the database closes: what was received but is still batched in memory.
+    this.emit('closed');
+    try {
+      this.opts.store.flushPresence();
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, 'could not write last-seen times on shutdown');
+    }
   }
 
   private authenticate(req: IncomingMessage): AgentRecord {
@@ -218,12 +231,16 @@ export class Gateway extends EventEmitter {
 }
 
 function sendTo(s: Session, msg: HubMessage): boolean {
+  return sendText(s, msg.type, encode(msg));
+}
+
+function sendText(s: Session, type: HubMessage['type'], text: string): boolean {
   if (s.ws.readyState !== s.ws.OPEN) return false;
   if (s.ws.bufferedAmount > HIGH_WATER) {
-    s.log.warn({ bufferedAmount: s.ws.bufferedAmount, type: msg.type }, 'agent socket is congested; message not sent');
+    s.log.warn({ bufferedAmount: s.ws.bufferedAmount, type }, 'agent socket is congested; message not sent');
     return false;
   }
-  s.ws.send(encode(msg));
+  s.ws.send(text);
   return true;
 }
 

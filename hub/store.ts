@@ -3,7 +3,7 @@
 // hashes; they are high-entropy random strings, so a fast hash suffices.
 import { createHash, randomBytes } from 'node:crypto';
 import { FerryError } from '../shared/errors.js';
-import type { DB } from './db.js';
+import { stmt, type DB } from './db.js';
 
 export const ROLES = ['viewer', 'operator', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -91,7 +91,19 @@ function toAgent(r: AgentRow): AgentRecord {
   };
 }
 
+/** What an agent's connections and hellos said, not yet written (see `Store.flushPresence`). */
+interface Presence {
+  lastSeenAt: number;
+  hello?: { agentVersion: string; facts: string };
+}
+
+/** How long presence (last seen, hello facts) waits in memory before one transaction writes it all. */
+export const PRESENCE_FLUSH_MS = 1000;
+
 export class Store {
+  private readonly presence = new Map<string, Presence>();
+  private presenceTimer: NodeJS.Timeout | undefined;
+
   constructor(readonly db: DB) {}
 
   // ---- API tokens -----------------------------------------------------------
@@ -139,7 +151,7 @@ export class Store {
   }
 
   findTenant(name: string): Tenant | undefined {
-    return this.db.prepare('SELECT id, name, created_at AS createdAt FROM tenants WHERE name = ?').get(name) as Tenant | undefined;
+    return stmt(this.db, 'SELECT id, name, created_at AS createdAt FROM tenants WHERE name = ?').get(name) as Tenant | undefined;
   }
 
   tenant(name: string): Tenant {
@@ -202,8 +214,8 @@ export class Store {
   // ---- agents ----------------------------------------------------------------------
 
   findAgent(id: string): AgentRecord | undefined {
-    const r = this.db.prepare(`${AGENT_SELECT} WHERE a.id = ?`).get(id) as AgentRow | undefined;
-    return r ? toAgent(r) : undefined;
+    const r = stmt(this.db, `${AGENT_SELECT} WHERE a.id = ?`).get(id) as AgentRow | undefined;
+    return r ? this.withPresence(toAgent(r)) : undefined;
   }
 
   agent(id: string): AgentRecord {
@@ -212,12 +224,33 @@ export class Store {
     return a;
   }
 
+  /** Every agent, with just what a selector and a rollout's order need: what creating a rollout over the fleet reads. */
+  listSelectable(): { id: string; tenant: string; name: string; labels: Labels; revokedAt: number | null }[] {
+    const rows = stmt(this.db, 'SELECT a.id, t.name AS tenant, a.name, a.labels, a.revoked_at AS revokedAt FROM agents a JOIN tenants t ON t.id = a.tenant_id ORDER BY t.name, a.name, a.id').all() as {
+      id: string;
+      tenant: string;
+      name: string;
+      labels: string;
+      revokedAt: number | null;
+    }[];
+    return rows.map((r) => ({ ...r, labels: JSON.parse(r.labels) as Labels }));
+  }
+
+  /** Just an agent's tenant and revocation, for paths that run once per agent of a wave. */
+  agentTenant(id: string): { tenant: string; revokedAt: number | null } {
+    const r = stmt(this.db, 'SELECT t.name AS tenant, a.revoked_at AS revokedAt FROM agents a JOIN tenants t ON t.id = a.tenant_id WHERE a.id = ?').get(id) as
+      | { tenant: string; revokedAt: number | null }
+      | undefined;
+    if (!r) throw new FerryError('FERRY_E_NOT_FOUND', `agent ${id}`);
+    return r;
+  }
+
   listAgents(filter: { tenant?: string } = {}): AgentRecord[] {
     if (filter.tenant) {
       this.tenant(filter.tenant);
-      return (this.db.prepare(`${AGENT_SELECT} WHERE t.name = ? ORDER BY t.name, a.name, a.id`).all(filter.tenant) as AgentRow[]).map(toAgent);
+      return (stmt(this.db, `${AGENT_SELECT} WHERE t.name = ? ORDER BY t.name, a.name, a.id`).all(filter.tenant) as AgentRow[]).map((r) => this.withPresence(toAgent(r)));
     }
-    return (this.db.prepare(`${AGENT_SELECT} ORDER BY t.name, a.name, a.id`).all() as AgentRow[]).map(toAgent);
+    return (stmt(this.db, `${AGENT_SELECT} ORDER BY t.name, a.name, a.id`).all() as AgentRow[]).map((r) => this.withPresence(toAgent(r)));
   }
 
   revokeAgent(id: string, by: string | null, now: number): AgentRecord {
@@ -238,18 +271,70 @@ export class Store {
     return this.agent(id);
   }
 
-  recordHello(id: string, agentVersion: string, facts: unknown, now: number): void {
-    this.db.prepare('UPDATE agents SET agent_version = ?, facts = ?, last_seen_at = ? WHERE id = ?').run(agentVersion, JSON.stringify(facts), now, id);
-  }
-
   /** Stores the agent's latest status report; returns the previous one. */
   recordStatus(id: string, status: unknown, now: number): unknown {
-    const prev = this.db.prepare('SELECT status FROM agents WHERE id = ?').get(id) as { status: string | null } | undefined;
-    this.db.prepare('UPDATE agents SET status = ?, status_at = ? WHERE id = ?').run(JSON.stringify(status), now, id);
+    const prev = stmt(this.db, 'SELECT status FROM agents WHERE id = ?').get(id) as { status: string | null } | undefined;
+    stmt(this.db, 'UPDATE agents SET status = ?, status_at = ? WHERE id = ?').run(JSON.stringify(status), now, id);
     return prev?.status ? (JSON.parse(prev.status) as unknown) : null;
   }
 
+  // ---- presence ----------------------------------------------------------------------
+  // Last seen and hello facts are written in batches (every PRESENCE_FLUSH_MS,
+  // and by `flushPresence` on shutdown), not one fsync'd commit per connect,
+  // hello and disconnect: in a reconnect storm those commits were most of the
+  // hub's CPU. Reads see the value in memory. A kill -9 loses at most the last
+  // second of it, which the agent's next hello restores; nothing audited or
+  // directed depends on it.
+
+  recordHello(id: string, agentVersion: string, facts: unknown, now: number): void {
+    this.presence.set(id, { lastSeenAt: now, hello: { agentVersion, facts: JSON.stringify(facts) } });
+    this.schedulePresence();
+  }
+
   touchAgent(id: string, now: number): void {
-    this.db.prepare('UPDATE agents SET last_seen_at = ? WHERE id = ?').run(now, id);
+    const p = this.presence.get(id);
+    if (p) p.lastSeenAt = now;
+    else this.presence.set(id, { lastSeenAt: now });
+    this.schedulePresence();
+  }
+
+  /** Writes buffered presence in one transaction (a no-op once the database is closed). */
+  flushPresence(): void {
+    clearTimeout(this.presenceTimer);
+    this.presenceTimer = undefined;
+    if (!this.presence.size || !this.db.open) return;
+    const seen = stmt(this.db, 'UPDATE agents SET last_seen_at = ? WHERE id = ?');
+    const hello = stmt(this.db, 'UPDATE agents SET agent_version = ?, facts = ?, last_seen_at = ? WHERE id = ?');
+    this.db.transaction(() => {
+      for (const [id, p] of this.presence) {
+        if (p.hello) hello.run(p.hello.agentVersion, p.hello.facts, p.lastSeenAt, id);
+        else seen.run(p.lastSeenAt, id);
+      }
+    })();
+    // Only after the commit: a failed flush keeps everything for the next one.
+    this.presence.clear();
+  }
+
+  private schedulePresence(): void {
+    if (this.presenceTimer) return;
+    this.presenceTimer = setTimeout(() => {
+      try {
+        this.flushPresence();
+      } catch {
+        this.schedulePresence(); // e.g. the database busy: try again later
+      }
+    }, PRESENCE_FLUSH_MS);
+    this.presenceTimer.unref();
+  }
+
+  private withPresence(a: AgentRecord): AgentRecord {
+    const p = this.presence.get(a.id);
+    if (!p) return a;
+    a.lastSeenAt = p.lastSeenAt;
+    if (p.hello) {
+      a.agentVersion = p.hello.agentVersion;
+      a.facts = JSON.parse(p.hello.facts) as unknown;
+    }
+    return a;
   }
 }

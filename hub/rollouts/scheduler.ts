@@ -1,22 +1,28 @@
 // The rollout scheduler: the I/O around the pure machine. A tick reads each
-// active rollout from sqlite, asks `decide` what to do and does it, each
-// transition in one transaction with its audit entry (directives: in the
-// transaction that issues them). Ticks run on agent acks, status reports and
-// connections, and on a timer for bake times, retries and timeouts. Nothing
-// lives only in memory, so a restarted hub carries on from the database: a
-// directive recorded as issued is redelivered by Delivery, never re-issued.
+// active rollout from sqlite, asks `decide` what to do and does it: every
+// transition is written with its audit entry in the same transaction, a
+// directive in the transaction that records it on its target, and sent only
+// after that commits. A wave's per-target transitions are written in chunks
+// (one transaction each), so a large wave is a few commits and its first
+// agents are reached while later ones are still being issued. Ticks run on
+// agent acks, status reports and connections, and on a timer for bake times,
+// retries and timeouts. Nothing lives only in memory, so a restarted hub
+// carries on from the database: a directive recorded as issued is
+// redelivered by Delivery, never re-issued.
 import { EventEmitter } from 'node:events';
 import { HUB_LOG } from '../../shared/audit.js';
 import { FerryError, asFerryError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { AuditInput, AuditLog } from '../audit.js';
+import { stmt } from '../db.js';
 import type { Delivery } from '../delivery.js';
+import { IssueMemo, type DirectiveRecord } from '../directives.js';
 import type { Gateway } from '../gateway.js';
 import type { Releases } from '../releases.js';
 import type { Store } from '../store.js';
-import { command as checkCommand, decide, type Command, type Decision, type OnFailure, type OnTimeout, type RolloutState } from './machine.js';
+import { command as checkCommand, decide, type AgentFacts, type Command, type Decision, type OnFailure, type OnTimeout, type RolloutState } from './machine.js';
 import { matches, parseSelector } from './selector.js';
-import { RolloutStore, type RolloutRecord } from './store.js';
+import { RolloutStore, rolloutNum, type RolloutRecord } from './store.js';
 import { parseWaves, planWaves } from './waves.js';
 
 /** One transition, as other surfaces (console, chat) receive it on `events`' 'transition'. */
@@ -56,12 +62,28 @@ export interface CreateRollout {
 
 const HUB_ACTOR: Actor = { actor: { kind: 'hub', id: null }, surface: 'hub' };
 
+/**
+ * Per-target decisions written per transaction. A 10,000-agent wave is 20
+ * commits, not 10,000, and the first 500 agents have their directives after
+ * one chunk's work (bench/rollout).
+ */
+const CHUNK = 500;
+
+type TargetDecision = Extract<Decision, { kind: 'issue' | 'target' }>;
+
 export class Rollouts {
   readonly events = new EventEmitter();
   readonly rows: RolloutStore;
+  /** Per-target decisions per transaction (CHUNK; tests lower it to make a small wave span several). */
+  chunkSize = CHUNK;
   private timer: NodeJS.Timeout | undefined;
   private queued = false;
+  private ticking = false;
+  /** A tick was asked for while one ran. */
+  private again = false;
   private stopped = false;
+  /** Runs its argument in a savepoint (it is only called inside a transaction). */
+  private readonly savepoint: (fn: () => void) => void;
 
   constructor(
     private readonly store: Store,
@@ -75,6 +97,7 @@ export class Rollouts {
   ) {
     this.events.setMaxListeners(0);
     this.rows = new RolloutStore(store.db);
+    this.savepoint = store.db.transaction((fn: () => void) => fn());
     const kick = () => this.kick();
     delivery.on('status', kick);
     delivery.on('ack', kick);
@@ -97,7 +120,7 @@ export class Rollouts {
     this.releases.get(input.stack, input.version); // FERRY_E_NOT_FOUND for an unknown release
     const busy = this.rows.busyAgents(input.stack);
     const agents = this.store
-      .listAgents()
+      .listSelectable()
       .filter((a) => a.revokedAt === null && matches(sel, a))
       .sort((a, b) => a.tenant.localeCompare(b.tenant) || a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
     if (!agents.length) throw new FerryError('FERRY_E_SELECTOR_EMPTY', sel.text);
@@ -117,7 +140,7 @@ export class Rollouts {
     })();
     this.log.info({ rolloutId: r.id, stack: r.stack, version: r.version, agents: agents.length, waves }, 'rollout created');
     this.emit({ rollout: r.id, kind: 'rollout', to: 'running', reason: 'created', at: now });
-    this.kick();
+    this.kick(0); // an operator is waiting: no need to wait for more reports
     return r;
   }
 
@@ -135,7 +158,7 @@ export class Rollouts {
       return evs;
     })();
     for (const e of ev) this.emit(e);
-    this.kick();
+    this.kick(0);
     return this.rows.get(id);
   }
 
@@ -143,37 +166,173 @@ export class Rollouts {
    * Coalesces requests for a tick into one, run soon. Acks and status reports
    * arrive one per message; a tick reads the whole rollout, so they are
    * batched (at most one tick per 50 ms) or a large fleet makes it quadratic.
+   * One tick runs at a time; a request during a tick runs another after it.
    */
-  kick(): void {
-    if (this.queued || this.stopped) return;
+  kick(delayMs = 50): void {
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    if (this.queued) return;
     this.queued = true;
     setTimeout(() => {
       this.queued = false;
       if (this.stopped) return;
-      try {
-        this.tick();
-      } catch (err) {
-        this.log.error({ err: asFerryError(err).message }, 'rollout tick failed');
+      if (this.ticking) {
+        this.again = true;
+        return;
       }
-    }, 50);
+      this.ticking = true;
+      this.tick()
+        .catch((err: unknown) => this.log.error({ err: asFerryError(err).message }, 'rollout tick failed'))
+        .finally(() => {
+          this.ticking = false;
+          if (this.again) {
+            this.again = false;
+            this.kick();
+          }
+        });
+    }, delayMs);
   }
 
   /** One pass over every active rollout, repeated while decisions change something. */
-  tick(): void {
+  async tick(): Promise<void> {
+    // Decide on everything agents have said so far.
+    this.delivery.flushReports();
     for (const r0 of this.rows.active()) {
       for (let pass = 0; pass < 8; pass++) {
+        if (this.stopped) return;
         const r = this.rows.get(r0.id);
         const targets = this.rows.targets(r.id);
-        const facts = this.rows.facts(r.id, r.stack, (a) => this.gateway.session(a) !== undefined);
-        const decisions = decide(r, targets, (a) => facts.get(a)!, this.now());
+        // Read when first asked: starting a wave needs none.
+        let facts: Map<string, AgentFacts> | undefined;
+        const factsOf = (a: string) => (facts ??= this.rows.facts(r.id, r.stack, (x) => this.gateway.session(x) !== undefined)).get(a)!;
+        const decisions = decide(r, targets, factsOf, this.now());
         if (!decisions.length) break;
-        for (const d of decisions) this.perform(r, d);
-        if (decisions.some((d) => d.kind === 'rollout')) break;
+        const finished = await this.performAll(r, decisions, new Map(targets.map((t) => [t.agentId, t.tenant])));
+        if (!finished || decisions.some((d) => d.kind === 'rollout')) break;
       }
     }
   }
 
-  private perform(r: RolloutRecord, d: Decision): void {
+  /**
+   * Performs one pass's decisions: the per-target ones (issues, target
+   * moves) in chunks of `chunkSize`, each chunk one transaction, its directives
+   * sent once it has committed; then the rollout's own. Between chunks the
+   * event loop runs (acks, heartbeats, API calls), so the first agents get
+   * their directives while later ones are still being issued. Returns false
+   * when the rollout changed meanwhile (an operator command): what is left
+   * was decided on stale state, and the next pass decides again.
+   */
+  private async performAll(r: RolloutRecord, decisions: Decision[], tenants: Map<string, string>): Promise<boolean> {
+    const perTarget = decisions.filter((d): d is TargetDecision => d.kind === 'issue' || d.kind === 'target');
+    const chunk = this.chunkSize;
+    const large = perTarget.length > chunk;
+    if (large) this.delivery.holdReports(true);
+    try {
+      for (let i = 0; i < perTarget.length; i += chunk) {
+        if (i > 0) {
+          await new Promise((resolve) => setImmediate(resolve));
+          const now = this.rows.find(r.id);
+          if (this.stopped || !now || now.state !== r.state || now.wave !== r.wave) return false;
+        }
+        this.performChunk(r, perTarget.slice(i, i + chunk), tenants);
+      }
+    } finally {
+      if (large) this.delivery.holdReports(false);
+    }
+    for (const d of decisions) if (d.kind === 'start-wave' || d.kind === 'rollout') this.perform(r, d);
+    return true;
+  }
+
+  /**
+   * Per-target decisions in one transaction, each in a savepoint (a stale
+   * one changes nothing, the others go on); directives are sent and events
+   * emitted only after the commit. An unexpected error stops the chunk
+   * there: what came before it is committed, and the error is rethrown.
+   */
+  private performChunk(r: RolloutRecord, ds: TargetDecision[], tenants: Map<string, string>): void {
+    const now = this.now();
+    const log = this.log.child({ rolloutId: r.id });
+    const memo = new IssueMemo();
+    const after: (() => void)[] = [];
+    const issued: { d: DirectiveRecord; ev: TransitionEvent }[] = [];
+    let failure: unknown;
+    this.store.db.transaction(() => {
+      for (const d of ds) {
+        const tenant = tenants.get(d.agentId) ?? this.store.agent(d.agentId).tenant;
+        try {
+          if (d.kind === 'target') this.savepoint(() => after.push(this.moveTarget(r, d, tenant, now, log)));
+          else this.issueOne(r, d, tenant, now, memo, log, issued, after);
+        } catch (err) {
+          const e = asFerryError(err);
+          // A stale decision (another tick or a command got there first) changes nothing.
+          if (e.code === 'FERRY_E_ROLLOUT_STATE') log.debug({ decision: d.kind, agentId: d.agentId, err: e.message }, 'decision skipped');
+          else {
+            failure = err;
+            break;
+          }
+        }
+      }
+    })();
+    // Committed: now the directives may go out.
+    const sent = this.delivery.send(issued.map((x) => x.d), memo);
+    issued.forEach(({ d, ev }, i) => {
+      this.emit(ev);
+      log.debug({ agentId: d.agentId, seq: d.seq, sent: sent[i] }, 'rollout directive issued');
+    });
+    if (issued.length) log.info({ issued: issued.length, sent: sent.filter(Boolean).length }, 'rollout directives issued');
+    for (const f of after) f();
+    if (failure) throw failure;
+  }
+
+  /** Records a target's move with its audit entry; returns what to announce after the commit. */
+  private moveTarget(r: RolloutRecord, d: Extract<Decision, { kind: 'target' }>, tenant: string, now: number, log: Logger): () => void {
+    this.rows.setTarget(r.id, d.agentId, d.from, d.to, now, { code: d.code, appliedAt: d.appliedAt, retryAt: d.retryAt });
+    const failed = d.to === 'failed' || d.to === 'revert-failed';
+    this.append(HUB_ACTOR, { log: tenant, action: 'rollout.target', target: { type: 'agent', id: d.agentId }, agents: [d.agentId], outcome: failed ? 'failed' : 'ok', details: { rollout: r.id, from: d.from, to: d.to, code: d.code ?? null } });
+    return () => {
+      log.info({ agentId: d.agentId, from: d.from, to: d.to, code: d.code }, 'target changed');
+      this.emit({ rollout: r.id, kind: 'target', agentId: d.agentId, tenant, from: d.from, to: d.to, code: d.code ?? null, at: now });
+    };
+  }
+
+  /**
+   * Issues a directive and records it on the target, in one savepoint of the
+   * chunk's transaction. When the hub cannot issue to this agent (revoked,
+   * no root, threshold unmet) the target fails instead; the others go on.
+   */
+  private issueOne(
+    r: RolloutRecord,
+    d: Extract<Decision, { kind: 'issue' }>,
+    tenant: string,
+    now: number,
+    memo: IssueMemo,
+    log: Logger,
+    issued: { d: DirectiveRecord; ev: TransitionEvent }[],
+    after: (() => void)[],
+  ): void {
+    const from = d.purpose === 'deploy' ? this.targetState(r.id, d.agentId, ['waiting']) : this.targetState(r.id, d.agentId, ['issued', 'baking', 'done', 'failed']);
+    if (!from) return;
+    const to = d.purpose === 'deploy' ? 'issued' : 'reverting';
+    try {
+      this.savepoint(() => {
+        const dir = this.delivery.issue(d.agentId, r.stack, d.version, r.id, memo);
+        this.rows.setTarget(r.id, d.agentId, from, to, now, { seq: dir.seq, previous: d.previous, code: null });
+        this.append(HUB_ACTOR, { log: tenant, action: 'directive.issue', target: { type: 'agent', id: d.agentId }, agents: [d.agentId], details: { rollout: r.id, seq: dir.seq, stack: r.stack, version: d.version, digest: dir.digest, purpose: d.purpose } });
+        issued.push({ d: dir, ev: { rollout: r.id, kind: 'directive', agentId: d.agentId, seq: dir.seq, version: d.version, from, to, at: now } });
+      });
+    } catch (err) {
+      const e = asFerryError(err);
+      if (e.code === 'FERRY_E_ROLLOUT_STATE') return;
+      const fail = { kind: 'target', agentId: d.agentId, from, to: d.purpose === 'deploy' ? 'failed' : 'revert-failed', code: e.code } as const;
+      this.savepoint(() => after.push(this.moveTarget(r, fail, tenant, now, log)));
+    }
+  }
+
+  /** A rollout-level decision (start a wave, change the rollout's state) in its own transaction. */
+  private perform(r: RolloutRecord, d: Extract<Decision, { kind: 'start-wave' | 'rollout' }>): void {
     const now = this.now();
     const log = this.log.child({ rolloutId: r.id });
     try {
@@ -182,17 +341,6 @@ export class Rollouts {
           const ev = this.store.db.transaction(() => this.startWave(r, d.wave, now, HUB_ACTOR))();
           log.info({ wave: d.wave + 1, reach: r.waves[d.wave] }, 'wave started');
           return this.emit(ev);
-        }
-        case 'issue':
-          return this.issue(r, d, now);
-        case 'target': {
-          const tenant = this.store.agent(d.agentId).tenant;
-          this.store.db.transaction(() => {
-            this.rows.setTarget(r.id, d.agentId, d.from, d.to, now, { code: d.code, appliedAt: d.appliedAt, retryAt: d.retryAt });
-            this.append(HUB_ACTOR, { log: tenant, action: 'rollout.target', target: { type: 'agent', id: d.agentId }, agents: [d.agentId], outcome: d.to === 'failed' || d.to === 'revert-failed' ? 'failed' : 'ok', details: { rollout: r.id, from: d.from, to: d.to, code: d.code ?? null } });
-          })();
-          log.info({ agentId: d.agentId, from: d.from, to: d.to, code: d.code }, 'target changed');
-          return this.emit({ rollout: r.id, kind: 'target', agentId: d.agentId, tenant, from: d.from, to: d.to, code: d.code ?? null, at: now });
         }
         case 'rollout':
           this.store.db.transaction(() => {
@@ -214,28 +362,8 @@ export class Rollouts {
     }
   }
 
-  /** Issues a directive and records it on the target in the same transaction. */
-  private issue(r: RolloutRecord, d: Extract<Decision, { kind: 'issue' }>, now: number): void {
-    const from = d.purpose === 'deploy' ? this.targetState(r.id, d.agentId, ['waiting']) : this.targetState(r.id, d.agentId, ['issued', 'baking', 'done', 'failed']);
-    if (!from) return;
-    const to = d.purpose === 'deploy' ? 'issued' : 'reverting';
-    try {
-      const { directive, sent } = this.delivery.deploy(d.agentId, r.stack, d.version, r.id, (dir, tenant) => {
-        this.rows.setTarget(r.id, d.agentId, from, to, now, { seq: dir.seq, previous: d.previous, code: null });
-        this.append(HUB_ACTOR, { log: tenant, action: 'directive.issue', target: { type: 'agent', id: d.agentId }, agents: [d.agentId], details: { rollout: r.id, seq: dir.seq, stack: r.stack, version: d.version, digest: dir.digest, purpose: d.purpose } });
-      });
-      this.emit({ rollout: r.id, kind: 'directive', agentId: d.agentId, seq: directive.seq, version: d.version, from, to, at: now });
-      this.log.debug({ rolloutId: r.id, agentId: d.agentId, seq: directive.seq, sent }, 'rollout directive issued');
-    } catch (err) {
-      const e = asFerryError(err);
-      if (e.code === 'FERRY_E_ROLLOUT_STATE') return;
-      // The hub cannot issue to this agent (revoked, no root, threshold unmet): it fails, others go on.
-      this.perform(r, { kind: 'target', agentId: d.agentId, from, to: d.purpose === 'deploy' ? 'failed' : 'revert-failed', code: e.code });
-    }
-  }
-
   private targetState<S extends string>(id: string, agentId: string, allowed: S[]): S | undefined {
-    const row = this.store.db.prepare('SELECT state FROM rollout_targets WHERE rollout = ? AND agent_id = ?').get(Number(id.slice(2)), agentId) as { state: S } | undefined;
+    const row = stmt(this.store.db, 'SELECT state FROM rollout_targets WHERE rollout = ? AND agent_id = ?').get(rolloutNum(id), agentId) as { state: S } | undefined;
     return row && allowed.includes(row.state) ? row.state : undefined;
   }
 

@@ -3,10 +3,13 @@
 // closed, and the hub keeps serving everyone else.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import WebSocket from 'ws';
+import { dbPath } from '../../hub/db.js';
 import { generateKeyPair } from '../../shared/keys.js';
-import { challenge, closed, connect, connectWithHeaders, enrollAgent, type Attempt } from '../helpers/agents.js';
+import { challenge, closed, connect, connectWithHeaders, enrollAgent, helloFrame, type Attempt } from '../helpers/agents.js';
 import { startHub } from '../helpers/hub.js';
+import { waitFor } from '../helpers/tmp.js';
 
 function refused(a: Attempt, code: string) {
   assert.equal(a.ok, false, `expected refusal ${code}`);
@@ -156,4 +159,24 @@ test('WebSocket upgrades on any other path get 404 and no socket', async (t) => 
     });
     assert.equal(status, 404, path);
   }
+});
+
+test('last seen and hello facts show at once, reach the database in a batch within a second, and on close', async (t) => {
+  const th = await startHub(t);
+  const agent = await enrollAgent(th);
+  const reader = new Database(dbPath(th.dataDir), { readonly: true, fileMustExist: true });
+  t.after(() => reader.close());
+  const row = () => reader.prepare('SELECT last_seen_at, agent_version FROM agents WHERE id = ?').get(agent.id) as { last_seen_at: number | null; agent_version: string | null };
+  const a = await connect(th.url, agent);
+  assert.ok(a.ok);
+  await a.box.next('welcome');
+  a.ws.send(helloFrame());
+  await waitFor('hello seen', async () => (await th.api('GET', `/v1/agents/${agent.id}`)).body.agentVersion === 'test', 2000, 10);
+  assert.equal(row().agent_version, null, 'not one commit per hello');
+  await waitFor('presence written', () => row().agent_version === 'test', 3000, 50);
+  a.ws.close();
+  await waitFor('disconnected', async () => (await th.api('GET', `/v1/agents/${agent.id}`)).body.status === 'disconnected');
+  const seen = Date.parse((await th.api('GET', `/v1/agents/${agent.id}`)).body.lastSeenAt);
+  await th.close();
+  assert.equal(row().last_seen_at, seen, 'the last disconnect is written on shutdown');
 });

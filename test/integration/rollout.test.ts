@@ -3,6 +3,9 @@
 // offline agents and closed maintenance windows, the CLI and the audit log.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
+import { dbPath } from '../../hub/db.js';
+import type { HubMessage } from '../../shared/protocol.js';
 import { startHub } from '../helpers/hub.js';
 import { run } from '../helpers/proc.js';
 import { apiClient, seqsIncreasing, simAgents, simRelease, type Api, type SimAgent } from '../helpers/sim-agents.js';
@@ -72,6 +75,57 @@ for (const n of [1, 7, 100]) {
     assert.equal(mine.filter((e) => e.kind === 'directive').length, n);
   });
 }
+
+test('a wave wider than a chunk goes out chunk by chunk, each directive committed before it is sent; a pause between chunks stops the rest', async (t) => {
+  const { th, api, agents, events } = await setup(t, 30);
+  await baseline(api, agents);
+  th.hub.rollouts.chunkSize = 7;
+  // Another connection sees a directive only once its transaction has committed.
+  const reader = new Database(dbPath(th.dataDir), { readonly: true, fileMustExist: true });
+  t.after(() => reader.close());
+  const committed = reader.prepare('SELECT 1 FROM directives WHERE agent_id = ? AND seq = ?');
+  const uncommitted: string[] = [];
+  let frames = 0;
+  const check = (agentId: string, msg: HubMessage) => {
+    if (msg.type !== 'directive') return;
+    const seq = (JSON.parse(Buffer.from(msg.directive.payload, 'base64').toString()) as { seq: number }).seq;
+    if (!committed.get(agentId, seq)) uncommitted.push(`${agentId}#${seq}`);
+    // a wave's frames are built from shared parts: the same frame as the one-off encoding
+    else assert.deepEqual(msg, th.hub.directives.message(th.hub.directives.get(agentId, seq)));
+    frames++;
+  };
+  const gw = th.hub.gateway;
+  const send = gw.send.bind(gw);
+  const sendEncoded = gw.sendEncoded.bind(gw);
+  gw.send = (agentId: string, msg: HubMessage) => (check(agentId, msg), send(agentId, msg));
+  gw.sendEncoded = (agentId: string, type: HubMessage['type'], text: string) => (check(agentId, JSON.parse(text) as HubMessage), sendEncoded(agentId, type, text));
+  // The operator pauses as soon as the first chunk is out.
+  let paused = false;
+  th.hub.rollouts.events.on('transition', (e: TransitionEvent) => {
+    if (e.kind !== 'directive' || paused || e.version !== '2.0.0') return;
+    paused = true;
+    th.hub.rollouts.command(e.rollout, 'pause', { actor: { kind: 'operator', id: 'test' }, surface: 'api' });
+  });
+  const r = await rollout(api, { waves: '100%', bakeMs: 0 });
+  const p = await until(api, r.id, ['paused']);
+  const issued = () => events.filter((e) => e.rollout === r.id && e.kind === 'directive').length;
+  await new Promise((res) => setTimeout(res, 300));
+  assert.equal(issued(), 7, 'only the first chunk was issued');
+  assert.equal(p.targets.filter((x: { state: string }) => x.state === 'waiting').length, 23);
+  await api('POST', `/v1/rollouts/${r.id}/resume`);
+  const v = await until(api, r.id, ['succeeded', 'paused']);
+  assert.equal(v.state, 'succeeded');
+  assert.equal(v.done, 30);
+  assert.equal(issued(), 30, 'one rollout directive per agent');
+  assert.ok(agents.every((a) => a.running.get('payments') === '2.0.0'));
+  assert.ok(agents.every(seqsIncreasing));
+  assert.deepEqual(uncommitted, [], 'directives sent before their row was committed');
+  assert.ok(frames >= 30, `${frames} directive frames seen`);
+  // every directive, ack and report has its audit entry
+  const entries = (await api('GET', '/v1/audit/bank-a/entries?limit=1000')).body.entries as { action: string; details: { rollout?: string } }[];
+  assert.equal(entries.filter((e) => e.action === 'directive.issue' && e.details.rollout === r.id).length, 30);
+  assert.equal(entries.filter((e) => e.action === 'directive.accepted').length, 60);
+});
 
 test('a failing canary pauses the rollout; nobody else is touched; resume carries on', async (t) => {
   const { api, agents } = await setup(t, 7);
