@@ -16,6 +16,7 @@ import { CLIENT_KINDS, type ClientKind } from './lib/messages.js';
 import { fmt, secs, table } from './lib/report.js';
 import { cleanupAll, runScenario, type ScenarioResult } from './lib/scenario.js';
 import { benchVerify, type VerifyResult } from './lib/verify.js';
+import { agentCounts as parseAgentCounts, wholeNumber } from './lib/args.js';
 
 const TARGET_KB_PER_AGENT = 100;
 const TARGET_RESTART_MS = 30_000;
@@ -42,13 +43,8 @@ const { values: args } = parseArgs({
   allowPositionals: false,
 });
 
-const int = (name: keyof typeof args) => {
-  const v = Number(args[name]);
-  if (!Number.isSafeInteger(v) || v < 0) throw new Error(`--${name} must be a whole number`);
-  return v;
-};
-const agentCounts = String(args.agents).split(',').map(Number);
-if (agentCounts.some((n) => !Number.isSafeInteger(n) || n < 1 || n > 50_000)) throw new Error('--agents: comma-separated counts, 1..50000');
+const int = (name: keyof typeof args) => wholeNumber(args, name);
+const agentCounts = parseAgentCounts(args.agents);
 const clients = String(args.clients).split(',') as ClientKind[];
 if (clients.some((c) => !CLIENT_KINDS.includes(c))) throw new Error(`--clients: some of ${CLIENT_KINDS.join(',')}`);
 const restartSignal = args['restart-signal'];

@@ -37,6 +37,7 @@ import { busyCores, freePort, procCpuMs, procMemory, startHub, type HubProcess }
 import { fmt, quantile, secs, table } from './lib/report.js';
 import type { RolloutFromWorker, RolloutToWorker, RolloutWorkerConfig } from './lib/rollout-worker.js';
 import { seedHub } from './lib/seed.js';
+import { agentCounts as parseAgentCounts, wholeNumber } from './lib/args.js';
 
 const TARGET_P99_MS = 2000;
 const WORKER_MAIN = fileURLToPath(new URL('./lib/rollout-worker.js', import.meta.url));
@@ -59,13 +60,8 @@ const { values: args } = parseArgs({
   },
   allowPositionals: false,
 });
-const int = (name: keyof typeof args) => {
-  const v = Number(args[name]);
-  if (!Number.isSafeInteger(v) || v < 0) throw new Error(`--${name} must be a whole number`);
-  return v;
-};
-const agentCounts = String(args.agents).split(',').map(Number);
-if (agentCounts.some((n) => !Number.isSafeInteger(n) || n < 1 || n > 50_000)) throw new Error('--agents: comma-separated counts, 1..50000');
+const int = (name: keyof typeof args) => wholeNumber(args, name);
+const agentCounts = parseAgentCounts(args.agents);
 
 const say = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -26,11 +26,11 @@ function defer(): string[] {
     return done;
   }
   const fromDockerode = createRequire(dockerodeMain);
-  const targets: [string, () => string][] = [
-    ['dockerode/lib/session.js', () => fromDockerode.resolve('./session.js')],
-    ['docker-modem/lib/ssh.js', () => createRequire(fromDockerode.resolve('docker-modem')).resolve('./ssh.js')],
+  const targets: (() => string)[] = [
+    () => fromDockerode.resolve('./session.js'), // dockerode/lib/session.js
+    () => createRequire(fromDockerode.resolve('docker-modem')).resolve('./ssh.js'), // docker-modem/lib/ssh.js
   ];
-  for (const [, resolve] of targets) {
+  for (const resolve of targets) {
     let file: string;
     try {
       file = resolve();
