@@ -27,10 +27,11 @@ import { withHub } from './client.js';
 import { CONTEXT_NAME, configPath, loadConfig, normaliseHub, resolveTarget, saveConfig, type GlobalOptions } from './contexts.js';
 import { formatDuration, jsonText, parseDuration, table } from './format.js';
 import { registerAuditCommands } from './audit-commands.js';
+import { grantsText, registerPeopleCommands, type WhoAmI } from './people-commands.js';
 import { registerReleaseCommands } from './release-commands.js';
 import { registerRolloutCommands } from './rollout-commands.js';
-import { agentDetail, agentTable, apiTokenTable, tenantTable } from './views.js';
-import type { AgentView, ApiTokenView, EnrollmentTokenView, NewApiToken, Principal, TenantView } from './views.js';
+import { agentDetail, agentTable, tenantTable } from './views.js';
+import type { AgentView, EnrollmentTokenView, TenantView } from './views.js';
 
 const TTL_MIN_S = 60;
 const TTL_MAX_S = 30 * 86_400; // the hub's bounds; checked here too so the message names --ttl
@@ -69,14 +70,14 @@ program
     const name = g.context || new URL(hub).host;
     if (!CONTEXT_NAME.test(name)) throw new FerryError('FERRY_E_VALIDATION', `--context ${JSON.stringify(name)}: letters, digits and . _ : @ -, up to 63`);
     const caFile = g.caFile ? resolve(g.caFile) : undefined;
-    const who = await withHub({ hub, token: g.token, caFile }, (h) => h.get<Principal>('/v1/whoami'));
+    const who = await withHub({ hub, token: g.token, caFile }, (h) => h.get<WhoAmI>('/v1/whoami'));
     const path = configPath();
     const cfg = loadConfig(path);
     cfg.contexts[name] = caFile ? { hub, token: g.token, caFile } : { hub, token: g.token };
     cfg.current = name;
     saveConfig(path, cfg);
     if (o.json) printJson({ context: name, hub, configFile: path, ...who });
-    note(`Logged in to ${hub} as ${who.name} (${who.role}). Context ${name} saved in ${path} and made current.`);
+    note(`Logged in to ${hub} as ${who.user} (${grantsText(who.vendorRole, who.tenants)}${who.token?.tenants ? `; this token: ${who.token.role} on ${who.token.tenants.join(', ')}` : ''}). Context ${name} saved in ${path} and made current.`);
   });
 
 const context = program.command('context').description('list and choose saved contexts (hub + token)');
@@ -101,17 +102,6 @@ context
     cfg.current = name;
     saveConfig(path, cfg);
     note(`Switched to context ${name} (${cfg.contexts[name].hub}).`);
-  });
-
-program
-  .command('whoami')
-  .description('show the hub and the API token in use, with its role')
-  .option('--json', 'print as JSON')
-  .action(async (o: { json?: boolean }, cmd: Command) => {
-    const t = target(cmd);
-    const who = await withHub(t, (h) => h.get<Principal>('/v1/whoami'));
-    if (o.json) return void printJson(who);
-    out(`${who.name} (${who.role}, token ${who.tokenId}) on ${t.hub}\n`);
   });
 
 // ---- tenants and enrollment tokens ------------------------------------------------------
@@ -202,41 +192,7 @@ agent
     out(`revoked agent ${a.id} (${a.name}, tenant ${a.tenant})\n`);
   });
 
-// ---- API tokens ----------------------------------------------------------------------
-
-const apiToken = program.command('api-token').description('API tokens for operators and automation (admin)');
-apiToken
-  .command('create')
-  .description('create an API token; prints only the token, which is shown once')
-  .requiredOption('--name <name>', 'who or what uses it')
-  .addOption(new Option('--role <role>', 'what it may do').choices(['admin', 'operator', 'viewer']).makeOptionMandatory())
-  .option('--json', 'print the API answer as JSON')
-  .action(async (o: { name: string; role: string; json?: boolean }, cmd: Command) => {
-    const tok = await withHub(target(cmd), (h) => h.post<NewApiToken>('/v1/api-tokens', { name: o.name, role: o.role }));
-    if (o.json) return void printJson(tok);
-    out(tok.token + '\n');
-    note(`API token ${tok.id} for ${tok.name} (${tok.role}); it is shown only once, store it safely.`);
-  });
-apiToken
-  .command('ls')
-  .description('list API tokens (never their secrets)')
-  .option('--json', 'print the API answer as JSON')
-  .action(async (o: { json?: boolean }, cmd: Command) => {
-    const r = await withHub(target(cmd), (h) => h.get<{ tokens: ApiTokenView[] }>('/v1/api-tokens'));
-    if (o.json) return void printJson(r);
-    out(apiTokenTable(r.tokens, Date.now()));
-  });
-apiToken
-  .command('revoke')
-  .description('revoke an API token; requests with it fail from now on')
-  .argument('<id>', 'token id (tok_...)')
-  .option('--json', 'print the API answer as JSON')
-  .action(async (id: string, o: { json?: boolean }, cmd: Command) => {
-    const r = await withHub(target(cmd), (h) => h.post<{ id: string; revoked: boolean }>(`/v1/api-tokens/${enc(id)}/revoke`));
-    if (o.json) return void printJson(r);
-    out(`revoked API token ${r.id}\n`);
-  });
-
+registerPeopleCommands(program, { target, out, note, printJson });
 registerReleaseCommands(program, { target, out, note, printJson });
 registerAuditCommands(program, { target, out, note, printJson });
 registerRolloutCommands(program, { target, out, note, printJson });

@@ -286,6 +286,18 @@ export function registerReleaseCommands(program: Command, io: CliIo): void {
       for (const t of r.tenants) io.note(`  tenant ${t.tenant}: ${t.have} of ${t.threshold}${t.met ? ' — deployable' : ''}`);
     });
   release
+    .command('offer')
+    .description("offer a release to tenants: their people see it, and their approvers can co-sign it before it is deployed (release-manager)")
+    .argument('<stack@version>', 'the release, e.g. payments@2.4.0')
+    .requiredOption('--tenant <names...>', 'tenant(s) to offer it to')
+    .option('--json', 'print the API answer as JSON')
+    .action(async (ref: string, o: { tenant: string[]; json?: boolean }, cmd: Command) => {
+      const { stack, version } = parseRef(ref);
+      const r = await withHub(io.target(cmd), (h) => h.post<{ stack: string; version: string; tenants: string[] }>(`/v1/releases/${enc(stack)}/${enc(version)}/tenants`, { tenants: o.tenant }));
+      if (o.json) return void io.printJson(r);
+      io.out(`${r.stack}@${r.version} is offered to ${r.tenants.join(', ')}\n`);
+    });
+  release
     .command('ls')
     .description('list releases with their signers and, per tenant, whether the threshold is met')
     .option('--stack <name>', 'only this stack')

@@ -3,12 +3,6 @@
 // JSON as it came.
 import { ago, keyValues, labelList, table, when } from './format.js';
 
-export interface Principal {
-  tokenId: string;
-  name: string;
-  role: string;
-}
-
 export interface TenantView {
   id: string;
   name: string;
@@ -44,22 +38,6 @@ export interface AgentView {
   } | null;
 }
 
-export interface ApiTokenView {
-  id: string;
-  name: string;
-  role: string;
-  createdAt: string;
-  revokedAt: string | null;
-  lastUsedAt: string | null;
-}
-
-export interface NewApiToken {
-  id: string;
-  name: string;
-  role: string;
-  token: string;
-}
-
 export function tenantTable(tenants: readonly TenantView[], now: number): string {
   return table(
     ['NAME', 'AGENTS', 'CREATED'],
@@ -92,11 +70,4 @@ export function agentDetail(a: AgentView, now: number): string {
     ...(a.running?.releases ?? []).map((r) => ['release', `${r.stack}@${r.version} ${r.state}${r.code ? ` (${r.code})` : ''}${r.runningVersion && r.runningVersion !== r.version ? `, running ${r.runningVersion}` : ''}`] as const),
     ...(a.running?.services ?? []).map((c) => ['service', `${c.stack}/${c.service}#${c.replica} ${c.release} ${c.status}${c.health !== 'none' ? `/${c.health}` : ''}${c.restarts ? `, ${c.restarts} restarts` : ''}`] as const),
   ]);
-}
-
-export function apiTokenTable(tokens: readonly ApiTokenView[], now: number): string {
-  return table(
-    ['ID', 'NAME', 'ROLE', 'STATUS', 'CREATED', 'LAST USED'],
-    tokens.map((t) => [t.id, t.name, t.role, t.revokedAt ? 'revoked' : 'active', ago(t.createdAt, now), ago(t.lastUsedAt, now)]),
-  );
 }

@@ -1,40 +1,59 @@
 #!/usr/bin/env node
-// ferry-hub: `init` creates the database and the first admin token; `serve`
-// runs the hub until SIGINT/SIGTERM.
+// ferry-hub: `init` creates the store and the first admin; `serve` runs the
+// hub until SIGINT/SIGTERM; `migrate` copies a sqlite hub into PostgreSQL.
+import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
+import { FerryError } from '../shared/errors.js';
 import { runMain } from '../shared/exit.js';
+import { fingerprint } from '../shared/keys.js';
 import { createLogger } from '../shared/logger.js';
 import { VERSION } from '../shared/version.js';
 import { TICK_MAX_MS, TICK_MIN_MS, loadServeConfig, readPem, splitListen } from './config.js';
-import { fingerprint } from '../shared/keys.js';
-import { openDb } from './db.js';
 import { HUB_KEY_FILE, loadOrCreateHubKey } from './hub-key.js';
+import { hashPassword } from './http/passwords.js';
 import { createHub } from './server.js';
-import { Store } from './store.js';
+import { migrateStore } from './store/migrate.js';
+import { redactUrl } from './store/postgres.js';
+import { openStore } from './store/store.js';
 
 const program = new Command('ferry-hub')
   .description('The Ferry hub: tenants, agents, releases and rollouts over one outbound agent channel')
   .version(VERSION)
+  .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
-const dataDir = () => new Option('--data-dir <dir>', 'directory holding the sqlite database').env('FERRY_HUB_DATA_DIR').makeOptionMandatory();
+const dataDir = () => new Option('--data-dir <dir>', 'directory holding the hub signing key, and the sqlite database unless --database is given').env('FERRY_HUB_DATA_DIR').makeOptionMandatory();
+const database = () => new Option('--database <url>', 'PostgreSQL store shared by several replicas (postgres://user:pass@host:5432/db); default: sqlite in --data-dir').env('FERRY_HUB_DATABASE');
 
 program
   .command('init')
-  .description('create the database and print the first admin API token (shown once)')
+  .description('create the store and the first admin (a person with the vendor-wide admin role); prints their API token once')
   .addOption(dataDir())
-  .option('--admin-name <name>', 'name recorded for the first admin token', 'admin')
+  .addOption(database())
+  .option('--admin-name <name>', 'user name of the first admin', 'admin')
+  .option('--admin-password-file <file>', 'a file holding the first admin\'s console password (at least 12 characters)')
   .option('--json', 'print the token as JSON')
-  .action((o: { dataDir: string; adminName: string; json?: boolean }) => {
-    const db = openDb(o.dataDir, { create: true });
-    const { id, token } = new Store(db).createApiToken(o.adminName, 'admin', null, Date.now());
-    db.close();
+  .action(async (o: { dataDir: string; database?: string; adminName: string; adminPasswordFile?: string; json?: boolean }) => {
+    const password = o.adminPasswordFile ? readSecretFile(o.adminPasswordFile) : undefined;
+    const passwordHash = password ? await hashPassword(password) : null;
+    const store = await openStore({ dataDir: o.dataDir, database: o.database }, { create: true });
+    let out: { userId: string; tokenId: string; token: string };
+    try {
+      out = await store.tx(async () => {
+        const now = Date.now();
+        const u = await store.people.createUser({ name: o.adminName, kind: 'person', vendorRole: 'admin', passwordHash }, null, now);
+        const t = await store.people.createToken({ userId: u.id, name: `${o.adminName}-initial`, role: 'admin', tenants: null, expiresAt: null }, null, now);
+        return { userId: u.id, tokenId: t.id, token: t.token };
+      });
+    } finally {
+      await store.close();
+    }
     const hubKey = loadOrCreateHubKey(o.dataDir);
-    process.stderr.write(`Hub signing key ${fingerprint(hubKey.publicKey)} (${HUB_KEY_FILE}, mode 0600; back it up).\n`);
-    if (o.json) process.stdout.write(JSON.stringify({ dataDir: o.dataDir, tokenId: id, token }) + '\n');
+    process.stderr.write(`Hub signing key ${fingerprint(hubKey.publicKey)} (${HUB_KEY_FILE}, mode 0600; back it up${o.database ? ', and give the same file to every replica' : ''}).\n`);
+    if (o.json) process.stdout.write(JSON.stringify({ dataDir: o.dataDir, database: o.database ? redactUrl(o.database) : null, user: o.adminName, userId: out.userId, tokenId: out.tokenId, token: out.token }) + '\n');
     else {
-      process.stderr.write(`Initialised hub database in ${o.dataDir}.\nFirst admin API token (shown once; store it safely):\n`);
-      process.stdout.write(token + '\n');
+      process.stderr.write(`Initialised the hub ${o.database ? `in ${redactUrl(o.database)}` : `database in ${o.dataDir}`}; first admin: ${o.adminName}${passwordHash ? ' (console password set)' : ''}.\nTheir API token (shown once; store it safely):\n`);
+      process.stdout.write(out.token + '\n');
     }
   });
 
@@ -42,22 +61,42 @@ program
   .command('serve')
   .description('serve the agent endpoint, the HTTP API and the probes')
   .addOption(dataDir())
-  .addOption(new Option('--listen <host:port>', 'address to listen on').env('FERRY_HUB_LISTEN').default('127.0.0.1:7443'))
+  .addOption(database())
+  .addOption(new Option('--db-pool <n>', 'PostgreSQL connections per replica (default 10)').env('FERRY_HUB_DB_POOL'))
+  .addOption(new Option('--db-statement-timeout <ms>', 'PostgreSQL per-statement limit in ms, 0 for none (default 30000)').env('FERRY_HUB_DB_STATEMENT_TIMEOUT'))
+  .addOption(new Option('--db-ca <file>', 'CA certificate (PEM) to verify the PostgreSQL server with; turns on TLS (verify-full)').env('FERRY_HUB_DB_CA'))
+  .addOption(new Option('--listen <host:port>', 'address to listen on; one other hosts can reach needs --public-url and TLS (or --insecure-http)').env('FERRY_HUB_LISTEN').default('127.0.0.1:7443'))
   .addOption(new Option('--tls-cert <file>', 'PEM certificate chain (enables HTTPS/WSS)').env('FERRY_HUB_TLS_CERT'))
   .addOption(new Option('--tls-key <file>', 'PEM private key for --tls-cert').env('FERRY_HUB_TLS_KEY'))
-  .addOption(new Option('--public-url <url>', 'URL agents dial; handshakes must be signed for its host').env('FERRY_HUB_PUBLIC_URL'))
-  .addOption(new Option('--heartbeat-ms <ms>', 'ping interval; an agent missing one is dropped').env('FERRY_HUB_HEARTBEAT_MS'))
-  .addOption(new Option('--checkpoint-ms <ms>', 'how often grown audit logs are checkpointed and sent to agents').env('FERRY_HUB_CHECKPOINT_MS'))
+  .addOption(new Option('--public-url <url>', 'URL agents and browsers use (https://hub.example.com:7443); agents must connect to and sign for its host').env('FERRY_HUB_PUBLIC_URL'))
+  .addOption(new Option('--insecure-http', 'serve plain HTTP on an address other hosts can reach (closed lab networks only; warned at every start)').env('FERRY_HUB_INSECURE_HTTP'))
+  .addOption(new Option('--rate-limit <n>', 'API requests per minute per token, session or address, 0 for none (default 3000)').env('FERRY_HUB_RATE_LIMIT'))
+  .addOption(new Option('--heartbeat-ms <ms>', 'ping interval; an agent missing one is dropped (default 15000)').env('FERRY_HUB_HEARTBEAT_MS'))
+  .addOption(new Option('--checkpoint-ms <ms>', 'how often grown audit logs are checkpointed and sent to agents (default 60000)').env('FERRY_HUB_CHECKPOINT_MS'))
   .addOption(new Option('--tick <ms>', `how often rollouts are re-examined for bake times, retries and timeouts (${TICK_MIN_MS}-${TICK_MAX_MS}; default 1000)`).env('FERRY_HUB_TICK_MS'))
-  .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent').env('FERRY_HUB_LOG_LEVEL'))
+  .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)').env('FERRY_HUB_LOG_LEVEL'))
   .action(async (o: Record<string, unknown>) => {
-    const { tick, ...rest } = o;
-    const cfg = loadServeConfig({ ...rest, tickMs: tick });
+    const { tick, dbPool, dbStatementTimeout, ...rest } = o;
+    const cfg = loadServeConfig({ ...rest, tickMs: tick, dbPool, dbStatementTimeoutMs: dbStatementTimeout });
     const log = createLogger({ name: 'ferry-hub', level: cfg.logLevel });
     const { host, port } = splitListen(cfg.listen);
+    if (cfg.insecureHttp && !cfg.tlsCert) log.warn({ listen: cfg.listen }, 'serving plain HTTP (--insecure-http): API tokens, passwords and sessions cross the network in clear');
     const tls = cfg.tlsCert && cfg.tlsKey ? { cert: readPem(cfg.tlsCert, 'tls-cert'), key: readPem(cfg.tlsKey, 'tls-key') } : undefined;
-    const hub = await createHub({ dataDir: cfg.dataDir, host, port, tls, publicUrl: cfg.publicUrl, heartbeatMs: cfg.heartbeatMs, checkpointMs: cfg.checkpointMs, rolloutTickMs: cfg.tickMs, log });
-    process.stderr.write(`ferry-hub ${VERSION} listening on ${hub.url}\n`);
+    const hub = await createHub({
+      dataDir: cfg.dataDir,
+      database: cfg.database,
+      postgres: { poolSize: cfg.dbPool, statementTimeoutMs: cfg.dbStatementTimeoutMs, caFile: cfg.dbCa },
+      host,
+      port,
+      tls,
+      publicUrl: cfg.publicUrl,
+      heartbeatMs: cfg.heartbeatMs,
+      checkpointMs: cfg.checkpointMs,
+      rolloutTickMs: cfg.tickMs,
+      rateLimitPerMinute: cfg.rateLimit,
+      log,
+    });
+    process.stderr.write(`ferry-hub ${VERSION} listening on ${hub.url} (store: ${hub.store.backend}${cfg.database ? ` ${redactUrl(cfg.database)}` : ''})\n`);
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {
         log.info({ signal: sig }, 'shutting down');
@@ -68,5 +107,28 @@ program
     });
     log.flush();
   });
+
+program
+  .command('migrate')
+  .description('copy a stopped sqlite hub (--data-dir) into an empty PostgreSQL database (--to); then serve with --database')
+  .addOption(dataDir())
+  .requiredOption('--to <url>', 'the PostgreSQL database (postgres://...); it must hold no hub yet')
+  .option('--json', 'print what was copied as JSON')
+  .action(async (o: { dataDir: string; to: string; json?: boolean }) => {
+    const r = await migrateStore({ dataDir: o.dataDir }, { database: o.to }, (msg) => process.stderr.write(msg + '\n'));
+    if (o.json) process.stdout.write(JSON.stringify({ to: redactUrl(o.to), tables: r.tables, audit: r.audit }) + '\n');
+    else {
+      for (const [t, n] of Object.entries(r.tables)) process.stdout.write(`${t.padEnd(20)} ${n}\n`);
+      process.stderr.write(`Copied into ${redactUrl(o.to)}; audit logs re-verified there (${r.audit.map((a) => `${a.log}: ${a.size}`).join(', ') || 'none'}).\nServe with: ferry-hub serve --data-dir ${o.dataDir} --database '${redactUrl(o.to)}'\n`);
+    }
+  });
+
+function readSecretFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new FerryError('FERRY_E_CONFIG_INVALID', `--admin-password-file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
 
 await runMain(() => program.parseAsync(process.argv).then(() => undefined));

@@ -5,21 +5,13 @@
 import { randomBytes } from 'node:crypto';
 import semver from 'semver';
 import { FerryError } from '../shared/errors.js';
-import { PAYLOAD_TYPES, pae, payloadDigest, validSigners, type Envelope } from '../shared/dsse.js';
+import { MAX_SIGNATURES, PAYLOAD_TYPES, pae, payloadDigest, validSigners, type Envelope } from '../shared/dsse.js';
 import { decodePublicKey, decodeSignature, keyId, verify } from '../shared/keys.js';
 import { DIGEST_REF, parseRelease, type Release } from '../shared/release.js';
 import { trustedKeys, type Root } from '../shared/trust.js';
-import type { DB } from './db.js';
+import type { ReleaseRow } from './store/signed.js';
+import type { Store } from './store/store.js';
 
-interface ReleaseRow {
-  id: string;
-  stack: string;
-  version: string;
-  payload: Buffer;
-  digest: string;
-  created_at: number;
-  created_by: string | null;
-}
 
 export interface ReleaseRecord {
   id: string;
@@ -38,55 +30,71 @@ export class Releases {
   /** Threshold verdicts by (digest, signature count, root): signatures are only ever added. */
   private readonly verdicts = new Map<string, { met: boolean; have: number; threshold: number; signers: string[] }>();
 
-  constructor(private readonly db: DB) {}
+  constructor(private readonly store: Store) {}
 
   /** Stores an unsigned release payload. Refuses tags, duplicates and anything not strict. */
-  create(payload: Buffer, by: string | null, now: number): ReleaseRecord {
+  async create(payload: Buffer, by: string | null, now: number): Promise<ReleaseRecord> {
     const rel = parseRelease(payload);
     for (const [name, svc] of Object.entries(rel.services)) {
       if (!DIGEST_REF.test(svc.image)) throw new FerryError('FERRY_E_POLICY_DIGEST', `${name}: ${svc.image}`);
     }
-    if (this.find(rel.stack, rel.version)) throw new FerryError('FERRY_E_RELEASE_EXISTS', `${rel.stack}@${rel.version}`);
+    if (await this.store.releases.find(rel.stack, rel.version)) throw new FerryError('FERRY_E_RELEASE_EXISTS', `${rel.stack}@${rel.version}`);
     const id = `rel_${randomBytes(10).toString('hex')}`;
     const env: Envelope = { payloadType: PAYLOAD_TYPES.release, payload: payload.toString('base64'), signatures: [] };
-    this.db
-      .prepare('INSERT INTO releases (id, stack, version, payload, digest, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(id, rel.stack, rel.version, payload, payloadDigest(env), now, by);
+    await this.store.releases.insert({ id, stack: rel.stack, version: rel.version, payload, digest: payloadDigest(env) }, by, now);
     return this.get(rel.stack, rel.version);
   }
 
-  find(stack: string, version: string): ReleaseRecord | undefined {
-    const row = this.db.prepare('SELECT * FROM releases WHERE stack = ? AND version = ?').get(stack, version) as ReleaseRow | undefined;
+  async find(stack: string, version: string): Promise<ReleaseRecord | undefined> {
+    const row = await this.store.releases.find(stack, version);
     return row ? this.record(row) : undefined;
   }
 
-  get(stack: string, version: string): ReleaseRecord {
-    const r = this.find(stack, version);
+  async get(stack: string, version: string): Promise<ReleaseRecord> {
+    const r = await this.find(stack, version);
     if (!r) throw new FerryError('FERRY_E_NOT_FOUND', `release ${stack}@${version}`);
     return r;
   }
 
-  byDigest(digest: string): ReleaseRecord | undefined {
-    const row = this.db.prepare('SELECT * FROM releases WHERE digest = ?').get(digest) as ReleaseRow | undefined;
+  async byDigest(digest: string): Promise<ReleaseRecord | undefined> {
+    const row = await this.store.releases.byDigest(digest);
     return row ? this.record(row) : undefined;
   }
 
-  list(stack?: string): ReleaseRecord[] {
-    const rows = (stack ? this.db.prepare('SELECT * FROM releases WHERE stack = ?').all(stack) : this.db.prepare('SELECT * FROM releases').all()) as ReleaseRow[];
-    return rows.map((r) => this.record(r)).sort((a, b) => a.stack.localeCompare(b.stack) || semver.compare(a.version, b.version));
+  /** Releases, sorted by stack then semver; with `tenants`, only those delivered to one of them. */
+  async list(opts: { stack?: string; tenants?: readonly string[] | null } = {}): Promise<ReleaseRecord[]> {
+    const out: ReleaseRecord[] = [];
+    for (const r of await this.store.releases.list(opts)) out.push(await this.record(r));
+    return out.sort((a, b) => a.stack.localeCompare(b.stack) || semver.compare(a.version, b.version));
   }
 
-  /** Adds one key's signature after checking it verifies over this release. */
-  sign(stack: string, version: string, input: { publicKey: string; sig: string }, by: string | null, now: number): ReleaseRecord {
-    const rec = this.get(stack, version);
+  /**
+   * Adds one key's signature after checking it verifies over this release,
+   * that the key is one some tenant's root names for releases (unless an
+   * institution's approver uploads it: their co-signing keys live in the
+   * bank's own policy, not in a root), and that the release stays within the
+   * signatures an agent accepts (MAX_SIGNATURES).
+   */
+  async sign(
+    stack: string,
+    version: string,
+    input: { publicKey: string; sig: string },
+    keys: { named: ReadonlySet<string>; anyKey: boolean },
+    by: string | null,
+    now: number,
+  ): Promise<ReleaseRecord> {
+    const rec = await this.get(stack, version);
     const pub = decodePublicKey(input.publicKey);
     const sig = decodeSignature(input.sig);
     if (!sig || !verify(pae(PAYLOAD_TYPES.release, Buffer.from(rec.envelope.payload, 'base64')), sig, pub)) {
       throw new FerryError('FERRY_E_SIG_THRESHOLD', `the signature does not verify over ${stack}@${version} with that key`);
     }
-    this.db
-      .prepare('INSERT OR REPLACE INTO release_signatures (release_id, keyid, public_key, sig, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(rec.id, keyId(pub), input.publicKey, input.sig, now, by);
+    const id = keyId(pub);
+    if (!keys.anyKey && !keys.named.has(id)) throw new FerryError('FERRY_E_SIG_UNKNOWN_KEY', `key ${id.slice(0, 12)}… on ${stack}@${version}`);
+    if (!rec.envelope.signatures.some((s) => s.keyid === id) && rec.envelope.signatures.length >= MAX_SIGNATURES) {
+      throw new FerryError('FERRY_E_SIG_LIMIT', `${stack}@${version} already carries ${rec.envelope.signatures.length}`);
+    }
+    await this.store.releases.upsertSignature(rec.id, { keyid: id, publicKey: input.publicKey, sig: input.sig }, by, now);
     return this.get(stack, version);
   }
 
@@ -114,13 +122,8 @@ export class Releases {
     return rel;
   }
 
-  private record(row: ReleaseRow): ReleaseRecord {
-    const sigs = this.db.prepare('SELECT keyid, sig, created_at, created_by FROM release_signatures WHERE release_id = ? ORDER BY created_at').all(row.id) as {
-      keyid: string;
-      sig: string;
-      created_at: number;
-      created_by: string | null;
-    }[];
+  private async record(row: ReleaseRow): Promise<ReleaseRecord> {
+    const sigs = await this.store.releases.signatures(row.id);
     return {
       id: row.id,
       stack: row.stack,

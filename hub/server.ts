@@ -1,42 +1,64 @@
 // The hub factory: one HTTP(S) server carrying the API, the probes and the
-// agent WebSocket endpoint, over one sqlite database. `createHub` listens and
-// resolves when ready; `close` stops accepting, closes agent sockets, drains
-// and closes the database. A test starts one on port 0 with a temp data dir.
-import { createServer as createHttpServer, type Server } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+// agent WebSocket endpoint, over one store (embedded sqlite, or PostgreSQL
+// shared by several replicas). `createHub` listens and resolves when ready;
+// `close` stops accepting, closes agent sockets, drains and closes the
+// store. A test starts one on port 0 with a temp data dir.
 import type { AddressInfo } from 'node:net';
 import { AGENT_PATH } from '../shared/auth.js';
 import { FerryError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
-import { createApi } from './api.js';
-import { Challenges } from './challenge.js';
-import { openDb } from './db.js';
-import { Gateway } from './gateway.js';
-import { AuditLog } from './audit.js';
-import { Delivery } from './delivery.js';
-import { Witnessing } from './witness.js';
+import { AuditLog } from './audit/log.js';
+import { Witnessing } from './audit/witness.js';
+import { LocalCluster, PostgresCluster, newReplicaId, type Cluster } from './cluster/cluster.js';
 import { Directives } from './directives.js';
-import { EventStreams, type EventStreamOptions } from './events.js';
+import { Challenges, sharedChallengeSecret } from './gateway/challenge.js';
+import { Delivery } from './gateway/delivery.js';
+import { Gateway } from './gateway/gateway.js';
+import { Plans } from './gateway/plans.js';
 import { loadOrCreateHubKey } from './hub-key.js';
+import { buildApp, type RouteEntry } from './http/app.js';
+import { Authenticator, SESSION_DEFAULTS, type SessionOptions } from './http/auth.js';
+import type { HubContext } from './http/context.js';
+import { AuthGuard, type GuardOptions } from './http/guard.js';
+import { auditRoutes } from './http/routes/audit.js';
+import { fleetRoutes } from './http/routes/fleet.js';
+import { peopleRoutes } from './http/routes/people.js';
+import { probeRoutes } from './http/routes/probes.js';
+import { releaseRoutes } from './http/routes/releases.js';
+import { rolloutRoutes } from './http/routes/rollouts.js';
 import { Releases } from './releases.js';
+import { EventStreams, type EventStreamOptions } from './rollouts/events.js';
 import { Rollouts } from './rollouts/scheduler.js';
-import { Store } from './store.js';
+import { PostgresDb } from './store/postgres.js';
+import { openStore, type Store, type StoreLocation } from './store/store.js';
 import { TrustRoots } from './trust.js';
 
 export interface HubOptions {
+  /** Holds the hub's signing key, and the sqlite database unless `database` is given. */
   dataDir: string;
+  /** postgres://... for a store shared by several replicas; absent: sqlite in dataDir. */
+  database?: string;
+  postgres?: StoreLocation['postgres'];
   host: string;
   port: number;
   tls?: { cert: string | Buffer; key: string | Buffer };
-  /** The URL agents use; when set, handshakes must be signed for its host. */
+  /** The URL agents and browsers use; when set, agents must connect to and sign for its host. */
   publicUrl?: string;
   heartbeatMs: number;
   /** How often grown audit logs are checkpointed and sent to agents (default 60 s). */
   checkpointMs?: number;
   /** How often rollouts are re-examined for bake times, retries and timeouts (default 1 s). */
   rolloutTickMs?: number;
-  /** GET /v1/events: heartbeat, stall limit, retention (defaults in hub/events.ts). */
+  /** GET /v1/events: heartbeat, stall limit, retention (defaults in hub/rollouts/events.ts). */
   events?: Partial<EventStreamOptions>;
+  sessions?: Partial<SessionOptions>;
+  guard?: Partial<GuardOptions>;
+  /** API requests per minute per caller (default 3000; 0: none). */
+  rateLimitPerMinute?: number;
+  /** Open event streams per person (default 16). */
+  maxStreamsPerUser?: number;
+  /** Benchmarks only: serve without authorisation checks. */
+  unsafeNoAuthorisation?: boolean;
   log: Logger;
 }
 
@@ -44,56 +66,94 @@ export interface Hub {
   url: string;
   port: number;
   store: Store;
+  cluster: Cluster;
   gateway: Gateway;
   trust: TrustRoots;
   releases: Releases;
   directives: Directives;
+  delivery: Delivery;
   audit: AuditLog;
   witness: Witnessing;
-  /** Rollouts; `rollouts.events` emits 'transition' for every change. */
+  /** Rollouts; `rollouts.events` emits 'transition' for every change made here. */
   rollouts: Rollouts;
   /** The durable rollout event stream behind GET /v1/events. */
   events: EventStreams;
+  /** Failed authentication, aggregated for the audit log. */
+  guard: AuthGuard;
+  /** Every API route with its access rule (the route-matrix test walks it). */
+  routes: RouteEntry[];
   close(): Promise<void>;
 }
 
 export async function createHub(opts: HubOptions): Promise<Hub> {
-  const db = openDb(opts.dataDir);
+  const store = await openStore({ dataDir: opts.dataDir, database: opts.database, postgres: opts.postgres });
+  const log = opts.log;
+  try {
+    return await assemble(opts, store, log);
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
+}
+
+async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hub> {
   const hubKey = loadOrCreateHubKey(opts.dataDir);
-  const store = new Store(db);
-  const challenges = new Challenges();
-  const publicHost = opts.publicUrl ? new URL(opts.publicUrl).host.toLowerCase() : undefined;
-  const gateway = new Gateway({ store, challenges, log: opts.log.child({ component: 'gateway' }), heartbeatMs: opts.heartbeatMs, publicHost });
-  const trust = new TrustRoots(db, store, hubKey);
-  const releases = new Releases(db);
-  const directives = new Directives(db, store, trust, releases, hubKey, opts.log.child({ component: 'directives' }));
-  const audit = new AuditLog(db, hubKey, opts.log.child({ component: 'audit' }));
-  const delivery = new Delivery(gateway, directives, trust, store, audit, opts.log.child({ component: 'delivery' }));
-  const witness = new Witnessing(audit, gateway, store, opts.log.child({ component: 'witness' }), opts.checkpointMs ?? 60_000);
-  const rollouts = new Rollouts(store, releases, delivery, gateway, audit, opts.log.child({ component: 'rollouts' }), Date.now, opts.rolloutTickMs ?? 1000);
-  const events = new EventStreams(db, rollouts.events, opts.log.child({ component: 'events' }), Date.now, opts.events);
+  const replicaId = newReplicaId();
+  const cluster: Cluster = store.db instanceof PostgresDb ? new PostgresCluster(replicaId, store.db, log.child({ component: 'cluster', replica: replicaId })) : new LocalCluster(replicaId);
+  const challenges = cluster.shared
+    ? new Challenges(sharedChallengeSecret(hubKey.secretKey.subarray(0, 32)), (nonce, expiresAt) => store.fleet.claimNonce(nonce, expiresAt))
+    : new Challenges();
+  const publicUrl = opts.publicUrl ? new URL(opts.publicUrl) : undefined;
+  const publicHost = publicUrl?.host.toLowerCase();
+  const gateway = new Gateway({ store, cluster, challenges, log: log.child({ component: 'gateway' }), heartbeatMs: opts.heartbeatMs, publicHost });
+  const trust = new TrustRoots(store, hubKey);
+  const releases = new Releases(store);
+  const directives = new Directives(store, trust, releases, hubKey, log.child({ component: 'directives' }));
+  const audit = new AuditLog(store, hubKey, log.child({ component: 'audit' }));
+  const delivery = new Delivery(gateway, directives, trust, store, audit, cluster, log.child({ component: 'delivery' }));
+  const witness = new Witnessing(audit, gateway, store, cluster, log.child({ component: 'witness' }), opts.checkpointMs ?? 60_000);
+  const plans = new Plans(gateway, store, cluster, log.child({ component: 'plans' }));
+  const rollouts = new Rollouts(store, releases, delivery, gateway, audit, cluster, log.child({ component: 'rollouts' }), Date.now, opts.rolloutTickMs ?? 1000);
+  const events = new EventStreams(store, rollouts.events, cluster, log.child({ component: 'events' }), Date.now, opts.events);
+  const guard = new AuthGuard(store, audit, log.child({ component: 'auth' }), Date.now, opts.guard);
+  const secure = opts.tls !== undefined || publicUrl?.protocol === 'https:';
+  // The origin browsers must send on cookie-authenticated writes.
+  const origin = (headers: { host?: string }) => (publicUrl ? publicUrl.origin : `${opts.tls ? 'https' : 'http'}://${(headers.host ?? '').toLowerCase()}`);
+  const auth = new Authenticator(store, guard, log.child({ component: 'auth' }), origin, secure, { ...SESSION_DEFAULTS, ...opts.sessions });
   let ready = false;
-  const api = createApi({
+  const ctx: HubContext = {
     store,
+    cluster,
     gateway,
     challenges,
     trust,
     releases,
     directives,
     delivery,
+    plans,
     audit,
     witness,
     rollouts,
     events,
-    log: opts.log.child({ component: 'api' }),
+    auth,
+    guard,
+    log: log.child({ component: 'api' }),
     publicHost,
     now: Date.now,
     isReady: () => ready,
-  });
+    maxStreamsPerUser: opts.maxStreamsPerUser ?? 16,
+  };
 
-  const server: Server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, api) : createHttpServer(api);
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
+  const { app, routes, route } = await buildApp({ log: ctx.log, auth, tls: opts.tls, rateLimitPerMinute: opts.rateLimitPerMinute ?? 3000, unsafeNoAuthorisation: opts.unsafeNoAuthorisation });
+  probeRoutes(route, ctx);
+  fleetRoutes(route, ctx);
+  peopleRoutes(route, ctx);
+  releaseRoutes(route, ctx);
+  rolloutRoutes(route, ctx);
+  auditRoutes(route, ctx);
+  await app.ready();
+
+  const server = app.server;
   server.on('upgrade', (req, socket, head) => {
     const path = (req.url ?? '').split('?')[0];
     if (path !== AGENT_PATH || !ready) {
@@ -102,28 +162,24 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
     }
     gateway.handleUpgrade(req, socket, head);
   });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable) return;
-    // As Node itself would answer: a slow client is a timeout, not a bad request.
-    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
-  });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => {
-      rollouts.stop();
-      events.close();
-      db.close();
-      reject(new FerryError('FERRY_E_CONFIG_INVALID', `cannot listen on ${opts.host}:${opts.port}: ${err.code ?? err.message}`, { cause: err }));
-    });
+  await cluster.start();
+  await gateway.presence.start();
+  try {
     // A reconnect storm after a restart overflows Node's default backlog (511): bench/connections.
-    server.listen({ port: opts.port, host: opts.host, backlog: 4096 }, () => resolve());
-  });
+    await app.listen({ port: opts.port, host: opts.host, backlog: 4096 });
+  } catch (err) {
+    rollouts.stop();
+    events.close();
+    await cluster.close();
+    throw new FerryError('FERRY_E_CONFIG_INVALID', `cannot listen on ${opts.host}:${opts.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
   ready = true;
+  if (cluster.leader) void events.prune().catch(() => 0);
   const port = (server.address() as AddressInfo).port;
   const shownHost = opts.host.includes(':') ? `[${opts.host}]` : opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host;
   const url = `${opts.tls ? 'https' : 'http'}://${shownHost}:${port}`;
-  opts.log.info({ url, dataDir: opts.dataDir }, 'hub listening');
+  log.info({ url, dataDir: opts.dataDir, store: store.backend, replica: replicaId }, 'hub listening');
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -132,14 +188,21 @@ export async function createHub(opts: HubOptions): Promise<Hub> {
       witness.stop();
       rollouts.stop();
       events.close(); // ends open event streams, so the server can close
-      const stopped = new Promise<void>((r) => server.close(() => r()));
+      const stopped = app.close();
       await gateway.close();
       server.closeIdleConnections();
       setTimeout(() => server.closeAllConnections(), 2000).unref();
       await stopped;
-      db.close();
-      opts.log.info('hub stopped');
+      await rollouts.idle();
+      delivery.close();
+      // What was received but is still batched in memory.
+      await delivery.flushReports(Infinity);
+      await auth.close();
+      await guard.close();
+      await cluster.close();
+      await store.close();
+      log.info('hub stopped');
     })());
 
-  return { url, port, store, gateway, trust, releases, directives, audit, witness, rollouts, events, close };
+  return { url, port, store, cluster, gateway, trust, releases, directives, delivery, audit, witness, rollouts, events, guard, routes, close };
 }

@@ -8,8 +8,8 @@ import { PAYLOAD_TYPES, pae, validSigners, type Envelope, type Signature } from 
 import { decodePublicKey, decodeSignature, encodePublicKey, keyId, verify, type KeyPair } from '../shared/keys.js';
 import { canonicalJson } from '../shared/release.js';
 import { ROLE_NAMES, acceptInitialRoot, acceptRootUpdate, checkRoot, parseRoot, rootFingerprint, trustedKeys, type RoleName, type Root } from '../shared/trust.js';
-import type { DB } from './db.js';
-import type { Store } from './store.js';
+import type { RootRow } from './store/signed.js';
+import type { Store } from './store/store.js';
 
 export interface KeySpec {
   public: string;
@@ -22,12 +22,11 @@ export interface RootChange {
   thresholds?: Partial<Record<Exclude<RoleName, 'hub'>, number>>;
 }
 
-interface RootRow {
-  version: number;
-  payload: Buffer;
-  signatures: string;
-  activated_at: number | null;
-  created_at: number;
+export interface TrustView {
+  active: RootView | null;
+  pending: RootView | null;
+  fingerprint: string | null;
+  chain: Envelope[];
 }
 
 export interface RootView {
@@ -49,26 +48,23 @@ function countSigners(env: Envelope, root: Root): number {
 
 export class TrustRoots {
   constructor(
-    private readonly db: DB,
     private readonly store: Store,
     private readonly hubKey: KeyPair,
   ) {}
 
-  private rows(tenantId: string): RootRow[] {
-    return this.db.prepare('SELECT version, payload, signatures, activated_at, created_at FROM trust_roots WHERE tenant_id = ? ORDER BY version').all(tenantId) as RootRow[];
+  private async rows(tenantId: string): Promise<RootRow[]> {
+    return this.store.roots.list(tenantId);
   }
 
   /** Active roots, v1 first: what an agent needs to reach the current one. */
-  chain(tenant: string): Envelope[] {
-    return this.rows(this.store.tenant(tenant).id)
-      .filter((r) => r.activated_at !== null)
-      .map(envelopeOf);
+  async chain(tenant: string): Promise<Envelope[]> {
+    return (await this.rows((await this.store.fleet.tenant(tenant)).id)).filter((r) => r.activated_at !== null).map(envelopeOf);
   }
 
   private readonly parsedRoots = new Map<string, Root>();
 
-  active(tenant: string): Root | null {
-    const chain = this.chain(tenant);
+  async active(tenant: string): Promise<Root | null> {
+    const chain = await this.chain(tenant);
     const last = chain[chain.length - 1];
     if (!last) return null;
     // Root payloads never change once stored: parse each once.
@@ -81,8 +77,8 @@ export class TrustRoots {
     return root;
   }
 
-  show(tenant: string): { active: RootView | null; pending: RootView | null; fingerprint: string | null; chain: Envelope[] } {
-    const rows = this.rows(this.store.tenant(tenant).id);
+  async show(tenant: string): Promise<TrustView> {
+    const rows = await this.rows((await this.store.fleet.tenant(tenant)).id);
     const activeRows = rows.filter((r) => r.activated_at !== null);
     const view = (row: RootRow | undefined, prev: Root | null): RootView | null => {
       if (!row) return null;
@@ -103,9 +99,9 @@ export class TrustRoots {
   }
 
   /** Drafts root v1 for a tenant that has none. */
-  init(tenant: string, spec: { root: KeySpec[]; rootThreshold: number; release: KeySpec[]; releaseThreshold: number }, by: string | null, now: number): RootView {
-    const t = this.store.tenant(tenant);
-    if (this.rows(t.id).some((r) => r.activated_at !== null)) throw new FerryError('FERRY_E_CONFLICT', `tenant ${tenant} already has a trust root; propose a change instead`);
+  async init(tenant: string, spec: { root: KeySpec[]; rootThreshold: number; release: KeySpec[]; releaseThreshold: number }, by: string | null, now: number): Promise<RootView> {
+    const t = await this.store.fleet.tenant(tenant);
+    if ((await this.rows(t.id)).some((r) => r.activated_at !== null)) throw new FerryError('FERRY_E_CONFLICT', `tenant ${tenant} already has a trust root; propose a change instead`);
     const keys: Root['keys'] = {};
     const ids = (list: KeySpec[]) =>
       list.map((k) => {
@@ -132,9 +128,9 @@ export class TrustRoots {
   }
 
   /** Drafts root v(n+1) from the active root with a change applied. */
-  propose(tenant: string, change: RootChange, by: string | null, now: number): RootView {
-    const t = this.store.tenant(tenant);
-    const current = this.active(tenant);
+  async propose(tenant: string, change: RootChange, by: string | null, now: number): Promise<RootView> {
+    const t = await this.store.fleet.tenant(tenant);
+    const current = await this.active(tenant);
     if (!current) throw new FerryError('FERRY_E_ROOT_MISSING', tenant);
     const next: Root = structuredClone({ ...current, version: current.version + 1, createdAt: now });
     for (const { role, key } of change.add ?? []) {
@@ -153,7 +149,7 @@ export class TrustRoots {
     return this.draft(t.id, next, by, now);
   }
 
-  private draft(tenantId: string, root: Root, by: string | null, now: number): RootView {
+  private async draft(tenantId: string, root: Root, by: string | null, now: number): Promise<RootView> {
     try {
       checkRoot(root);
     } catch (err) {
@@ -161,11 +157,8 @@ export class TrustRoots {
     }
     for (const r of ROLE_NAMES) if (root.roles[r].keyids.length === 0) throw new FerryError('FERRY_E_VALIDATION', `role ${r} would have no keys`);
     const payload = canonicalJson(root);
-    this.db.transaction(() => {
-      this.db.prepare('DELETE FROM trust_roots WHERE tenant_id = ? AND activated_at IS NULL').run(tenantId);
-      this.db.prepare('INSERT INTO trust_roots (tenant_id, version, payload, created_at, created_by) VALUES (?, ?, ?, ?, ?)').run(tenantId, root.version, payload, now, by);
-    })();
-    const row = this.rows(tenantId).find((r) => r.version === root.version)!;
+    await this.store.roots.draft(tenantId, root.version, payload, by, now);
+    const row = (await this.rows(tenantId)).find((r) => r.version === root.version)!;
     return { version: root.version, root, envelope: envelopeOf(row), active: false, needs: [] };
   }
 
@@ -173,12 +166,12 @@ export class TrustRoots {
    * Adds one key holder's signature to the pending root; activates it when
    * an agent would accept it. Returns whether it is now active.
    */
-  sign(tenant: string, version: number, s: Signature, now: number): { active: boolean; view: ReturnType<TrustRoots['show']> } {
-    const t = this.store.tenant(tenant);
-    const row = this.rows(t.id).find((r) => r.version === version && r.activated_at === null);
+  async sign(tenant: string, version: number, s: Signature, now: number): Promise<{ active: boolean; view: TrustView }> {
+    const t = await this.store.fleet.tenant(tenant);
+    const row = (await this.rows(t.id)).find((r) => r.version === version && r.activated_at === null);
     if (!row) throw new FerryError('FERRY_E_NOT_FOUND', `pending root v${version} for tenant ${tenant}`);
     const next = parseRoot(row.payload);
-    const current = this.active(tenant);
+    const current = await this.active(tenant);
     const pub = next.keys[s.keyid]?.public ?? current?.keys[s.keyid]?.public;
     const eligible = next.roles.root.keyids.includes(s.keyid) || current?.roles.root.keyids.includes(s.keyid);
     if (!pub || !eligible) throw new FerryError('FERRY_E_SIG_THRESHOLD', `key ${s.keyid.slice(0, 12)}… is not a root key of v${version} or the active root`);
@@ -196,7 +189,17 @@ export class TrustRoots {
     } catch (err) {
       if (!(err instanceof FerryError) || err.code !== 'FERRY_E_SIG_THRESHOLD') throw err;
     }
-    this.db.prepare('UPDATE trust_roots SET signatures = ?, activated_at = ? WHERE tenant_id = ? AND version = ?').run(JSON.stringify(sigs), active ? now : null, t.id, version);
-    return { active, view: this.show(tenant) };
+    await this.store.roots.setSignatures(t.id, version, sigs, active ? now : null);
+    return { active, view: await this.show(tenant) };
   }
+}
+
+/** Key ids any active root of any tenant names for `role` (what an uploaded signature must come from to count anywhere). */
+export async function keysNamedByRoots(store: Store, role: Exclude<RoleName, 'hub'>): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (const payload of await store.roots.activePayloads()) {
+    const root = parseRoot(payload);
+    for (const id of root.roles[role].keyids) out.add(id);
+  }
+  return out;
 }

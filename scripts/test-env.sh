@@ -5,7 +5,10 @@
 #   - a Docker engine (dockerd started by hand when `docker info` does not
 #     answer: CI machines and sandboxes have no systemd);
 #   - a local registry on 127.0.0.1:5000 (Debian's docker-registry with a
-#     config written here) when nothing answers on http://127.0.0.1:5000/v2/.
+#     config written here) when nothing answers on http://127.0.0.1:5000/v2/;
+#   - a PostgreSQL 15 server on 127.0.0.1:55432 (Debian's postgresql, a cluster
+#     of its own made with initdb and started with pg_ctl as the postgres user,
+#     trust authentication on loopback only) for the store tests on PostgreSQL.
 # Safe to run again and again: whatever already works is left alone.
 #
 #   bash scripts/test-env.sh          install + start (prints what it did)
@@ -17,7 +20,7 @@
 #   FERRY_TEST_ENV_FORCE_APT=1 run apt-get update/install even if nothing is missing
 set -euo pipefail
 
-PACKAGES=(docker.io docker-registry busybox-static iproute2 sqlite3 openssl
+PACKAGES=(docker.io docker-registry busybox-static iproute2 sqlite3 openssl postgresql
   # and what this script and the tests use around them (minimal images lack some)
   ca-certificates curl procps cgroupfs-mount)
 RUN_DIR=/run/ferry-test-env
@@ -27,6 +30,10 @@ REGISTRY_LOG=/var/log/ferry-test-registry.log
 REGISTRY_ADDR=127.0.0.1:5000
 REGISTRY_URL=http://$REGISTRY_ADDR/v2/
 WAIT_SECONDS=${FERRY_TEST_ENV_WAIT_SECONDS:-60}
+PG_DIR=/var/lib/ferry-test-pg
+PG_LOG=/var/log/ferry-test-pg.log
+PG_PORT=55432
+PG_BIN=
 
 say() { printf 'test-env: %s\n' "$*"; }
 die() { printf 'test-env: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -219,6 +226,37 @@ start_registry() {
   die "registry did not answer on $REGISTRY_URL"
 }
 
+# ---- postgresql -------------------------------------------------------------
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+pg_answers() { [ -n "$PG_BIN" ] && as_root runuser -u postgres -- "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null; }
+
+start_postgres() {
+  PG_BIN=$(pg_bin)
+  [ -n "$PG_BIN" ] || die "PostgreSQL binaries not found under /usr/lib/postgresql; is the postgresql package installed?"
+  if pg_answers; then
+    say "postgres: already answering on 127.0.0.1:$PG_PORT"
+    return
+  fi
+  if [ ! -f "$PG_DIR/PG_VERSION" ]; then
+    say "postgres: initdb $PG_DIR"
+    as_root mkdir -p "$PG_DIR"
+    as_root chown postgres:postgres "$PG_DIR"
+    as_root chmod 700 "$PG_DIR"
+    as_root runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DIR" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+    # Loopback only, and enough connections for several hub replicas per test.
+    as_root sh -c "printf '%s\n' \"listen_addresses = '127.0.0.1'\" \"port = $PG_PORT\" 'max_connections = 300' 'fsync = on' \"unix_socket_directories = '$PG_DIR'\" >>'$PG_DIR/postgresql.conf'"
+  fi
+  as_root touch "$PG_LOG"
+  as_root chown postgres "$PG_LOG"
+  say "postgres: starting on 127.0.0.1:$PG_PORT (data $PG_DIR, log $PG_LOG)"
+  as_root runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR" -l "$PG_LOG" -w -t "$WAIT_SECONDS" start >/dev/null ||
+    { tail -n 30 "$PG_LOG" >&2; die "postgres did not start"; }
+  as_root mkdir -p "$RUN_DIR"
+  as_root touch "$RUN_DIR/postgres.started"
+  say "postgres: up (postgres://postgres@127.0.0.1:$PG_PORT/postgres)"
+}
+
 # ---- stop / status ----------------------------------------------------------
 
 stop_pid() { # name pid
@@ -232,6 +270,14 @@ stop_pid() { # name pid
 }
 
 stop_all() {
+  PG_BIN=$(pg_bin)
+  if [ -f "$RUN_DIR/postgres.started" ] && [ -n "$PG_BIN" ]; then
+    say "postgres: stopping"
+    as_root runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR" -m fast -w stop >/dev/null || true
+    as_root rm -f "$RUN_DIR/postgres.started"
+  else
+    say "postgres: not started by this script; left alone"
+  fi
   if [ -f "$RUN_DIR/registry.pid" ]; then
     stop_pid registry "$(cat "$RUN_DIR/registry.pid")"
     as_root rm -f "$RUN_DIR/registry.pid"
@@ -249,6 +295,8 @@ stop_all() {
 status() {
   if docker_answers; then say "dockerd: answering ($(docker version --format '{{.Server.Version}}'))"; else say "dockerd: not answering"; fi
   if registry_ok; then say "registry: answering on $REGISTRY_URL"; else say "registry: not answering on $REGISTRY_URL"; fi
+  PG_BIN=$(pg_bin)
+  if pg_answers; then say "postgres: answering on 127.0.0.1:$PG_PORT"; else say "postgres: not answering on 127.0.0.1:$PG_PORT"; fi
 }
 
 case "${1:-up}" in
@@ -257,7 +305,8 @@ case "${1:-up}" in
     install_packages
     start_dockerd
     start_registry
-    say "ready in $(($(date +%s) - t0))s: docker $(docker version --format '{{.Server.Version}}'), registry $REGISTRY_URL"
+    start_postgres
+    say "ready in $(($(date +%s) - t0))s: docker $(docker version --format '{{.Server.Version}}'), registry $REGISTRY_URL, postgres 127.0.0.1:$PG_PORT"
     ;;
   stop) stop_all ;;
   status) status ;;

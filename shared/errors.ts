@@ -29,7 +29,16 @@ export const ERRORS = {
   // Operator authentication
   FERRY_E_AUTH_REQUIRED: spec(401, 'No API token was given', 'Run `ferry login --hub URL --token TOKEN`, or set FERRY_HUB and FERRY_TOKEN.'),
   FERRY_E_AUTH_INVALID: spec(401, 'The API token is not valid', 'Ask an admin for a new token and run `ferry login` again.'),
-  FERRY_E_FORBIDDEN: spec(403, 'Your token\'s role does not allow this', 'Ask an admin to do it, or for a token with a stronger role.'),
+  FERRY_E_FORBIDDEN: spec(403, 'Your role does not allow this', 'Ask an admin to do it, or to grant you a role that allows it (`ferry user grant`); `ferry whoami` shows what you have.'),
+  FERRY_E_TOKEN_SCOPE: spec(403, 'A token cannot allow more than its person may do', 'Ask for a role or tenants within your own grants (`ferry whoami`), or ask an admin to grant them first.'),
+  FERRY_E_LOGIN_FAILED: spec(401, 'The user name or password is wrong', 'Check both and try again; repeated failures lock the account for a while.'),
+  FERRY_E_LOGIN_LOCKED: spec(429, 'Too many failed logins: locked for a while', 'Wait the time named, or ask an admin to set a new password (`ferry user passwd`), which unlocks the account.'),
+  FERRY_E_USER_DISABLED: spec(401, 'This account is disabled', 'Ask an admin to enable it again, or to create a new account.'),
+  FERRY_E_SESSION_EXPIRED: spec(401, 'The console session has ended', 'Log in again.'),
+  FERRY_E_CSRF: spec(403, 'The request lacks a valid CSRF token or comes from another origin', 'Reload the console page and try again; scripts should use an API token (Authorization: Bearer) instead of a session cookie.'),
+  FERRY_E_PASSWORD_WEAK: spec(400, 'The password is too short or too long', 'Choose a passphrase of at least 12 characters (a password manager can make one).'),
+  FERRY_E_RATE_LIMITED: spec(429, 'Too many requests', 'Slow down and retry after the time the Retry-After header gives.'),
+  FERRY_E_STREAMS_LIMIT: spec(429, 'Too many open event streams for this account', 'Close other streams (console tabs, `ferry events`, `--watch`) and retry.'),
 
   // Enrollment
   FERRY_E_TOKEN_INVALID: spec(401, 'The enrollment token is not valid', 'Ask an operator for a new token: `ferry token create --tenant NAME`.'),
@@ -64,6 +73,8 @@ export const ERRORS = {
   FERRY_E_PAYLOAD_TYPE: spec(400, 'A signed envelope has the wrong payload type', 'The document was signed as something else; sign the right document.'),
   FERRY_E_PAYLOAD_INVALID: spec(400, 'A signed document is not valid', 'Documents must be strict JSON (no duplicate keys, integers only) matching their schema; re-create it with the ferry CLI.'),
   FERRY_E_SIG_THRESHOLD: spec(403, 'Not enough valid signatures from distinct trusted keys', 'Collect signatures from more of the keys the trust root names: `ferry release sign` / `ferry trust sign`.'),
+  FERRY_E_SIG_UNKNOWN_KEY: spec(403, "The signing key is not named by any tenant's trust root", "Sign with a release key a tenant's root lists (`ferry trust show --tenant T`), or add the key to the root first (`ferry trust add-key`)."),
+  FERRY_E_SIG_LIMIT: spec(409, 'The release already carries as many signatures as an agent accepts (32)', 'Nothing more is needed from extra signers; if a threshold is still unmet, check which keys the tenant root names (`ferry trust show`).'),
   FERRY_E_ROOT_VERSION: spec(409, 'The trust root version does not follow the current one', 'Roots step by one version; apply the missing versions in order.'),
   FERRY_E_ROOT_UNTRUSTED: spec(403, 'The trust root does not match the expected fingerprint', 'Check the fingerprint with the vendor out of band (`ferry trust show`) before enrolling.'),
   FERRY_E_ROOT_MISSING: spec(409, 'The tenant has no signed trust root yet', 'Create and sign one: `ferry trust init --tenant T ...` then `ferry trust sign`.'),
@@ -95,6 +106,7 @@ export const ERRORS = {
 
   // Hub side
   FERRY_E_DB: spec(500, 'The hub database failed', 'Check disk space and permissions of the data directory; see the hub log.'),
+  FERRY_E_DB_UNREACHABLE: spec(503, 'The hub database cannot be reached', 'Check --database (FERRY_HUB_DATABASE): the PostgreSQL server, its address, the database name and the credentials; the hub is not ready until it answers.'),
   FERRY_E_DB_VERSION: spec(500, 'The database was written by a newer hub', 'Run the newer ferry-hub, or restore a backup made by this version.'),
   FERRY_E_HUB_NOT_INITIALISED: spec(500, 'The data directory holds no hub database', 'Run `ferry-hub init --data-dir DIR` first.'),
   FERRY_E_HUB_ALREADY_INITIALISED: spec(409, 'The data directory already holds a hub database', 'Use `ferry-hub serve`, or choose another --data-dir.'),

@@ -162,7 +162,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     }
     const loadBefore = loadavg()[0]!;
     const t = Date.now();
-    seedHub(dataDir, keysFile, o.agents, o.tenants);
+    await seedHub(dataDir, keysFile, o.agents, o.tenants);
     o.say(`registered ${o.agents} agents in ${Date.now() - t} ms`);
     const port = await freePort();
     current = await hub(port);

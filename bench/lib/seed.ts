@@ -4,8 +4,9 @@
 // measure enrollment, not connections; the handshakes stay real.
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { openDb } from '../../hub/db.js';
-import { Store, newId } from '../../hub/store.js';
+import { newId } from '../../hub/store/fleet.js';
+import { SqliteDb } from '../../hub/store/sqlite.js';
+import { Store } from '../../hub/store/store.js';
 
 export interface BenchAgentKey {
   id: string;
@@ -35,12 +36,19 @@ export function secretKeyOf(k: BenchAgentKey): Uint8Array {
   return new Uint8Array(Buffer.concat([Buffer.from(k.seed, 'base64'), Buffer.from(k.publicKey, 'base64')]));
 }
 
-export function seedHub(dataDir: string, keysFile: string, agents: number, tenants: number): BenchAgentKey[] {
-  const db = openDb(dataDir, { create: true });
+/** Seeds agents and returns their keys and an admin API token. */
+export async function seedHub(dataDir: string, keysFile: string, agents: number, tenants: number): Promise<{ keys: BenchAgentKey[]; token: string }> {
+  const sdb = SqliteDb.open(dataDir, { create: true });
+  const db = sdb.rawForTests();
   try {
-    const store = new Store(db);
+    const store = new Store(sdb);
     const now = Date.now();
-    const tenantRows = Array.from({ length: tenants }, (_, i) => store.createTenant(`bench-${String(i).padStart(3, '0')}`, now));
+    const token = await store.tx(async () => {
+      const u = await store.people.createUser({ name: 'bench-admin', kind: 'person', vendorRole: 'admin', passwordHash: null }, null, now);
+      return (await store.people.createToken({ userId: u.id, name: 'bench-admin', role: 'admin', tenants: null, expiresAt: null }, null, now)).token;
+    });
+    const tenantRows: { id: string; name: string }[] = [];
+    for (let i = 0; i < tenants; i++) tenantRows.push(await store.tx(() => store.fleet.createTenant(`bench-${String(i).padStart(3, '0')}`, now)));
     const insert = db.prepare('INSERT INTO agents (id, tenant_id, name, public_key, labels, enrolled_at) VALUES (?, ?, ?, ?, ?, ?)');
     const keys: BenchAgentKey[] = [];
     db.transaction(() => {
@@ -53,8 +61,8 @@ export function seedHub(dataDir: string, keysFile: string, agents: number, tenan
       }
     })();
     writeFileSync(keysFile, JSON.stringify(keys), { mode: 0o600 });
-    return keys;
+    return { keys, token };
   } finally {
-    db.close();
+    await sdb.close();
   }
 }

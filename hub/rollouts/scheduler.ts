@@ -1,28 +1,30 @@
 // The rollout scheduler: the I/O around the pure machine. A tick reads each
-// active rollout from sqlite, asks `decide` what to do and does it: every
+// active rollout from the store, asks `decide` what to do and does it: every
 // transition is written with its audit entry in the same transaction, a
 // directive in the transaction that records it on its target, and sent only
 // after that commits. A wave's per-target transitions are written in chunks
 // (one transaction each), so a large wave is a few commits and its first
 // agents are reached while later ones are still being issued. Ticks run on
 // agent acks, status reports and connections, and on a timer for bake times,
-// retries and timeouts. Nothing lives only in memory, so a restarted hub
-// carries on from the database: a directive recorded as issued is
-// redelivered by Delivery, never re-issued.
+// retries and timeouts — on one replica at a time (the cluster's leader; a
+// new leader carries on from the stored state). Nothing lives only in
+// memory, so a restarted hub carries on from the database: a directive
+// recorded as issued is redelivered by Delivery, never re-issued.
 import { EventEmitter } from 'node:events';
 import { HUB_LOG } from '../../shared/audit.js';
 import { FerryError, asFerryError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
-import type { AuditInput, AuditLog } from '../audit.js';
-import { stmt } from '../db.js';
-import type { Delivery } from '../delivery.js';
+import type { AuditInput, AuditLog } from '../audit/log.js';
+import type { Cluster } from '../cluster/cluster.js';
 import { IssueMemo, type DirectiveRecord } from '../directives.js';
-import type { Gateway } from '../gateway.js';
+import type { Delivery } from '../gateway/delivery.js';
+import type { Gateway } from '../gateway/gateway.js';
 import type { Releases } from '../releases.js';
-import type { Store } from '../store.js';
+import type { TenantScope } from '../store/fleet.js';
+import type { RolloutRecord, RolloutRows } from '../store/rollouts.js';
+import type { Store } from '../store/store.js';
 import { command as checkCommand, decide, type AgentFacts, type Command, type Decision, type OnFailure, type OnTimeout, type RolloutState } from './machine.js';
 import { matches, parseSelector } from './selector.js';
-import { RolloutStore, rolloutNum, type RolloutRecord } from './store.js';
 import { parseWaves, planWaves } from './waves.js';
 
 /** One transition, as other surfaces (console, chat) receive it on `events`' 'transition'. */
@@ -73,7 +75,7 @@ type TargetDecision = Extract<Decision, { kind: 'issue' | 'target' }>;
 
 export class Rollouts {
   readonly events = new EventEmitter();
-  readonly rows: RolloutStore;
+  readonly rows: RolloutRows;
   /** Per-target decisions per transaction (CHUNK; tests lower it to make a small wave span several). */
   chunkSize = CHUNK;
   private timer: NodeJS.Timeout | undefined;
@@ -82,8 +84,6 @@ export class Rollouts {
   /** A tick was asked for while one ran. */
   private again = false;
   private stopped = false;
-  /** Runs its argument in a savepoint (it is only called inside a transaction). */
-  private readonly savepoint: (fn: () => void) => void;
 
   constructor(
     private readonly store: Store,
@@ -91,18 +91,22 @@ export class Rollouts {
     private readonly delivery: Delivery,
     private readonly gateway: Gateway,
     private readonly audit: AuditLog,
+    private readonly cluster: Cluster,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
     tickMs = 1000,
   ) {
     this.events.setMaxListeners(0);
-    this.rows = new RolloutStore(store.db);
-    this.savepoint = store.db.transaction((fn: () => void) => fn());
+    this.rows = store.rollouts;
     const kick = () => this.kick();
     delivery.on('status', kick);
     delivery.on('ack', kick);
     gateway.on('hello', kick);
     gateway.on('disconnected', kick);
+    cluster.on('kick', kick);
+    cluster.onLeadership((leader) => {
+      if (leader) this.kick(0);
+    });
     this.timer = setInterval(kick, tickMs);
     this.timer.unref();
     this.kick();
@@ -113,14 +117,22 @@ export class Rollouts {
     clearInterval(this.timer);
   }
 
-  /** Validates, selects and plans; stores the rollout, which the next tick starts. */
-  create(input: CreateRollout, by: Actor & { tokenId: string | null }): RolloutRecord {
+  /** Waits for a tick in progress to end (shutdown). */
+  async idle(): Promise<void> {
+    while (this.ticking) await new Promise((r) => setTimeout(r, 10));
+  }
+
+  /**
+   * Validates, selects and plans; stores the rollout, which the next tick
+   * starts. `scope`: the tenants the caller may deploy to (null: all); the
+   * selector picks only among their agents.
+   */
+  async create(input: CreateRollout, by: Actor & { userId: string | null }, scope: TenantScope = null): Promise<RolloutRecord> {
     const sel = parseSelector(input.selector);
     const specs = parseWaves(input.waves);
-    this.releases.get(input.stack, input.version); // FERRY_E_NOT_FOUND for an unknown release
-    const busy = this.rows.busyAgents(input.stack);
-    const agents = this.store
-      .listSelectable()
+    const release = await this.releases.get(input.stack, input.version); // FERRY_E_NOT_FOUND for an unknown release
+    const busy = await this.rows.busyAgents(input.stack);
+    const agents = (await this.store.fleet.listSelectable(scope))
       .filter((a) => a.revokedAt === null && matches(sel, a))
       .sort((a, b) => a.tenant.localeCompare(b.tenant) || a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
     if (!agents.length) throw new FerryError('FERRY_E_SELECTOR_EMPTY', sel.text);
@@ -128,16 +140,19 @@ export class Rollouts {
     if (clash.length) throw new FerryError('FERRY_E_ROLLOUT_ACTIVE', `${input.stack} on ${clash.slice(0, 5).map((a) => a.id).join(', ')}${clash.length > 5 ? ', …' : ''}`);
     const waves = planWaves(specs, agents.length);
     const now = this.now();
-    const r = this.store.db.transaction(() => {
-      const rec = this.rows.insert({ ...input, selector: sel.text, waveSpec: input.waves, waves, createdBy: by.tokenId }, agents, now);
+    const tenants = [...new Set(agents.map((a) => a.tenant))];
+    const r = await this.store.tx(async () => {
+      const rec = await this.rows.insert({ ...input, selector: sel.text, waveSpec: input.waves, waves, createdBy: by.userId }, agents, now);
       const details = { rollout: rec.id, stack: rec.stack, version: rec.version, selector: sel.text, waves: JSON.stringify(waves), agents: agents.length };
-      this.append(by, { log: HUB_LOG, action: 'rollout.create', target: { type: 'rollout', id: rec.id }, details });
-      for (const tenant of new Set(agents.map((a) => a.tenant))) {
+      await this.append(by, { log: HUB_LOG, action: 'rollout.create', target: { type: 'rollout', id: rec.id }, details });
+      for (const tenant of tenants) {
         const mine = agents.filter((a) => a.tenant === tenant).map((a) => a.id);
-        this.append(by, { log: tenant, action: 'rollout.create', target: { type: 'rollout', id: rec.id }, agents: mine.slice(0, 1000), details: { ...details, agents: mine.length } });
+        // A tenant's log says what concerns it, not the selector or the other tenants' share.
+        await this.append(by, { log: tenant, action: 'rollout.create', target: { type: 'rollout', id: rec.id }, agents: mine.slice(0, 1000), details: { rollout: rec.id, stack: rec.stack, version: rec.version, agents: mine.length } });
+        await this.store.releases.deliveredTo(release.id, tenant, now);
       }
       return rec;
-    })();
+    });
     this.log.info({ rolloutId: r.id, stack: r.stack, version: r.version, agents: agents.length, waves }, 'rollout created');
     this.emit({ rollout: r.id, kind: 'rollout', to: 'running', reason: 'created', at: now });
     this.kick(0); // an operator is waiting: no need to wait for more reports
@@ -145,18 +160,18 @@ export class Rollouts {
   }
 
   /** pause | resume | promote | abort | rollback, recorded for the audit log. */
-  command(id: string, cmd: Command, by: Actor): RolloutRecord {
+  async command(id: string, cmd: Command, by: Actor): Promise<RolloutRecord> {
     const now = this.now();
-    const ev = this.store.db.transaction(() => {
-      const r = this.rows.get(id);
-      const next = checkCommand(r, this.rows.targets(id), cmd);
+    const ev = await this.store.tx(async () => {
+      const r = await this.rows.get(id);
+      const next = checkCommand(r, await this.rows.targets(id), cmd);
       const reason = `${cmd} by operator`;
-      this.rows.setRollout(id, r.state, next.to, reason, now, { failuresAccepted: next.failuresAccepted });
-      this.append(by, { log: HUB_LOG, action: `rollout.${cmd}`, target: { type: 'rollout', id }, details: { rollout: id, from: r.state, to: next.to } });
+      await this.rows.setRollout(id, r.state, next.to, reason, now, { failuresAccepted: next.failuresAccepted });
+      await this.append(by, { log: HUB_LOG, action: `rollout.${cmd}`, target: { type: 'rollout', id }, details: { rollout: id, from: r.state, to: next.to } });
       const evs: TransitionEvent[] = [{ rollout: id, kind: 'rollout', from: r.state, to: next.to, reason, at: now }];
-      if (next.startWave !== undefined) evs.push(this.startWave(r, next.startWave, now, by));
+      if (next.startWave !== undefined) evs.push(await this.startWave(r, next.startWave, now, by));
       return evs;
-    })();
+    });
     for (const e of ev) this.emit(e);
     this.kick(0);
     return this.rows.get(id);
@@ -167,24 +182,30 @@ export class Rollouts {
    * arrive one per message; a tick reads the whole rollout, so they are
    * batched (at most one tick per 50 ms) or a large fleet makes it quadratic.
    * One tick runs at a time; a request during a tick runs another after it.
+   * Only the leading replica ticks; the others ring it.
    */
   kick(delayMs = 50): void {
     if (this.stopped) return;
+    if (!this.cluster.leader) {
+      if (this.cluster.shared && delayMs === 0) this.cluster.publish('kick', {});
+      return;
+    }
     if (this.ticking) {
       this.again = true;
       return;
     }
     if (this.queued) return;
     this.queued = true;
-    setTimeout(() => {
+    const t = setTimeout(() => {
       this.queued = false;
-      if (this.stopped) return;
+      if (this.stopped || !this.cluster.leader) return;
       if (this.ticking) {
         this.again = true;
         return;
       }
       this.ticking = true;
-      this.tick()
+      this.store
+        .detached(() => this.tick())
         .catch((err: unknown) => this.log.error({ err: asFerryError(err).message }, 'rollout tick failed'))
         .finally(() => {
           this.ticking = false;
@@ -194,21 +215,22 @@ export class Rollouts {
           }
         });
     }, delayMs);
+    t.unref();
   }
 
   /** One pass over every active rollout, repeated while decisions change something. */
   async tick(): Promise<void> {
     // Decide on everything agents have said so far.
-    this.delivery.flushReports();
-    for (const r0 of this.rows.active()) {
+    await this.delivery.flushReports();
+    for (const r0 of await this.rows.active()) {
       for (let pass = 0; pass < 8; pass++) {
-        if (this.stopped) return;
-        const r = this.rows.get(r0.id);
-        const targets = this.rows.targets(r.id);
+        if (this.stopped || !this.cluster.leader) return;
+        const r = await this.rows.get(r0.id);
+        const targets = await this.rows.targets(r.id);
         // Read when first asked: starting a wave needs none.
-        let facts: Map<string, AgentFacts> | undefined;
-        const factsOf = (a: string) => (facts ??= this.rows.facts(r.id, r.stack, (x) => this.gateway.session(x) !== undefined)).get(a)!;
-        const decisions = decide(r, targets, factsOf, this.now());
+        const needsFacts = r.state !== 'succeeded' && targets.some((t) => t.state !== 'pending');
+        const facts = needsFacts ? await this.rows.facts(r.id, r.stack, (a, replica, lease) => this.gateway.presence.isConnected({ id: a, replica, leaseUntil: lease })) : new Map<string, AgentFacts>();
+        const decisions = decide(r, targets, (a) => facts.get(a)!, this.now());
         if (!decisions.length) break;
         const finished = await this.performAll(r, decisions, new Map(targets.map((t) => [t.agentId, t.tenant])));
         if (!finished || decisions.some((d) => d.kind === 'rollout')) break;
@@ -234,15 +256,15 @@ export class Rollouts {
       for (let i = 0; i < perTarget.length; i += chunk) {
         if (i > 0) {
           await new Promise((resolve) => setImmediate(resolve));
-          const now = this.rows.find(r.id);
-          if (this.stopped || !now || now.state !== r.state || now.wave !== r.wave) return false;
+          const now = await this.rows.find(r.id);
+          if (this.stopped || !this.cluster.leader || !now || now.state !== r.state || now.wave !== r.wave) return false;
         }
-        this.performChunk(r, perTarget.slice(i, i + chunk), tenants);
+        await this.performChunk(r, perTarget.slice(i, i + chunk), tenants);
       }
     } finally {
       if (large) this.delivery.holdReports(false);
     }
-    for (const d of decisions) if (d.kind === 'start-wave' || d.kind === 'rollout') this.perform(r, d);
+    for (const d of decisions) if (d.kind === 'start-wave' || d.kind === 'rollout') await this.perform(r, d);
     return true;
   }
 
@@ -252,19 +274,24 @@ export class Rollouts {
    * emitted only after the commit. An unexpected error stops the chunk
    * there: what came before it is committed, and the error is rethrown.
    */
-  private performChunk(r: RolloutRecord, ds: TargetDecision[], tenants: Map<string, string>): void {
+  private async performChunk(r: RolloutRecord, ds: TargetDecision[], tenants: Map<string, string>): Promise<void> {
     const now = this.now();
     const log = this.log.child({ rolloutId: r.id });
-    const memo = new IssueMemo();
-    const after: (() => void)[] = [];
-    const issued: { d: DirectiveRecord; ev: TransitionEvent }[] = [];
+    // Made anew by each run of the transaction's body (PostgreSQL may run it again).
+    let memo = new IssueMemo();
+    let after: (() => void)[] = [];
+    let issued: { d: DirectiveRecord; ev: TransitionEvent }[] = [];
     let failure: unknown;
-    this.store.db.transaction(() => {
+    await this.store.tx(async () => {
+      memo = new IssueMemo();
+      after = [];
+      issued = [];
+      failure = undefined;
       for (const d of ds) {
-        const tenant = tenants.get(d.agentId) ?? this.store.agent(d.agentId).tenant;
+        const tenant = tenants.get(d.agentId) ?? (await this.store.fleet.agentTenant(d.agentId)).tenant;
         try {
-          if (d.kind === 'target') this.savepoint(() => after.push(this.moveTarget(r, d, tenant, now, log)));
-          else this.issueOne(r, d, tenant, now, memo, log, issued, after);
+          if (d.kind === 'target') await this.store.tx(async () => void after.push(await this.moveTarget(r, d, tenant, now, log)));
+          else await this.issueOne(r, d, tenant, now, memo, log, issued, after);
         } catch (err) {
           const e = asFerryError(err);
           // A stale decision (another tick or a command got there first) changes nothing.
@@ -275,9 +302,12 @@ export class Rollouts {
           }
         }
       }
-    })();
+    });
     // Committed: now the directives may go out.
-    const sent = this.delivery.send(issued.map((x) => x.d), memo);
+    const sent = await this.delivery.send(
+      issued.map((x) => x.d),
+      memo,
+    );
     issued.forEach(({ d, ev }, i) => {
       this.emit(ev);
       log.debug({ agentId: d.agentId, seq: d.seq, sent: sent[i] }, 'rollout directive issued');
@@ -288,10 +318,10 @@ export class Rollouts {
   }
 
   /** Records a target's move with its audit entry; returns what to announce after the commit. */
-  private moveTarget(r: RolloutRecord, d: Extract<Decision, { kind: 'target' }>, tenant: string, now: number, log: Logger): () => void {
-    this.rows.setTarget(r.id, d.agentId, d.from, d.to, now, { code: d.code, appliedAt: d.appliedAt, retryAt: d.retryAt });
+  private async moveTarget(r: RolloutRecord, d: Extract<Decision, { kind: 'target' }>, tenant: string, now: number, log: Logger): Promise<() => void> {
+    await this.rows.setTarget(r.id, d.agentId, d.from, d.to, now, { code: d.code, appliedAt: d.appliedAt, retryAt: d.retryAt });
     const failed = d.to === 'failed' || d.to === 'revert-failed';
-    this.append(HUB_ACTOR, { log: tenant, action: 'rollout.target', target: { type: 'agent', id: d.agentId }, agents: [d.agentId], outcome: failed ? 'failed' : 'ok', details: { rollout: r.id, from: d.from, to: d.to, code: d.code ?? null } });
+    await this.append(HUB_ACTOR, { log: tenant, action: 'rollout.target', target: { type: 'agent', id: d.agentId }, agents: [d.agentId], outcome: failed ? 'failed' : 'ok', details: { rollout: r.id, from: d.from, to: d.to, code: d.code ?? null } });
     return () => {
       log.info({ agentId: d.agentId, from: d.from, to: d.to, code: d.code }, 'target changed');
       this.emit({ rollout: r.id, kind: 'target', agentId: d.agentId, tenant, from: d.from, to: d.to, code: d.code ?? null, at: now });
@@ -303,7 +333,7 @@ export class Rollouts {
    * chunk's transaction. When the hub cannot issue to this agent (revoked,
    * no root, threshold unmet) the target fails instead; the others go on.
    */
-  private issueOne(
+  private async issueOne(
     r: RolloutRecord,
     d: Extract<Decision, { kind: 'issue' }>,
     tenant: string,
@@ -312,41 +342,55 @@ export class Rollouts {
     log: Logger,
     issued: { d: DirectiveRecord; ev: TransitionEvent }[],
     after: (() => void)[],
-  ): void {
-    const from = d.purpose === 'deploy' ? this.targetState(r.id, d.agentId, ['waiting']) : this.targetState(r.id, d.agentId, ['issued', 'baking', 'done', 'failed']);
-    if (!from) return;
+  ): Promise<void> {
+    const state = await this.rows.targetState(r.id, d.agentId);
+    const allowed: readonly string[] = d.purpose === 'deploy' ? ['waiting'] : ['issued', 'baking', 'done', 'failed'];
+    if (!state || !allowed.includes(state)) return;
+    const from = state;
     const to = d.purpose === 'deploy' ? 'issued' : 'reverting';
     try {
-      this.savepoint(() => {
-        const dir = this.delivery.issue(d.agentId, r.stack, d.version, r.id, memo);
-        this.rows.setTarget(r.id, d.agentId, from, to, now, { seq: dir.seq, previous: d.previous, code: null });
-        this.append(HUB_ACTOR, { log: tenant, action: 'directive.issue', target: { type: 'agent', id: d.agentId }, agents: [d.agentId], details: { rollout: r.id, seq: dir.seq, stack: r.stack, version: d.version, digest: dir.digest, purpose: d.purpose } });
-        issued.push({ d: dir, ev: { rollout: r.id, kind: 'directive', agentId: d.agentId, seq: dir.seq, version: d.version, from, to, at: now } });
+      await this.store.tx(async () => {
+        const dir = await this.delivery.issue(d.agentId, r.stack, d.version, r.id, memo);
+        await this.rows.setTarget(r.id, d.agentId, from, to, now, { seq: dir.seq, previous: d.previous, code: null });
+        await this.append(HUB_ACTOR, {
+          log: tenant,
+          action: 'directive.issue',
+          target: { type: 'agent', id: d.agentId },
+          agents: [d.agentId],
+          details: { rollout: r.id, seq: dir.seq, stack: r.stack, version: d.version, digest: dir.digest, purpose: d.purpose },
+        });
+        issued.push({ d: dir, ev: { rollout: r.id, kind: 'directive', agentId: d.agentId, tenant, seq: dir.seq, version: d.version, from, to, at: now } });
       });
     } catch (err) {
       const e = asFerryError(err);
       if (e.code === 'FERRY_E_ROLLOUT_STATE') return;
       const fail = { kind: 'target', agentId: d.agentId, from, to: d.purpose === 'deploy' ? 'failed' : 'revert-failed', code: e.code } as const;
-      this.savepoint(() => after.push(this.moveTarget(r, fail, tenant, now, log)));
+      await this.store.tx(async () => void after.push(await this.moveTarget(r, fail, tenant, now, log)));
     }
   }
 
   /** A rollout-level decision (start a wave, change the rollout's state) in its own transaction. */
-  private perform(r: RolloutRecord, d: Extract<Decision, { kind: 'start-wave' | 'rollout' }>): void {
+  private async perform(r: RolloutRecord, d: Extract<Decision, { kind: 'start-wave' | 'rollout' }>): Promise<void> {
     const now = this.now();
     const log = this.log.child({ rolloutId: r.id });
     try {
       switch (d.kind) {
         case 'start-wave': {
-          const ev = this.store.db.transaction(() => this.startWave(r, d.wave, now, HUB_ACTOR))();
+          const ev = await this.store.tx(() => this.startWave(r, d.wave, now, HUB_ACTOR));
           log.info({ wave: d.wave + 1, reach: r.waves[d.wave] }, 'wave started');
           return this.emit(ev);
         }
         case 'rollout':
-          this.store.db.transaction(() => {
-            this.rows.setRollout(r.id, d.from, d.to, d.reason, now);
-            this.append(HUB_ACTOR, { log: HUB_LOG, action: `rollout.${d.to}`, target: { type: 'rollout', id: r.id }, outcome: d.to === 'succeeded' || d.to === 'rolled-back' ? 'ok' : 'failed', details: { rollout: r.id, from: d.from, to: d.to, reason: d.reason } });
-          })();
+          await this.store.tx(async () => {
+            await this.rows.setRollout(r.id, d.from, d.to, d.reason, now);
+            await this.append(HUB_ACTOR, {
+              log: HUB_LOG,
+              action: `rollout.${d.to}`,
+              target: { type: 'rollout', id: r.id },
+              outcome: d.to === 'succeeded' || d.to === 'rolled-back' ? 'ok' : 'failed',
+              details: { rollout: r.id, from: d.from, to: d.to, reason: d.reason },
+            });
+          });
           log.info({ from: d.from, to: d.to, reason: d.reason }, 'rollout changed');
           return this.emit({ rollout: r.id, kind: 'rollout', from: d.from, to: d.to, reason: d.reason, at: now });
         default: {
@@ -362,24 +406,31 @@ export class Rollouts {
     }
   }
 
-  private targetState<S extends string>(id: string, agentId: string, allowed: S[]): S | undefined {
-    const row = stmt(this.store.db, 'SELECT state FROM rollout_targets WHERE rollout = ? AND agent_id = ?').get(rolloutNum(id), agentId) as { state: S } | undefined;
-    return row && allowed.includes(row.state) ? row.state : undefined;
-  }
-
-  private startWave(r: RolloutRecord, wave: number, now: number, by: Actor): TransitionEvent {
+  private async startWave(r: RolloutRecord, wave: number, now: number, by: Actor): Promise<TransitionEvent> {
     const reach = r.waves[wave]!;
-    const started = this.rows.startWave(r.id, wave, reach, now);
-    this.append(by, { log: HUB_LOG, action: 'rollout.wave', target: { type: 'rollout', id: r.id }, details: { rollout: r.id, wave: wave + 1, of: r.waves.length, reach, started: started.length } });
+    const started = await this.rows.startWave(r.id, wave, reach, now);
+    await this.append(by, { log: HUB_LOG, action: 'rollout.wave', target: { type: 'rollout', id: r.id }, details: { rollout: r.id, wave: wave + 1, of: r.waves.length, reach, started: started.length } });
     return { rollout: r.id, kind: 'wave', wave: wave + 1, at: now };
   }
 
-  private append(by: Actor, e: Omit<AuditInput, 'actor' | 'surface' | 'personal'>): void {
-    this.audit.append({ ...e, actor: by.actor, surface: by.surface, personal: by.personal ?? {} }, this.now());
+  private append(by: Actor, e: Omit<AuditInput, 'actor' | 'surface' | 'personal'>): Promise<number> {
+    return this.audit.append({ ...e, actor: by.actor, surface: by.surface, personal: by.personal ?? {} }, this.now());
   }
 
+  /** In-process subscribers hear at once; event streams on every replica are rung (they read the stored events). */
   private emit(ev: TransitionEvent): void {
     this.events.emit('transition', ev);
+    if (this.cluster.shared) this.ringEvents();
+  }
+
+  private eventsRung = false;
+  private ringEvents(): void {
+    if (this.eventsRung) return;
+    this.eventsRung = true;
+    setImmediate(() => {
+      this.eventsRung = false;
+      this.cluster.publish('events', {});
+    });
   }
 }
 

@@ -12,10 +12,10 @@ import { PAYLOAD_TYPES, addSignature, createEnvelope, pae, signatureFor } from '
 import { encodePublicKey, keyId, privateKeyFromPem, sign } from '../../shared/keys.js';
 import { leafHash } from '../../shared/merkle.js';
 import { canonicalJson } from '../../shared/release.js';
-import { dbPath } from '../../hub/db.js';
 import { HUB_KEY_FILE } from '../../hub/hub-key.js';
+import { audited, type HubContext } from '../../hub/http/context.js';
 import { enrollmentToken } from '../helpers/agents.js';
-import { startHub, type TestHub } from '../helpers/hub.js';
+import { dbPath, startHub, type TestHub } from '../helpers/hub.js';
 import { daemon, run } from '../helpers/proc.js';
 import { seededKey } from '../helpers/signing.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
@@ -65,24 +65,39 @@ test('every operation is recorded in its own transaction; a failed one leaves no
   assert.ok(!data.includes('"admin"'), data);
   assert.match(data, /"personal":\{"operator":"[0-9a-f]{64}"\}/);
 
-  // hub-wide log: logins and failed token use
-  await th.api('GET', '/v1/whoami');
+  // hub-wide log: console logins, and failed token use (aggregated per window, flushed here)
+  assert.equal((await th.api('POST', '/v1/users/admin/password', { password: 'correct horse battery' })).status, 200);
+  assert.equal((await th.api('POST', '/v1/sessions', { user: 'admin', password: 'correct horse battery' }, null)).status, 201);
   await th.api('GET', '/v1/tenants', undefined, 'ferry_api_wrong');
+  await th.hub.guard.flush();
   const hub = (await entries(th, '_hub')).map((x) => `${x.action}:${x.outcome}`);
   assert.ok(hub.includes('auth.login:ok') && hub.includes('auth.failed:refused'), hub.join(','));
 
-  // an operation whose transaction fails after its entry was appended leaves neither
-  const size = th.hub.audit.size('bank-a');
-  assert.throws(() =>
-    th.hub.store.db.transaction(() => {
-      th.hub.store.createTenant('bank-z', Date.now());
-      th.hub.audit.append({ log: 'bank-z', actor: { kind: 'hub', id: null }, surface: 'hub', action: 'tenant.create' }, Date.now());
-      throw new Error('disk full');
-    })(),
+  // audited(): an operation that fails after its store write leaves neither the write nor an entry;
+  // an entry that cannot be written (an action verify would refuse) undoes the operation
+  const ctx = { store: th.hub.store, audit: th.hub.audit, now: Date.now } as unknown as HubContext;
+  const size = await th.hub.audit.size('bank-a');
+  await assert.rejects(
+    audited(
+      ctx,
+      null,
+      async () => {
+        await th.hub.store.fleet.createTenant('bank-z', Date.now());
+        throw new Error('disk full');
+      },
+      () => ({ log: 'bank-z', action: 'tenant.create' }),
+    ),
+    /disk full/,
   );
-  assert.equal(th.hub.audit.size('bank-z'), 0);
-  assert.equal(th.hub.store.findTenant('bank-z'), undefined);
-  assert.equal(th.hub.audit.size('bank-a'), size);
+  await assert.rejects(
+    audited(ctx, null, () => th.hub.store.fleet.createTenant('bank-y', Date.now()), () => ({ log: 'bank-y', action: 'Not An Action' })),
+    /audit entry/,
+  );
+  assert.equal(await th.hub.audit.size('bank-z'), 0);
+  assert.equal(await th.hub.audit.size('bank-y'), 0);
+  assert.equal(await th.hub.store.fleet.findTenant('bank-z'), undefined);
+  assert.equal(await th.hub.store.fleet.findTenant('bank-y'), undefined);
+  assert.equal(await th.hub.audit.size('bank-a'), size);
 
   // the log tables refuse UPDATE and DELETE
   const rw = new Database(dbPath(th.dataDir));
@@ -117,7 +132,7 @@ async function witnessedLog(t: TestContext): Promise<Witnessed> {
   await waitFor('connected', async () => (await th.api('GET', `/v1/agents/${agentId}`)).body.status === 'connected');
   const cp = await th.api('POST', '/v1/audit/bank-a/checkpoint');
   assert.equal(cp.status, 200);
-  await waitFor('agent cosigned', () => th.hub.audit.lastWitnessed('bank-a', agentId)?.size === cp.body.size, 10_000);
+  await waitFor('agent cosigned', async () => (await th.hub.audit.lastWitnessed('bank-a', agentId))?.size === cp.body.size, 10_000);
   await agent.stop();
   await th.close();
   return { th, dataDir, agentState, agentId, size: cp.body.size, port: th.hub.port };
@@ -221,20 +236,20 @@ test('a forged checkpoint is detected by verify and refused by the witnessing ag
   await th.api('POST', '/v1/audit/bank-a/checkpoint');
   await agent.waitFor(/ALARM: the hub presented an audit log inconsistent/);
   await new Promise((r) => setTimeout(r, 300));
-  assert.equal(th.hub.audit.lastWitnessed('bank-a', w.agentId)?.size, w.size, 'the agent did not cosign the rewritten log');
+  assert.equal((await th.hub.audit.lastWitnessed('bank-a', w.agentId))?.size, w.size, 'the agent did not cosign the rewritten log');
   assert.ok(th.logs.some((l) => l.msg === 'agent reported an error' && l.code === 'FERRY_E_AUDIT_INCONSISTENT'));
 });
 
 test('witnessed checkpoints survive a hub restart; the agent keeps extending them and shows its entries', async (t) => {
   const w = await witnessedLog(t);
   const th = await startHub(t, { dataDir: w.dataDir, adminToken: w.th.adminToken, checkpointMs: 3_600_000, port: w.port });
-  assert.equal(th.hub.audit.lastWitnessed('bank-a', w.agentId)?.size, w.size);
+  assert.equal((await th.hub.audit.lastWitnessed('bank-a', w.agentId))?.size, w.size);
   const agent = daemon(t, 'agent', ['run', '--state-dir', w.agentState]);
   await waitFor('connected', async () => (await th.api('GET', `/v1/agents/${w.agentId}`)).body.status === 'connected');
   await enrollmentToken(th, 'bank-a');
   const cp = await th.api('POST', '/v1/audit/bank-a/checkpoint');
   assert.ok(cp.body.size > w.size);
-  await waitFor('agent cosigned the extension', () => th.hub.audit.lastWitnessed('bank-a', w.agentId)?.size === cp.body.size, 10_000);
+  await waitFor('agent cosigned the extension', async () => (await th.hub.audit.lastWitnessed('bank-a', w.agentId))?.size === cp.body.size, 10_000);
   await agent.stop();
   const v = await run('ferry', ['audit', 'verify', '--json'], { env: { FERRY_HUB: th.url, FERRY_TOKEN: th.adminToken, XDG_CONFIG_HOME: tempDir(t) } });
   assert.equal(v.code, 0, v.stderr);

@@ -68,7 +68,7 @@ test('login checks the token, saves a 0600 context atomically, and later command
   const env = cliEnv(t);
   const r = await login(hub, env, ['--context', 'prod']);
   assert.equal(r.stdout, '');
-  assert.match(r.stderr, /Logged in to http:\/\/127\.0\.0\.1:\d+ as admin \(admin\)/);
+  assert.match(r.stderr, /Logged in to http:\/\/127\.0\.0\.1:\d+ as admin \(admin \(vendor-wide\)\)/);
 
   const dir = join(env.XDG_CONFIG_HOME, 'ferry');
   const file = join(dir, 'config.json');
@@ -83,10 +83,13 @@ test('login checks the token, saves a 0600 context atomically, and later command
   const ls = await ok(['tenant', 'ls', '--json'], env);
   assert.deepEqual(JSON.parse(ls.stdout).tenants.map((x: { name: string }) => x.name), ['acme']);
   const who = JSON.parse((await ok(['whoami', '--json'], env)).stdout);
-  assert.equal(who.role, 'admin');
+  assert.equal(who.user, 'admin');
+  assert.equal(who.vendorRole, 'admin');
+  assert.equal(who.token.role, 'admin');
+  assert.match((await ok(['whoami'], env)).stdout, /^roles\s+admin \(vendor-wide\)$/m);
 
   // A second context, `context use` and `context ls`.
-  const viewer = hub.tokenFor('viewer');
+  const viewer = await hub.tokenFor('viewer');
   await ok(['login', '--hub', hub.url + '/', '--token', viewer, '--context', 'ro'], env);
   let ctx = await ok(['context', 'ls'], env);
   assert.match(ctx.stdout, /^CURRENT\s+NAME\s+HUB\n/);
@@ -138,7 +141,7 @@ test('precedence: flag over env over --context/FERRY_CONTEXT over the current co
   assert.deepEqual(await tenants(['--hub', a.url, '--token', a.adminToken], { ...env, FERRY_HUB: b.url, FERRY_TOKEN: b.adminToken }), ['on-a']);
 
   // Env token over the context's token, flag token over the env token.
-  const viewer = a.tokenFor('viewer');
+  const viewer = await a.tokenFor('viewer');
   await fails(['tenant', 'create', 'x'], { ...env, FERRY_TOKEN: viewer }, 3, 'FERRY_E_FORBIDDEN');
   await ok(['--token', a.adminToken, 'tenant', 'create', 'x'], { ...env, FERRY_TOKEN: viewer });
   // Global options also work after the subcommand.
@@ -255,12 +258,16 @@ test('agent revoke: status becomes revoked; unknown agent is exit 4', async (t) 
 
 test('roles and tokens: viewer is refused (exit 3), a bad token is exit 3', async (t) => {
   const hub = await startHub(t);
-  const viewer = cliEnv(t, { FERRY_HUB: hub.url, FERRY_TOKEN: hub.tokenFor('viewer') });
+  const viewer = cliEnv(t, { FERRY_HUB: hub.url, FERRY_TOKEN: await hub.tokenFor('viewer') });
   const f = await fails(['tenant', 'create', 'acme'], viewer, 3, 'FERRY_E_FORBIDDEN');
-  assert.match(f.stderr, /needs admin, token test-viewer is viewer/);
+  assert.match(f.stderr, /needs tenant\.create across the vendor; person-\d+-\d+ is viewer \(vendor-wide\)/);
   assert.match(f.stderr, /Ask an admin/);
   await ok(['tenant', 'ls'], viewer);
-  await fails(['api-token', 'ls'], viewer, 3, 'FERRY_E_FORBIDDEN');
+  // a viewer lists only their own tokens, and cannot list another account's
+  const mine = await ok(['api-token', 'ls'], viewer);
+  assert.equal(mine.stdout.trim().split('\n').length, 2, mine.stdout);
+  assert.doesNotMatch(mine.stdout, /admin-initial/);
+  await fails(['api-token', 'ls', '--user', 'admin'], viewer, 3, 'FERRY_E_FORBIDDEN');
 
   const bad = cliEnv(t, { FERRY_HUB: hub.url, FERRY_TOKEN: 'ferry_api_not-a-token' });
   await fails(['tenant', 'ls'], bad, 3, 'FERRY_E_AUTH_INVALID');
@@ -271,7 +278,7 @@ test('api-token create, ls and revoke', async (t) => {
   const env = cliEnv(t, { FERRY_HUB: hub.url, FERRY_TOKEN: hub.adminToken });
   const c = await ok(['api-token', 'create', '--name', 'ci', '--role', 'operator'], env);
   assert.match(c.stdout, /^ferry_api_\S+\n$/);
-  assert.match(c.stderr, /API token tok_\w+ for ci \(operator\); it is shown only once/);
+  assert.match(c.stderr, /API token tok_\w+ for ci \(operator, user admin\); it is shown only once/);
   const op = { ...env, FERRY_TOKEN: c.stdout.trim() };
   await ok(['tenant', 'create', 'acme'], env);
   await ok(['token', 'create', '--tenant', 'acme'], op);
@@ -283,8 +290,8 @@ test('api-token create, ls and revoke', async (t) => {
   assert.match(j.token, /^ferry_api_/);
 
   const ls = await ok(['api-token', 'ls'], env);
-  assert.match(ls.stdout, /^ID\s+NAME\s+ROLE\s+STATUS\s+CREATED\s+LAST USED\n/);
-  assert.match(ls.stdout, /^tok_\w+\s+ci\s+operator\s+active\s/m);
+  assert.match(ls.stdout, /^ID\s+USER\s+NAME\s+ROLE\s+TENANTS\s+STATUS\s+EXPIRES\s+LAST USED\n/);
+  assert.match(ls.stdout, /^tok_\w+\s+admin\s+ci\s+operator\s+all\s+active\s/m);
   assert.ok(!ls.stdout.includes(j.token), 'secrets are never listed');
   const lj = JSON.parse((await ok(['api-token', 'ls', '--json'], env)).stdout);
   const ci = lj.tokens.find((x: { name: string }) => x.name === 'ci');
@@ -293,7 +300,7 @@ test('api-token create, ls and revoke', async (t) => {
   const rv = await ok(['api-token', 'revoke', ci.id], env);
   assert.equal(rv.stdout, `revoked API token ${ci.id}\n`);
   await fails(['tenant', 'ls'], op, 3, 'FERRY_E_AUTH_INVALID');
-  assert.match((await ok(['api-token', 'ls'], env)).stdout, /^tok_\w+\s+ci\s+operator\s+revoked\s/m);
+  assert.match((await ok(['api-token', 'ls'], env)).stdout, /^tok_\w+\s+admin\s+ci\s+operator\s+all\s+revoked\s/m);
   await fails(['api-token', 'revoke', 'tok_nope'], env, 4, 'FERRY_E_NOT_FOUND');
 });
 

@@ -6,9 +6,8 @@ import { chmodSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { generateKeyPair } from '../../shared/keys.js';
-import { dbPath } from '../../hub/db.js';
 import { enrollBody, enrollmentToken, postEnroll } from '../helpers/agents.js';
-import { startHub } from '../helpers/hub.js';
+import { dbPath, startHub } from '../helpers/hub.js';
 import { daemon, run } from '../helpers/proc.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
@@ -156,14 +155,15 @@ test('malformed and oversized API bodies are refused; the hub keeps serving', as
   assert.equal(r.body.error.code, 'FERRY_E_VALIDATION');
   r = await th.api('POST', '/v1/tenants/nope/enrollment-tokens', {});
   assert.equal(r.status, 404);
-  r = await th.api('POST', '/v1/tenants/bank-a/enrollment-tokens', { ttlSeconds: 1.5 });
+  assert.equal((await th.api('POST', '/v1/tenants', { name: 'bank-b' })).status, 201);
+  r = await th.api('POST', '/v1/tenants/bank-b/enrollment-tokens', { ttlSeconds: 1.5 });
   assert.equal(r.body.error.code, 'FERRY_E_VALIDATION');
   r = await th.api('GET', '/v1/tenants', undefined, null);
   assert.equal(r.status, 401);
   assert.equal(r.body.error.code, 'FERRY_E_AUTH_REQUIRED');
   r = await th.api('GET', '/v1/tenants', undefined, 'ferry_api_forged');
   assert.equal(r.body.error.code, 'FERRY_E_AUTH_INVALID');
-  r = await th.api('POST', '/v1/tenants', { name: 'bank-z' }, th.tokenFor('viewer'));
+  r = await th.api('POST', '/v1/tenants', { name: 'bank-z' }, await th.tokenFor('viewer'));
   assert.equal(r.status, 403);
   assert.equal(r.body.error.code, 'FERRY_E_FORBIDDEN');
   r = await th.api('GET', '/nope');

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { get, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { SseDecoder, type RolloutEvent, type SseMessage } from '../../shared/events.js';
-import { startHub } from '../helpers/hub.js';
+import Database from 'better-sqlite3';
+import { dbPath, startHub } from '../helpers/hub.js';
 import { daemon, run, type Daemon } from '../helpers/proc.js';
 import { apiClient, simAgents, simRelease, type Api, type SimAgent } from '../helpers/sim-agents.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
@@ -291,14 +292,15 @@ test('the event stream of a real hub process: order, resume, auth, filters and t
 
 test('in-process hub with small limits: heartbeats, a gap after retention, a reader that stops reading', async (t) => {
   const th = await startHub(t, { rolloutTickMs: 50, checkpointMs: 3_600_000, events: { heartbeatMs: 100, stallMs: 500, maxEvents: 1000, batch: 50 } });
-  const db = th.hub.store.db;
-  // Synthetic rows, as the triggers write them, so the test need not run a thousand rollouts.
+  const db = new Database(dbPath(th.dataDir));
+  t.after(() => db.close());
+  // Synthetic rows, as the store writes them, so the test need not run a thousand rollouts.
   db.prepare("INSERT INTO rollouts (num, stack, version, selector, wave_spec, waves, state, since, bake_ms, max_failures, on_failure, agent_timeout_ms, on_timeout, retry_ms, created_at) VALUES (1, 'payments', '1.0.0', '*', '100%', '[1]', 'succeeded', 0, 0, 0, 'pause', 1000, 'failed', 1000, 0)").run();
   const insert = db.prepare("INSERT INTO rollout_events (at, rollout, kind, agent_id, tenant, from_state, to_state) VALUES (?, 1, 'target', 'agt_x', 'bank-a', 'issued', 'baking')");
   db.transaction(() => {
     for (let i = 0; i < 3000; i++) insert.run(Date.now());
   })();
-  const head = th.hub.events.head();
+  const head = await th.hub.events.head();
 
   await t.test('a quiet stream carries heartbeat comments', async () => {
     const chunks: string[] = [];
@@ -328,7 +330,7 @@ test('in-process hub with small limits: heartbeats, a gap after retention, a rea
   });
 
   await t.test('past retention, a resuming client is told what it missed with a gap event', async () => {
-    th.hub.events.prune();
+    await th.hub.events.prune();
     const sub = await subscribe(t, th.url, th.adminToken, { lastEventId: '5' });
     const gap = await sub.next((m) => m.event === 'gap');
     const data = JSON.parse(gap.data);

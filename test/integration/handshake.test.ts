@@ -5,10 +5,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import WebSocket from 'ws';
-import { dbPath } from '../../hub/db.js';
 import { generateKeyPair } from '../../shared/keys.js';
 import { challenge, closed, connect, connectWithHeaders, enrollAgent, helloFrame, type Attempt } from '../helpers/agents.js';
-import { startHub } from '../helpers/hub.js';
+import { dbPath, startHub } from '../helpers/hub.js';
 import { waitFor } from '../helpers/tmp.js';
 
 function refused(a: Attempt, code: string) {

@@ -106,7 +106,18 @@ test('release managers sign on their own machines; the agent accepts only what v
   assert.equal(view.lastDirective.status, 'refused');
   assert.equal(view.lastDirective.code, 'FERRY_E_POLICY_COSIGN');
   assert.equal(view.desired.releases[0].version, '1.0.0', 'the refused release did not replace the accepted one');
-  await ok('release', 'sign', 'web@1.0.1', '--key', keyFile('bank-approver'));
+  // The co-signing key is the bank's (in its policy, in no root): the vendor cannot upload it...
+  r = await ferry('release', 'sign', 'web@1.0.1', '--key', keyFile('bank-approver'));
+  assert.equal(r.code, 3);
+  assert.match(r.stderr, /FERRY_E_SIG_UNKNOWN_KEY/);
+  // ...the bank's own approver does, with their own account, for what is delivered or offered to the bank.
+  const approver = await th.person({ tenants: { 'bank-a': 'approver' } });
+  const asApprover = async (...args: string[]) => {
+    const x = await run('ferry', args, { env: { ...env, FERRY_TOKEN: approver.token } });
+    assert.equal(x.code, 0, `ferry ${args.join(' ')} (approver)\n${x.stderr}`);
+    return x;
+  };
+  await asApprover('release', 'sign', 'web@1.0.1', '--key', keyFile('bank-approver'));
   r = await ok('deploy', 'web@1.0.1', '--agent', agentId, '--wait', '30', '--json');
   assert.equal(JSON.parse(r.stdout).status, 'accepted');
 
@@ -115,9 +126,16 @@ test('release managers sign on their own machines; the agent accepts only what v
   assert.match((await ok('trust', 'sign', '--tenant', 'bank-a', '--key', keyFile('root'))).stdout, /root v2 is active/);
   await waitFor('agent took root v2', () => rootsHeld(state) === 2, 10_000);
   await ok('release', 'create', 'web', '1.0.2', '--compose', join(dir, 'compose.yml'));
-  await ok('release', 'sign', 'web@1.0.2', '--key', keyFile('alice'));
+  // alice's key is in no root now: the hub refuses her signature at upload
+  r = await ferry('release', 'sign', 'web@1.0.2', '--key', keyFile('alice'));
+  assert.equal(r.code, 3);
+  assert.match(r.stderr, /FERRY_E_SIG_UNKNOWN_KEY/);
   await ok('release', 'sign', 'web@1.0.2', '--key', keyFile('bob'));
-  await ok('release', 'sign', 'web@1.0.2', '--key', keyFile('bank-approver'));
+  // not offered yet: to the bank's approver it does not exist
+  r = await run('ferry', ['release', 'sign', 'web@1.0.2', '--key', keyFile('bank-approver')], { env: { ...env, FERRY_TOKEN: approver.token } });
+  assert.equal(r.code, 4, r.stderr);
+  await ok('release', 'offer', 'web@1.0.2', '--tenant', 'bank-a');
+  await asApprover('release', 'sign', 'web@1.0.2', '--key', keyFile('bank-approver'));
   r = await ferry('deploy', 'web@1.0.2', '--agent', agentId);
   assert.equal(r.code, 3, 'alice no longer counts');
   assert.match(r.stderr, /1 of 2/);

@@ -6,11 +6,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import Database from 'better-sqlite3';
-import { initDataDir } from '../helpers/hub.js';
+import { dbPath, initDataDir } from '../helpers/hub.js';
 import { daemon, type Daemon } from '../helpers/proc.js';
 import { apiClient, seqsIncreasing, simAgents, simRelease } from '../helpers/sim-agents.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
-import { dbPath } from '../../hub/db.js';
 
 const TRIALS = Number(process.env.FERRY_ROLLOUT_KILL_TRIALS ?? 20);
 const AGENTS = 10;
@@ -27,7 +26,7 @@ function freePort(): Promise<number> {
 
 test(`hub kill -9 at random moments during ${TRIALS} rollouts: resumes exactly where it was`, { timeout: 20 * 60_000 }, async (t) => {
   const dataDir = tempDir(t, 'ferry-hub-kill-');
-  const token = initDataDir(dataDir);
+  const token = await initDataDir(dataDir);
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   let hub: Daemon;

@@ -4,9 +4,8 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
-import { dbPath } from '../../hub/db.js';
 import type { HubMessage } from '../../shared/protocol.js';
-import { startHub } from '../helpers/hub.js';
+import { dbPath, startHub } from '../helpers/hub.js';
 import { run } from '../helpers/proc.js';
 import { apiClient, seqsIncreasing, simAgents, simRelease, type Api, type SimAgent } from '../helpers/sim-agents.js';
 import { waitFor } from '../helpers/tmp.js';
@@ -86,25 +85,26 @@ test('a wave wider than a chunk goes out chunk by chunk, each directive committe
   const committed = reader.prepare('SELECT 1 FROM directives WHERE agent_id = ? AND seq = ?');
   const uncommitted: string[] = [];
   let frames = 0;
+  const same: Promise<void>[] = [];
   const check = (agentId: string, msg: HubMessage) => {
     if (msg.type !== 'directive') return;
     const seq = (JSON.parse(Buffer.from(msg.directive.payload, 'base64').toString()) as { seq: number }).seq;
     if (!committed.get(agentId, seq)) uncommitted.push(`${agentId}#${seq}`);
     // a wave's frames are built from shared parts: the same frame as the one-off encoding
-    else assert.deepEqual(msg, th.hub.directives.message(th.hub.directives.get(agentId, seq)));
+    else same.push((async () => assert.deepEqual(msg, await th.hub.directives.message(await th.hub.directives.get(agentId, seq))))());
     frames++;
   };
   const gw = th.hub.gateway;
   const send = gw.send.bind(gw);
   const sendEncoded = gw.sendEncoded.bind(gw);
   gw.send = (agentId: string, msg: HubMessage) => (check(agentId, msg), send(agentId, msg));
-  gw.sendEncoded = (agentId: string, type: HubMessage['type'], text: string) => (check(agentId, JSON.parse(text) as HubMessage), sendEncoded(agentId, type, text));
+  gw.sendEncoded = (agentId: string, type: HubMessage['type'], text: string, seq?: number) => (check(agentId, JSON.parse(text) as HubMessage), sendEncoded(agentId, type, text, seq));
   // The operator pauses as soon as the first chunk is out.
   let paused = false;
   th.hub.rollouts.events.on('transition', (e: TransitionEvent) => {
     if (e.kind !== 'directive' || paused || e.version !== '2.0.0') return;
     paused = true;
-    th.hub.rollouts.command(e.rollout, 'pause', { actor: { kind: 'operator', id: 'test' }, surface: 'api' });
+    void th.hub.rollouts.command(e.rollout, 'pause', { actor: { kind: 'operator', id: 'test' }, surface: 'api' });
   });
   const r = await rollout(api, { waves: '100%', bakeMs: 0 });
   const p = await until(api, r.id, ['paused']);
@@ -121,6 +121,7 @@ test('a wave wider than a chunk goes out chunk by chunk, each directive committe
   assert.ok(agents.every(seqsIncreasing));
   assert.deepEqual(uncommitted, [], 'directives sent before their row was committed');
   assert.ok(frames >= 30, `${frames} directive frames seen`);
+  await Promise.all(same);
   // every directive, ack and report has its audit entry
   const entries = (await api('GET', '/v1/audit/bank-a/entries?limit=1000')).body.entries as { action: string; details: { rollout?: string } }[];
   assert.equal(entries.filter((e) => e.action === 'directive.issue' && e.details.rollout === r.id).length, 30);

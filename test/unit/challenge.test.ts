@@ -1,27 +1,45 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Challenges, NONCE_TTL_MS } from '../../hub/challenge.js';
+import { Challenges, NONCE_TTL_MS, sharedChallengeSecret } from '../../hub/gateway/challenge.js';
 import { FerryError } from '../../shared/errors.js';
+import { generateKeyPair } from '../../shared/keys.js';
 
-const refused = (fn: () => void, detail: RegExp) =>
-  assert.throws(fn, (e: unknown) => e instanceof FerryError && e.code === 'FERRY_E_AGENT_AUTH_REPLAYED' && detail.test(e.message));
+const refused = (p: Promise<void>, detail: RegExp) =>
+  assert.rejects(p, (e: unknown) => e instanceof FerryError && e.code === 'FERRY_E_AGENT_AUTH_REPLAYED' && detail.test(e.message));
 
-test('a nonce redeems once', () => {
+test('a nonce redeems once', async () => {
   const c = new Challenges();
   const { nonce } = c.issue(1_000_000);
-  c.redeem(nonce, 1_000_500);
-  refused(() => c.redeem(nonce, 1_000_600), /already used/);
+  await c.redeem(nonce, 1_000_500);
+  await refused(c.redeem(nonce, 1_000_600), /already used/);
 });
 
-test('expired, forged, truncated and foreign nonces are refused', () => {
+test('expired, forged, truncated and foreign nonces are refused', async () => {
   const c = new Challenges();
   const { nonce } = c.issue(1_000_000);
-  refused(() => c.redeem(nonce, 1_000_000 + NONCE_TTL_MS + 1), /expired/);
+  await refused(c.redeem(nonce, 1_000_000 + NONCE_TTL_MS + 1), /expired/);
   const raw = Buffer.from(c.issue(1_000_000).nonce, 'base64url');
   raw[3] = raw[3]! ^ 1;
-  refused(() => c.redeem(raw.toString('base64url'), 1_000_001), /not a nonce issued/);
-  refused(() => c.redeem(nonce.slice(0, 20), 1_000_001), /not a nonce/);
-  refused(() => c.redeem('', 1_000_001), /not a nonce/);
+  await refused(c.redeem(raw.toString('base64url'), 1_000_001), /not a nonce issued/);
+  await refused(c.redeem(nonce.slice(0, 20), 1_000_001), /not a nonce/);
+  await refused(c.redeem('', 1_000_001), /not a nonce/);
   // a restarted hub (new secret) does not honour the old process's nonces
-  refused(() => new Challenges().redeem(c.issue(1_000_000).nonce, 1_000_001), /not a nonce issued by this hub process/);
+  await refused(new Challenges().redeem(c.issue(1_000_000).nonce, 1_000_001), /not a nonce issued by this hub process/);
+});
+
+test('replicas sharing the hub key redeem each other\'s nonces, each once across all of them', async () => {
+  const key = generateKeyPair();
+  const used = new Set<string>();
+  // The database's record of used nonces, as every replica claims them.
+  const claim = async (n: string) => (used.has(n) ? false : (used.add(n), true));
+  const a = new Challenges(sharedChallengeSecret(key.secretKey.subarray(0, 32)), claim);
+  const b = new Challenges(sharedChallengeSecret(key.secretKey.subarray(0, 32)), claim);
+  const { nonce } = a.issue(1_000_000);
+  await b.redeem(nonce, 1_000_010);
+  await refused(a.redeem(nonce, 1_000_020), /already used \(on another replica\)/);
+  // another hub key: not ours
+  const other = new Challenges(sharedChallengeSecret(generateKeyPair().secretKey.subarray(0, 32)), claim);
+  await refused(other.redeem(a.issue(1_000_000).nonce, 1_000_001), /not a nonce issued/);
+  // the shared secret is not the seed
+  assert.notDeepEqual(sharedChallengeSecret(key.secretKey.subarray(0, 32)), Buffer.from(key.secretKey.subarray(0, 32)));
 });

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FerryError } from '../../shared/errors.js';
 import { SSE_HEARTBEAT, SseDecoder, encodeSse } from '../../shared/events.js';
-import { eventView, parseEventQuery } from '../../hub/events.js';
+import { eventView, parseEventQuery } from '../../hub/rollouts/events.js';
 import { eventLine } from '../../cli/rollout-commands.js';
 
 test('encodeSse output decodes back, split at every possible point', () => {

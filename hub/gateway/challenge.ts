@@ -1,17 +1,32 @@
 // Hub-issued nonces for the agent handshake. A nonce is self-authenticating
-// (random || issuedAt || HMAC tag under a per-process secret), so issuing one
-// stores nothing; redeeming one records it until it expires, so each nonce
-// works once. A restart changes the secret, which voids every outstanding
-// nonce: a replay across a restart fails too.
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { FerryError } from '../shared/errors.js';
+// (random || issuedAt || HMAC tag under a secret), so issuing one stores
+// nothing; redeeming one records it until it expires, so each nonce works
+// once.
+//
+// One replica: the secret is made per process and used nonces are kept in
+// memory, so a restart voids every outstanding nonce (a replay across a
+// restart fails too). Several replicas: an agent may fetch its challenge
+// from one and connect to another, so the secret is shared (derived from the
+// hub key every replica holds) and used nonces are claimed in the database.
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { FerryError } from '../../shared/errors.js';
 
 export const NONCE_TTL_MS = 60_000;
 
+/** The challenge secret replicas share: derived from the hub's signing seed, never the seed itself. */
+export function sharedChallengeSecret(hubSeed: Uint8Array): Buffer {
+  return createHash('sha256').update('ferry-challenge-v1\0').update(hubSeed).digest();
+}
+
 export class Challenges {
-  private readonly secret = randomBytes(32);
   private readonly used = new Map<string, number>();
   private lastSweep = 0;
+
+  /** `claim`: the database's record of used nonces (several replicas); false for one already used. */
+  constructor(
+    private readonly secret: Buffer = randomBytes(32),
+    private readonly claim?: (nonce: string, expiresAt: number) => Promise<boolean>,
+  ) {}
 
   issue(now: number): { nonce: string; expiresAt: number } {
     const body = Buffer.alloc(24);
@@ -22,7 +37,7 @@ export class Challenges {
   }
 
   /** Checks a nonce is ours, fresh and unused, and marks it used. Throws FerryError. */
-  redeem(nonce: string, now: number): void {
+  async redeem(nonce: string, now: number): Promise<void> {
     const raw = Buffer.from(nonce, 'base64url');
     if (raw.length !== 40 || raw.toString('base64url') !== nonce) {
       throw new FerryError('FERRY_E_AGENT_AUTH_REPLAYED', 'not a nonce issued by this hub');
@@ -38,6 +53,7 @@ export class Challenges {
     this.sweep(now);
     if (this.used.has(nonce)) throw new FerryError('FERRY_E_AGENT_AUTH_REPLAYED', 'nonce already used');
     this.used.set(nonce, issuedAt + NONCE_TTL_MS);
+    if (this.claim && !(await this.claim(nonce, issuedAt + NONCE_TTL_MS))) throw new FerryError('FERRY_E_AGENT_AUTH_REPLAYED', 'nonce already used (on another replica)');
   }
 
   get outstanding(): number {

@@ -1,15 +1,19 @@
 // Rollout transitions as a durable, resumable event stream: GET /v1/events,
 // Server-Sent Events (wire format in shared/events.ts).
 //
-// Events are rows of `rollout_events`, written by sqlite triggers (migration
-// 6) in the transaction of the transition itself, so the scheduler needs no
-// hook and an event exists exactly when its transition committed. The
-// scheduler's in-process 'transition' event is only a doorbell: each stream
-// keeps a cursor (the last id it wrote) and reads what follows from the table.
+// Events are rows of `rollout_events`, written by the store in the
+// transaction of the transition itself (hub/store/rollouts.ts), so an event
+// exists exactly when its transition committed, and ids commit in order. The
+// scheduler's 'transition' event (or, from another replica, an 'events'
+// wake-up) is only a doorbell: each stream keeps a cursor (the last id it
+// wrote) and reads what follows from the table, so any replica serves any
+// stream, and a missed doorbell is caught by the next heartbeat.
 //
 // Invariants:
 // - a stream writes events in id order, each once; `id:` is the row id, so a
 //   client resuming with Last-Event-ID (or ?since=) gets exactly what it missed;
+// - a stream shows only what its reader may see: a tenant's people get their
+//   own agents' events and the rollout-wide ones of rollouts reaching them;
 // - a stream holds at most one batch in memory: it reads the next batch only
 //   once the socket has drained, so a slow reader falls behind in the table,
 //   not in the hub's memory; one that reads nothing for `stallMs` is sent a
@@ -18,10 +22,12 @@
 //   resumes from before the oldest kept is told so with a `gap` event.
 import type { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { FerryError, errorBody } from '../shared/errors.js';
-import { EVENT_KINDS, SSE_CONTENT_TYPE, SSE_HEARTBEAT, encodeSse, type EventKind, type RolloutEvent } from '../shared/events.js';
-import type { Logger } from '../shared/logger.js';
-import type { DB } from './db.js';
+import { FerryError, errorBody } from '../../shared/errors.js';
+import { EVENT_KINDS, SSE_CONTENT_TYPE, SSE_HEARTBEAT, encodeSse, type EventKind, type RolloutEvent } from '../../shared/events.js';
+import type { Logger } from '../../shared/logger.js';
+import type { Cluster } from '../cluster/cluster.js';
+import type { EventRow } from '../store/rollouts.js';
+import type { Store } from '../store/store.js';
 
 export interface EventStreamOptions {
   /** A comment line this often keeps idle streams open through proxies. */
@@ -95,22 +101,6 @@ export function parseEventQuery(query: URLSearchParams, lastEventId?: string | s
   return { rollout, kinds, after };
 }
 
-interface EventRow {
-  id: number;
-  at: number;
-  rollout: number;
-  kind: EventKind;
-  from_state: string | null;
-  to_state: string | null;
-  reason: string | null;
-  wave: number | null;
-  agent_id: string | null;
-  tenant: string | null;
-  seq: number | null;
-  version: string | null;
-  code: string | null;
-}
-
 /** A stored row as the API shows it. */
 export function eventView(r: EventRow): RolloutEvent {
   const base = { id: r.id, rollout: `R-${r.rollout}`, at: new Date(r.at).toISOString() };
@@ -133,10 +123,17 @@ export function eventView(r: EventRow): RolloutEvent {
 interface Stream {
   res: ServerResponse;
   filter: EventFilter;
+  /** The tenants this reader may see (null: all). */
+  tenants: readonly string[] | null;
+  /** Who reads (caps streams per person). */
+  owner: string;
   cursor: number;
   /** Since when the socket has not drained (null: it has). */
   blockedSince: number | null;
   closed: boolean;
+  /** A read is in flight: the next ring waits for it. */
+  pumping: boolean;
+  again: boolean;
 }
 
 export class EventStreams {
@@ -154,45 +151,51 @@ export class EventStreams {
       for (const s of this.streams) this.pump(s);
     });
   };
-  private readonly q;
 
   constructor(
-    private readonly db: DB,
+    private readonly store: Store,
     private readonly doorbell: EventEmitter,
+    private readonly cluster: Cluster,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
     opts: Partial<EventStreamOptions> = {},
   ) {
     this.opts = Object.freeze({ ...EVENT_DEFAULTS, ...opts });
-    const kinds = 'AND (@kinds IS NULL OR kind IN (SELECT value FROM json_each(@kinds)))';
-    this.q = {
-      all: db.prepare(`SELECT * FROM rollout_events WHERE id > @after ${kinds} ORDER BY id LIMIT @limit`),
-      one: db.prepare(`SELECT * FROM rollout_events WHERE rollout = @rollout AND id > @after ${kinds} ORDER BY id LIMIT @limit`),
-      oldest: db.prepare('SELECT min(id) AS id FROM rollout_events'),
-      head: db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'rollout_events'"),
-      firstKept: db.prepare('SELECT id FROM rollout_events WHERE at >= ? ORDER BY id LIMIT 1'),
-      prune: db.prepare('DELETE FROM rollout_events WHERE id < ?'),
-    };
     doorbell.on('transition', this.ring);
-    this.timers.push(setInterval(() => this.heartbeat(), this.opts.heartbeatMs), setInterval(() => this.prune(), PRUNE_EVERY_MS));
+    cluster.on('events', this.ring);
+    this.timers.push(
+      setInterval(() => this.heartbeat(), this.opts.heartbeatMs),
+      setInterval(() => {
+        if (cluster.leader) void this.prune().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'could not prune rollout events'));
+      }, PRUNE_EVERY_MS),
+    );
     for (const t of this.timers) t.unref();
-    this.prune();
   }
 
   /** The newest event id ever written (0: none yet). */
-  head(): number {
-    return (this.q.head.get() as { seq: number } | undefined)?.seq ?? 0;
+  head(): Promise<number> {
+    return this.store.rollouts.head();
   }
 
   get size(): number {
     return this.streams.size;
   }
 
-  /** Answers GET /v1/events with a stream that lasts until the client or the hub closes it. */
-  open(req: IncomingMessage, res: ServerResponse, filter: EventFilter): void {
+  /** Open streams of one reader. */
+  count(owner: string): number {
+    let n = 0;
+    for (const s of this.streams) if (s.owner === owner) n++;
+    return n;
+  }
+
+  /**
+   * Answers GET /v1/events with a stream that lasts until the client or the
+   * hub closes it. `tenants`: what the reader may see (null: all).
+   */
+  async open(req: IncomingMessage, res: ServerResponse, filter: EventFilter, who: { owner: string; tenants: readonly string[] | null }): Promise<void> {
     if (this.closed) throw new FerryError('FERRY_E_UNAVAILABLE', 'the hub is stopping');
-    const head = this.head();
-    const oldest = (this.q.oldest.get() as { id: number | null }).id;
+    const head = await this.head();
+    const oldest = await this.store.rollouts.oldest();
     let after = filter.after ?? head;
     let gap: { after: number; oldest: number | null } | null = null;
     if (after > head) {
@@ -207,7 +210,7 @@ export class EventStreams {
       'x-accel-buffering': 'no', // nginx: do not hold events back
     });
     req.socket.setNoDelay(true);
-    const s: Stream = { res, filter, cursor: after, blockedSince: null, closed: false };
+    const s: Stream = { res, filter, tenants: who.tenants, owner: who.owner, cursor: after, blockedSince: null, closed: false, pumping: false, again: false };
     this.streams.add(s);
     res.on('close', () => {
       s.closed = true;
@@ -224,12 +227,29 @@ export class EventStreams {
     if (this.write(s, first)) this.pump(s);
   }
 
-  /** Writes what follows the stream's cursor, a batch at a time, while the socket takes it. */
+  /** Writes what follows the stream's cursor, a batch at a time, while the socket takes it; one read at a time per stream. */
   private pump(s: Stream): void {
+    if (s.pumping) {
+      s.again = true;
+      return;
+    }
+    s.pumping = true;
+    void this.pumpAll(s)
+      .catch((err: unknown) => this.log.warn({ err: (err as Error).message, cursor: s.cursor }, 'could not read rollout events'))
+      .finally(() => {
+        s.pumping = false;
+        if (s.again && !s.closed) {
+          s.again = false;
+          this.pump(s);
+        }
+      });
+  }
+
+  private async pumpAll(s: Stream): Promise<void> {
     while (!s.closed && s.blockedSince === null) {
-      const p = { after: s.cursor, rollout: s.filter.rollout, kinds: s.filter.kinds ? JSON.stringify(s.filter.kinds) : null, limit: this.opts.batch };
-      const rows = (s.filter.rollout === null ? this.q.all.all(p) : this.q.one.all(p)) as EventRow[];
-      if (!rows.length) return;
+      s.again = false;
+      const rows = await this.store.rollouts.events({ after: s.cursor, rollout: s.filter.rollout, kinds: s.filter.kinds, tenants: s.tenants, limit: this.opts.batch });
+      if (s.closed || !rows.length) return;
       let text = '';
       for (const r of rows) text += encodeSse({ id: r.id, event: 'transition', data: eventView(r) });
       s.cursor = rows[rows.length - 1]!.id;
@@ -265,12 +285,12 @@ export class EventStreams {
     setTimeout(() => s.res.destroy(), 2000).unref();
   }
 
-  /** Drops events past the retention (age and count). */
-  prune(): number {
-    const head = this.head();
-    const kept = (this.q.firstKept.get(this.now() - this.opts.retentionMs) as { id: number } | undefined)?.id ?? head + 1;
+  /** Drops events past the retention (age and count); never the newest. */
+  async prune(): Promise<number> {
+    const head = await this.head();
+    const kept = (await this.store.rollouts.firstAtOrAfter(this.now() - this.opts.retentionMs)) ?? head + 1;
     const below = Math.max(kept, head - this.opts.maxEvents + 1);
-    const n = this.q.prune.run(below).changes;
+    const n = await this.store.rollouts.prune(below);
     if (n) this.log.info({ pruned: n, oldestKept: below }, 'rollout events pruned');
     return n;
   }
@@ -279,6 +299,7 @@ export class EventStreams {
   close(): void {
     this.closed = true;
     this.doorbell.off('transition', this.ring);
+    this.cluster.off('events', this.ring);
     for (const t of this.timers) clearInterval(t);
     for (const s of [...this.streams]) this.end(s, 'FERRY_E_UNAVAILABLE', 'the hub is stopping; reconnect with Last-Event-ID');
   }

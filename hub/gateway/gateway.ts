@@ -6,13 +6,16 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
-import { AUTH_CLOCK_SKEW_MS, AUTH_HEADERS, authStatement } from '../shared/auth.js';
-import { FerryError, asFerryError, type ErrorBody } from '../shared/errors.js';
-import { decodePublicKey, decodeSignature, verify } from '../shared/keys.js';
-import type { Logger } from '../shared/logger.js';
-import { CLOSE, MAX_PAYLOAD, decodeAgentMessage, encode, hubError, type AgentMessage, type HubMessage } from '../shared/protocol.js';
+import { AUTH_CLOCK_SKEW_MS, AUTH_HEADERS, authStatement } from '../../shared/auth.js';
+import { FerryError, asFerryError, type ErrorBody } from '../../shared/errors.js';
+import { decodePublicKey, decodeSignature, verify } from '../../shared/keys.js';
+import type { Logger } from '../../shared/logger.js';
+import { CLOSE, MAX_PAYLOAD, decodeAgentMessage, encode, hubError, type AgentMessage, type HubMessage } from '../../shared/protocol.js';
+import type { Cluster } from '../cluster/cluster.js';
+import type { AgentRecord } from '../store/fleet.js';
+import type { Store } from '../store/store.js';
 import type { Challenges } from './challenge.js';
-import type { AgentRecord, Store } from './store.js';
+import { Presence } from './presence.js';
 
 /** Bytes queued on a socket past which we stop sending to it (backpressure). */
 const HIGH_WATER = 4 * 1024 * 1024;
@@ -29,15 +32,18 @@ export interface Session {
   violations: number;
   /** The newest audit checkpoint the agent says it witnessed (from hello). */
   witnessed: { size: number; root: string } | null;
+  /** The newest directive seq sent on this socket (a sweep sends only what is newer). */
+  sentSeq: number;
   log: Logger;
 }
 
 export interface GatewayOptions {
   store: Store;
+  cluster: Cluster;
   challenges: Challenges;
   log: Logger;
   heartbeatMs: number;
-  /** host[:port] agents must have signed for; by default the request's Host header. */
+  /** host[:port] agents must connect to and sign for; by default the request's Host header. */
   publicHost?: string;
   now?: () => number;
 }
@@ -47,6 +53,7 @@ export class Gateway extends EventEmitter {
   private readonly sessions = new Map<string, Session>();
   private readonly heartbeat: NodeJS.Timeout;
   private readonly now: () => number;
+  readonly presence: Presence;
 
   constructor(private readonly opts: GatewayOptions) {
     super();
@@ -55,6 +62,17 @@ export class Gateway extends EventEmitter {
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PAYLOAD, perMessageDeflate: false, clientTracking: false });
     this.heartbeat = setInterval(() => this.beat(), opts.heartbeatMs);
     this.heartbeat.unref();
+    this.presence = new Presence(opts.store, opts.cluster, opts.log.child({ component: 'presence' }), (id) => this.sessions.has(id), this.now);
+    // The agent connected to another replica: an older socket here is stale.
+    opts.cluster.on('connected', ({ agentId, replica }) => {
+      if (replica !== opts.cluster.replicaId) this.disconnect(agentId, CLOSE.replaced, 'connected to another hub replica');
+    });
+    opts.cluster.on('revoke', ({ agentId }) => this.disconnect(agentId, CLOSE.revoked, 'agent revoked'));
+  }
+
+  /** Agents with a socket on this replica. */
+  localAgents(): string[] {
+    return [...this.sessions.keys()];
   }
 
   get connectedCount(): number {
@@ -68,16 +86,17 @@ export class Gateway extends EventEmitter {
   /** Called by the HTTP server for upgrade requests on the agent path. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
-    let agent: AgentRecord;
-    try {
-      agent = this.authenticate(req);
-    } catch (err) {
-      const e = asFerryError(err);
-      this.opts.log.warn({ code: e.code, remote: req.socket.remoteAddress, agentId: req.headers[AUTH_HEADERS.agent] }, 'agent handshake refused');
-      rejectUpgrade(socket, e.status, e.toJSON());
-      return;
-    }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(agent, ws, req));
+    this.authenticate(req).then(
+      (agent) => {
+        if (socket.destroyed) return;
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(agent, ws, req));
+      },
+      (err: unknown) => {
+        const e = asFerryError(err);
+        this.opts.log.warn({ code: e.code, remote: req.socket.remoteAddress, agentId: req.headers[AUTH_HEADERS.agent] }, 'agent handshake refused');
+        rejectUpgrade(socket, e.status, e.toJSON());
+      },
+    );
   }
 
   /** Closes an agent's live socket (revocation); terminates it if it lingers. */
@@ -91,13 +110,19 @@ export class Gateway extends EventEmitter {
 
   send(agentId: string, msg: HubMessage): boolean {
     const s = this.sessions.get(agentId);
-    return s ? sendTo(s, msg) : false;
+    if (!s) return false;
+    const ok = sendTo(s, msg);
+    if (ok && msg.type === 'directive') s.sentSeq = Math.max(s.sentSeq, seqOf(msg.directive.payload));
+    return ok;
   }
 
   /** Sends a message already encoded (`encode`, or built to the same JSON): a wave sends thousands that share most of their bytes. */
-  sendEncoded(agentId: string, type: HubMessage['type'], text: string): boolean {
+  sendEncoded(agentId: string, type: HubMessage['type'], text: string, seq?: number): boolean {
     const s = this.sessions.get(agentId);
-    return s ? sendText(s, type, text) : false;
+    if (!s) return false;
+    const ok = sendText(s, type, text);
+    if (ok && seq !== undefined) s.sentSeq = Math.max(s.sentSeq, seq);
+    return ok;
   }
 
   async close(): Promise<void> {
@@ -105,19 +130,18 @@ export class Gateway extends EventEmitter {
     for (const s of this.sessions.values()) s.ws.close(CLOSE.goingAway, 'hub shutting down');
     const deadline = Date.now() + 2000;
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    for (const s of this.sessions.values()) s.ws.terminate();
+    for (const s of [...this.sessions.values()]) {
+      s.ws.terminate();
+      this.presence.disconnected(s.agentId, this.now());
+    }
     this.sessions.clear();
     await new Promise<void>((r) => this.wss.close(() => r()));
     // Before the database closes: what was received but is still batched in memory.
     this.emit('closed');
-    try {
-      this.opts.store.flushPresence();
-    } catch (err) {
-      this.opts.log.warn({ err: (err as Error).message }, 'could not write last-seen times on shutdown');
-    }
+    await this.presence.close();
   }
 
-  private authenticate(req: IncomingMessage): AgentRecord {
+  private async authenticate(req: IncomingMessage): Promise<AgentRecord> {
     const h = (name: string) => {
       const v = req.headers[name];
       return typeof v === 'string' ? v : undefined;
@@ -127,19 +151,23 @@ export class Gateway extends EventEmitter {
     const timeText = h(AUTH_HEADERS.time);
     const sigText = h(AUTH_HEADERS.signature);
     if (!agentId || !nonce || !timeText || !sigText) throw new FerryError('FERRY_E_AGENT_AUTH_MISSING');
-    const agent = this.opts.store.findAgent(agentId.slice(0, 64));
+    const reqHost = (req.headers.host ?? '').toLowerCase();
+    if (this.opts.publicHost && reqHost !== this.opts.publicHost) {
+      throw new FerryError('FERRY_E_AGENT_AUTH_HOST', `connected to ${JSON.stringify(reqHost.slice(0, 100))}, this hub is ${this.opts.publicHost}`);
+    }
+    const agent = await this.opts.store.fleet.findAgent(agentId.slice(0, 64));
     if (!agent) throw new FerryError('FERRY_E_AGENT_UNKNOWN', agentId.slice(0, 64));
     const now = this.now();
     const time = /^\d{1,15}$/.test(timeText) ? Number(timeText) : NaN;
     if (!Number.isSafeInteger(time) || Math.abs(now - time) > AUTH_CLOCK_SKEW_MS) {
       throw new FerryError('FERRY_E_AGENT_AUTH_CLOCK', `agent time ${timeText}, hub time ${now}`);
     }
-    const host = (this.opts.publicHost ?? req.headers.host ?? '').toLowerCase();
+    const host = this.opts.publicHost ?? reqHost;
     const sig = decodeSignature(sigText);
     if (!sig) throw new FerryError('FERRY_E_AGENT_AUTH_INVALID', 'signature is not base64 of 64 bytes');
     const ok = verify(authStatement({ host, agentId, nonce, time }), sig, decodePublicKey(agent.publicKey));
     if (!ok) throw new FerryError('FERRY_E_AGENT_AUTH_INVALID', `for host ${host}`);
-    this.opts.challenges.redeem(nonce, now);
+    await this.opts.challenges.redeem(nonce, now);
     if (agent.revokedAt !== null) throw new FerryError('FERRY_E_AGENT_REVOKED', agent.id);
     return agent;
   }
@@ -153,9 +181,10 @@ export class Gateway extends EventEmitter {
       previous.ws.close(CLOSE.replaced, 'replaced by a newer connection');
       setTimeout(() => previous.ws.terminate(), 1000).unref();
     }
-    const s: Session = { agentId: agent.id, tenant: agent.tenant, ws, connectedAt: this.now(), remote, alive: true, violations: 0, witnessed: null, log };
+    const s: Session = { agentId: agent.id, tenant: agent.tenant, ws, connectedAt: this.now(), remote, alive: true, violations: 0, witnessed: null, sentSeq: 0, log };
     this.sessions.set(agent.id, s);
-    this.opts.store.touchAgent(agent.id, s.connectedAt);
+    this.presence.connected(agent.id, s.connectedAt);
+    if (this.opts.cluster.shared) this.opts.cluster.publish('connected', { agentId: agent.id, replica: this.opts.cluster.replicaId });
     log.info({ remote }, 'agent connected');
     ws.on('pong', () => (s.alive = true));
     ws.on('message', (data, isBinary) => this.onFrame(s, data, isBinary));
@@ -163,11 +192,7 @@ export class Gateway extends EventEmitter {
     ws.on('close', (code, reason) => {
       if (this.sessions.get(agent.id) === s) {
         this.sessions.delete(agent.id);
-        try {
-          this.opts.store.touchAgent(agent.id, this.now());
-        } catch {
-          // the database may already be closed during shutdown
-        }
+        this.presence.disconnected(agent.id, this.now());
         this.emit('disconnected', agent.id);
       }
       log.info({ code, reason: reason.toString() }, 'agent disconnected');
@@ -190,7 +215,7 @@ export class Gateway extends EventEmitter {
     }
     switch (msg.type) {
       case 'hello':
-        this.opts.store.recordHello(s.agentId, msg.agentVersion, { host: msg.host, engine: msg.engine, protocol: msg.protocol }, this.now());
+        this.presence.hello(s.agentId, msg.agentVersion, { host: msg.host, engine: msg.engine, protocol: msg.protocol }, this.now());
         s.witnessed = msg.witnessed ?? null;
         s.log.info({ agentVersion: msg.agentVersion, hostname: msg.host.hostname }, 'agent hello');
         this.emit('hello', s.agentId, msg);
@@ -227,6 +252,15 @@ export class Gateway extends EventEmitter {
       s.alive = false;
       s.ws.ping();
     }
+  }
+}
+
+/** A directive envelope's seq (the hub signed it, so its payload parses). */
+function seqOf(payload: string): number {
+  try {
+    return (JSON.parse(Buffer.from(payload, 'base64').toString('utf8')) as { seq?: number }).seq ?? 0;
+  } catch {
+    return 0;
   }
 }
 

@@ -1,0 +1,286 @@
+// The PostgreSQL driver (the `postgres` client: pipelining, prepared
+// statements, LISTEN with automatic re-listen), for several hub replicas on
+// one database. The store's SQL uses `?`; here it becomes `$1, $2, ...`.
+//
+// Transactions that deadlock or fail to serialise are run again (at most
+// RETRIES times): db.ts says why their bodies allow it.
+import postgres from 'postgres';
+import { readFileSync } from 'node:fs';
+import { FerryError } from '../../shared/errors.js';
+import { Ambient, type Db, type Param, type TxContext } from './db.js';
+import { POSTGRES, SCHEMA_VERSION } from './migrations.js';
+
+type Sql = postgres.Sql<Record<string, unknown>>;
+type TxSql = postgres.TransactionSql<Record<string, unknown>>;
+
+export interface PostgresOptions {
+  url: string;
+  /** Connections in the pool (default 10). */
+  poolSize?: number;
+  /** Per-statement limit in milliseconds (default 30 s; 0: none). */
+  statementTimeoutMs?: number;
+  /** A CA certificate (PEM file) to verify the server with (implies TLS, verify-full). */
+  caFile?: string;
+  /** The hub's replica id, shown in pg_stat_activity. */
+  applicationName?: string;
+}
+
+const RETRIES = 4;
+const RETRYABLE = new Set(['40P01', '40001']); // deadlock_detected, serialization_failure
+
+/** `?` placeholders as PostgreSQL's `$n` (the store's SQL has no `?` inside literals). */
+const texts = new Map<string, string>();
+function pgText(sql: string): string {
+  let t = texts.get(sql);
+  if (t === undefined) {
+    let n = 0;
+    t = sql.replace(/\?/g, () => `$${++n}`);
+    texts.set(sql, t);
+  }
+  return t;
+}
+
+/** The URL without its password, for messages and logs. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://…';
+  }
+}
+
+export function isPostgresUrl(s: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(s);
+}
+
+export class PostgresDb implements Db {
+  readonly dialect = 'postgres' as const;
+  readonly sql: Sql;
+  private readonly ambient = new Ambient<TxSql>();
+  private closed = false;
+
+  private constructor(readonly opts: PostgresOptions) {
+    const ssl = opts.caFile ? { ca: readCa(opts.caFile), rejectUnauthorized: true } : undefined;
+    this.sql = postgres(opts.url, {
+      max: opts.poolSize ?? 10,
+      ...(ssl ? { ssl } : {}),
+      onnotice: () => {},
+      // Timestamps and counters are BIGINT: numbers here (all below 2^53).
+      types: { int8: { to: 20, from: [20], serialize: (x: number) => String(x), parse: (x: string) => Number(x) } },
+      connection: {
+        application_name: opts.applicationName ?? 'ferry-hub',
+        statement_timeout: opts.statementTimeoutMs ?? 30_000,
+      },
+      connect_timeout: 10,
+    }) as unknown as Sql;
+  }
+
+  /**
+   * Connects, and brings the schema to this hub's version (refusing a newer
+   * one). With `create`, the database must not hold a hub yet; without it,
+   * it must.
+   */
+  static async open(opts: PostgresOptions, { create = false } = {}): Promise<PostgresDb> {
+    const db = new PostgresDb(opts);
+    try {
+      await db.sql.unsafe('SELECT 1');
+      const v = await db.version();
+      if (v > SCHEMA_VERSION) throw new FerryError('FERRY_E_DB_VERSION', `schema ${v}, this hub knows up to ${SCHEMA_VERSION}`);
+      if (!create && v === 0) throw new FerryError('FERRY_E_HUB_NOT_INITIALISED', `${redactUrl(opts.url)} holds no hub; run \`ferry-hub init --database URL\` first`);
+      if (create && v > 0 && (await db.sql.unsafe('SELECT 1 FROM users LIMIT 1')).length > 0) {
+        throw new FerryError('FERRY_E_HUB_ALREADY_INITIALISED', redactUrl(opts.url));
+      }
+      await db.migrate();
+      return db;
+    } catch (err) {
+      await db.sql.end({ timeout: 1 }).catch(() => {});
+      throw pgError(err, opts.url);
+    }
+  }
+
+  get inTx(): boolean {
+    return this.ambient.current() !== undefined;
+  }
+
+  private handle(): Sql | TxSql {
+    if (this.closed) throw new FerryError('FERRY_E_UNAVAILABLE', 'the database is closed');
+    return this.ambient.current()?.handle ?? this.sql;
+  }
+
+  async all<T>(sql: string, params: readonly Param[] = []): Promise<T[]> {
+    try {
+      return (await this.handle().unsafe(pgText(sql), params as never[])) as unknown as T[];
+    } catch (err) {
+      throw pgError(err, this.opts.url);
+    }
+  }
+
+  async get<T>(sql: string, params: readonly Param[] = []): Promise<T | undefined> {
+    return (await this.all<T>(sql, params))[0];
+  }
+
+  async values<T extends unknown[]>(sql: string, params: readonly Param[] = []): Promise<T[]> {
+    try {
+      return (await this.handle().unsafe(pgText(sql), params as never[]).values()) as unknown as T[];
+    } catch (err) {
+      throw pgError(err, this.opts.url);
+    }
+  }
+
+  async run(sql: string, params: readonly Param[] = []): Promise<number> {
+    try {
+      const r = await this.handle().unsafe(pgText(sql), params as never[]);
+      return r.count;
+    } catch (err) {
+      throw pgError(err, this.opts.url);
+    }
+  }
+
+  async lock(key: string): Promise<void> {
+    if (!this.inTx) throw new FerryError('FERRY_E_INTERNAL', 'lock() outside a transaction');
+    await this.handle().unsafe('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]);
+  }
+
+  async tx<T>(fn: () => Promise<T>): Promise<T> {
+    const open = this.ambient.current();
+    if (open) {
+      return (await open.handle.savepoint(async (sp) => {
+        const ctx: TxContext<TxSql> = { handle: sp, done: false, depth: open.depth + 1 };
+        try {
+          return await this.ambient.run(ctx, fn);
+        } finally {
+          ctx.done = true;
+        }
+      })) as T;
+    }
+    for (let attempt = 1; ; attempt++) {
+      let ctx: TxContext<TxSql> | undefined;
+      try {
+        return (await this.sql.begin(async (t) => {
+          ctx = { handle: t, done: false, depth: 0 };
+          try {
+            return await this.ambient.run(ctx, fn);
+          } finally {
+            ctx.done = true;
+          }
+        })) as T;
+      } catch (err) {
+        if (ctx) ctx.done = true;
+        const code = (err as { code?: string }).code;
+        if (code && RETRYABLE.has(code) && attempt < RETRIES) {
+          await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt));
+          continue;
+        }
+        throw err instanceof FerryError ? err : pgError(err, this.opts.url);
+      }
+    }
+  }
+
+  detached<T>(fn: () => T): T {
+    return this.ambient.detached(fn);
+  }
+
+  async listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>> {
+    const l = await this.sql.listen(channel, onMessage);
+    return () => l.unlisten();
+  }
+
+  async notify(channel: string, payload: string): Promise<void> {
+    await this.sql.notify(channel, payload);
+  }
+
+  /**
+   * Tries to take a session-level advisory lock on a connection of its own;
+   * the lock lasts as long as that connection (a replica that dies loses it).
+   * Resolves to a release function, or null when another session holds it.
+   */
+  async tryHold(key: string, onLost: (err: unknown) => void): Promise<(() => Promise<void>) | null> {
+    const conn = await this.sql.reserve();
+    try {
+      const [row] = await conn.unsafe('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [key]);
+      if (!(row as unknown as { ok: boolean }).ok) {
+        conn.release();
+        return null;
+      }
+    } catch (err) {
+      conn.release();
+      throw pgError(err, this.opts.url);
+    }
+    // Ask the held connection something now and then: if it is gone, so is the lock.
+    let stopped = false;
+    const probe = setInterval(() => {
+      conn.unsafe('SELECT 1').catch((err: unknown) => {
+        if (stopped) return;
+        stopped = true;
+        clearInterval(probe);
+        onLost(err);
+      });
+    }, 2000);
+    probe.unref();
+    return async () => {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(probe);
+      await conn.unsafe('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).catch(() => {});
+      conn.release();
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.sql.end({ timeout: 5 });
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  private async version(): Promise<number> {
+    const t = (await this.sql.unsafe("SELECT to_regclass('ferry_schema') AS t")) as unknown as { t: string | null }[];
+    if (!t[0]?.t) return 0;
+    const rows = (await this.sql.unsafe('SELECT max(version) AS v FROM ferry_schema')) as unknown as { v: number | null }[];
+    return rows[0]?.v ?? 0;
+  }
+
+  /** Applies what is missing, one replica at a time (an advisory lock), each step in its own transaction. */
+  private async migrate(): Promise<void> {
+    await this.sql.begin(async (t) => {
+      await t.unsafe('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', ['ferry:migrate']);
+      const exists = ((await t.unsafe("SELECT to_regclass('ferry_schema') AS t")) as unknown as { t: string | null }[])[0]?.t;
+      const current = exists ? (((await t.unsafe('SELECT max(version) AS v FROM ferry_schema')) as unknown as { v: number | null }[])[0]?.v ?? 0) : 0;
+      if (current > SCHEMA_VERSION) throw new FerryError('FERRY_E_DB_VERSION', `schema ${current}, this hub knows up to ${SCHEMA_VERSION}`);
+      for (const step of POSTGRES) {
+        if (step.version <= current) continue;
+        await t.unsafe(step.sql);
+        await t.unsafe('DELETE FROM ferry_schema');
+        await t.unsafe('INSERT INTO ferry_schema (version) VALUES ($1)', [step.version]);
+      }
+    });
+  }
+}
+
+function readCa(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new FerryError('FERRY_E_CONFIG_INVALID', `--database-ca ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** Connection failures and server errors, in the catalogue's words (the URL's password never shown). */
+export function pgError(err: unknown, url: string): unknown {
+  if (err instanceof FerryError) return err;
+  const e = err as { code?: string; message?: string; errno?: string };
+  const code = e.code ?? '';
+  if (/^(ECONNREFUSED|ENOTFOUND|ETIMEDOUT|ECONNRESET|EHOSTUNREACH|CONNECT_TIMEOUT|CONNECTION_CLOSED|CONNECTION_ENDED|CONNECTION_DESTROYED)$/.test(code)) {
+    return new FerryError('FERRY_E_DB_UNREACHABLE', `${redactUrl(url)}: ${code}`, { cause: err });
+  }
+  if (code === '28P01' || code === '28000') return new FerryError('FERRY_E_DB_UNREACHABLE', `${redactUrl(url)}: authentication failed (${code})`, { cause: err });
+  if (code === '3D000') return new FerryError('FERRY_E_DB_UNREACHABLE', `${redactUrl(url)}: no such database`, { cause: err });
+  if (code === '57014') return new FerryError('FERRY_E_DB', `statement timeout: ${e.message}`, { cause: err });
+  if (code === '53100') return new FerryError('FERRY_E_DB', `disk full: ${e.message}`, { cause: err });
+  return err;
+}
