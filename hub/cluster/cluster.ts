@@ -198,8 +198,10 @@ export class PostgresCluster extends Base {
     const r = this.release;
     this.release = null;
     this.setLeader(false);
-    if (r) await r();
-    if (this.unlisten) await this.unlisten().catch(() => {});
+    // A database that is already gone must not hold the shutdown up.
+    const bounded = (p: Promise<unknown>) => Promise.race([p.catch(() => {}), new Promise((res) => setTimeout(res, 2000).unref())]);
+    if (r) await bounded(r());
+    if (this.unlisten) await bounded(this.unlisten());
     this.local.removeAllListeners();
   }
 }

@@ -121,7 +121,7 @@ export class Presence {
       );
       if (shared) {
         const released = batch.filter(([, p]) => p.lease === 'released').map(([id]) => id);
-        if (released.length) await this.store.detached(() => this.store.fleet.releaseLeases(me, released, this.now()));
+        if (released.length) await this.store.detached(() => this.store.fleet.releaseLeases(me, released));
       }
     } catch (err) {
       // Keep it for the next flush, unless something newer came meanwhile.

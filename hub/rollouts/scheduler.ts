@@ -163,6 +163,7 @@ export class Rollouts {
   async command(id: string, cmd: Command, by: Actor): Promise<RolloutRecord> {
     const now = this.now();
     const ev = await this.store.tx(async () => {
+      await this.rows.lock(id);
       const r = await this.rows.get(id);
       const next = checkCommand(r, await this.rows.targets(id), cmd);
       const reason = `${cmd} by operator`;
@@ -259,7 +260,7 @@ export class Rollouts {
           const now = await this.rows.find(r.id);
           if (this.stopped || !this.cluster.leader || !now || now.state !== r.state || now.wave !== r.wave) return false;
         }
-        await this.performChunk(r, perTarget.slice(i, i + chunk), tenants);
+        if (!(await this.performChunk(r, perTarget.slice(i, i + chunk), tenants))) return false;
       }
     } finally {
       if (large) this.delivery.holdReports(false);
@@ -273,8 +274,11 @@ export class Rollouts {
    * one changes nothing, the others go on); directives are sent and events
    * emitted only after the commit. An unexpected error stops the chunk
    * there: what came before it is committed, and the error is rethrown.
+   * Returns false, changing nothing, when the rollout is no longer as it
+   * was decided on (checked under the rollout's lock, so an operator's
+   * pause committed before this chunk always stops it).
    */
-  private async performChunk(r: RolloutRecord, ds: TargetDecision[], tenants: Map<string, string>): Promise<void> {
+  private async performChunk(r: RolloutRecord, ds: TargetDecision[], tenants: Map<string, string>): Promise<boolean> {
     const now = this.now();
     const log = this.log.child({ rolloutId: r.id });
     // Made anew by each run of the transaction's body (PostgreSQL may run it again).
@@ -282,11 +286,14 @@ export class Rollouts {
     let after: (() => void)[] = [];
     let issued: { d: DirectiveRecord; ev: TransitionEvent }[] = [];
     let failure: unknown;
-    await this.store.tx(async () => {
+    const current = await this.store.tx(async () => {
       memo = new IssueMemo();
       after = [];
       issued = [];
       failure = undefined;
+      await this.rows.lock(r.id);
+      const now2 = await this.rows.find(r.id);
+      if (!now2 || now2.state !== r.state || now2.wave !== r.wave) return false;
       for (const d of ds) {
         const tenant = tenants.get(d.agentId) ?? (await this.store.fleet.agentTenant(d.agentId)).tenant;
         try {
@@ -302,7 +309,9 @@ export class Rollouts {
           }
         }
       }
+      return true;
     });
+    if (!current) return false;
     // Committed: now the directives may go out.
     const sent = await this.delivery.send(
       issued.map((x) => x.d),
@@ -315,6 +324,7 @@ export class Rollouts {
     if (issued.length) log.info({ issued: issued.length, sent: sent.filter(Boolean).length }, 'rollout directives issued');
     for (const f of after) f();
     if (failure) throw failure;
+    return true;
   }
 
   /** Records a target's move with its audit entry; returns what to announce after the commit. */
@@ -376,12 +386,16 @@ export class Rollouts {
     try {
       switch (d.kind) {
         case 'start-wave': {
-          const ev = await this.store.tx(() => this.startWave(r, d.wave, now, HUB_ACTOR));
+          const ev = await this.store.tx(async () => {
+            await this.rows.lock(r.id);
+            return this.startWave(r, d.wave, now, HUB_ACTOR);
+          });
           log.info({ wave: d.wave + 1, reach: r.waves[d.wave] }, 'wave started');
           return this.emit(ev);
         }
         case 'rollout':
           await this.store.tx(async () => {
+            await this.rows.lock(r.id);
             await this.rows.setRollout(r.id, d.from, d.to, d.reason, now);
             await this.append(HUB_ACTOR, {
               log: HUB_LOG,

@@ -302,10 +302,10 @@ export class Fleet {
   }
 
   /** Ends leases this replica holds (the socket closed); another replica's lease is left alone. */
-  async releaseLeases(replica: string, agentIds: readonly string[], now: number): Promise<void> {
+  async releaseLeases(replica: string, agentIds: readonly string[]): Promise<void> {
     for (let i = 0; i < agentIds.length; i += 500) {
       const ids = agentIds.slice(i, i + 500);
-      await this.db.run(`UPDATE agents SET replica = NULL, lease_until = NULL, last_seen_at = ? WHERE replica = ? AND id IN ${inList(ids.length)}`, [now, replica, ...ids]);
+      await this.db.run(`UPDATE agents SET replica = NULL, lease_until = NULL WHERE replica = ? AND id IN ${inList(ids.length)}`, [replica, ...ids]);
     }
   }
 

@@ -148,6 +148,16 @@ export class RolloutRows {
     return this.get(rolloutId(num));
   }
 
+  /**
+   * In a transaction: holds the rollout until it ends. Whoever changes a
+   * rollout (the scheduler's chunks, operators' commands) takes it first, so
+   * a chunk that re-reads the rollout under it sees every command committed
+   * before it, and a command waits for a chunk under way.
+   */
+  lock(id: string): Promise<void> {
+    return this.db.lock(`rollout:${rolloutNum(id)}`);
+  }
+
   async find(id: string): Promise<RolloutRecord | undefined> {
     const r = await this.db.get<RolloutRow>('SELECT * FROM rollouts WHERE num = ?', [rolloutNum(id)]);
     return r ? toRollout(r) : undefined;

@@ -39,7 +39,25 @@ export async function backends(): Promise<Backend[]> {
   return ['sqlite'];
 }
 
-/** A new, empty database; dropped (with whatever still holds it) after the test. */
+/** What still uses a database (hubs started on it), closed before it is dropped. */
+const users = new Map<string, Set<() => Promise<void>>>();
+
+export function usesDatabase(url: string, close: () => Promise<void>): void {
+  let set = users.get(url);
+  if (!set) users.set(url, (set = new Set()));
+  set.add(close);
+}
+
+/** Closes every hub started on `url`. */
+export async function closeUsers(url: string): Promise<void> {
+  for (const close of users.get(url) ?? []) await close();
+  users.delete(url);
+}
+
+/**
+ * A new, empty database; with `t`, dropped after the test, once every hub
+ * started on it (see `usesDatabase`) has closed.
+ */
 export async function freshDatabase(t: TestContext | null, prefix = 'ferry_t'): Promise<string> {
   const name = `${prefix}_${randomBytes(6).toString('hex')}`;
   const admin = postgres(PG_ADMIN_URL, { max: 1, onnotice: () => {} });
@@ -50,8 +68,12 @@ export async function freshDatabase(t: TestContext | null, prefix = 'ferry_t'): 
   }
   const u = new URL(PG_ADMIN_URL);
   u.pathname = `/${name}`;
-  t?.after(() => dropDatabase(name));
-  return u.toString();
+  const url = u.toString();
+  t?.after(async () => {
+    await closeUsers(url);
+    await dropDatabase(name);
+  });
+  return url;
 }
 
 export async function dropDatabase(name: string): Promise<void> {

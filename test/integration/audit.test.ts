@@ -1,13 +1,12 @@
 // The audit log nobody can erase: operations recorded in their own
 // transaction, checkpoints witnessed and cosigned by a real agent, and
 // `ferry audit verify` catching edits, deletions, reordering, truncation and
-// forks made directly in the sqlite file.
+// forks made directly in the database (the sqlite file, or PostgreSQL):
+// every test runs on both backends.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { PAYLOAD_TYPES, addSignature, createEnvelope, pae, signatureFor } from '../../shared/dsse.js';
 import { encodePublicKey, keyId, privateKeyFromPem, sign } from '../../shared/keys.js';
 import { leafHash } from '../../shared/merkle.js';
@@ -15,7 +14,8 @@ import { canonicalJson } from '../../shared/release.js';
 import { HUB_KEY_FILE } from '../../hub/hub-key.js';
 import { audited, type HubContext } from '../../hub/http/context.js';
 import { enrollmentToken } from '../helpers/agents.js';
-import { dbPath, startHub, type TestHub } from '../helpers/hub.js';
+import { copyStore, dropAuditTriggers, rawSqlOn, startHub, type StoreLoc, type TestHub } from '../helpers/hub.js';
+import { backends, freshDatabase, type Backend } from '../helpers/postgres.js';
 import { daemon, run } from '../helpers/proc.js';
 import { seededKey } from '../helpers/signing.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
@@ -34,8 +34,9 @@ async function entries(th: TestHub, log: string) {
   return (await th.api('GET', `/v1/audit/${log}/entries`)).body.entries as { index: number; action: string; outcome: string; actor: { kind: string; id: string }; personalValues: Record<string, string>; surface: string; agents: string[] }[];
 }
 
-test('every operation is recorded in its own transaction; a failed one leaves no entry', async (t) => {
-  const th = await startHub(t);
+for (const backend of await backends()) {
+test(`[${backend}] every operation is recorded in its own transaction; a failed one leaves no entry`, async (t) => {
+  const th = await startHub(t, { backend });
   await tenantWithRoot(th, 'bank-a');
   const token = await enrollmentToken(th, 'bank-a');
   const dir = tempDir(t);
@@ -59,9 +60,7 @@ test('every operation is recorded in its own transaction; a failed one leaves no
   assert.equal(list[4]!.surface, 'agent');
 
   // the operator's name is a salted commitment in the hashed bytes, not the name
-  const raw = new Database(dbPath(th.dataDir), { readonly: true });
-  const data = (raw.prepare("SELECT data FROM audit_entries WHERE log = 'bank-a' AND idx = 5").get() as { data: Buffer }).data.toString();
-  raw.close();
+  const data = (await th.rawSql<{ data: Buffer }>("SELECT data FROM audit_entries WHERE log = 'bank-a' AND idx = 5"))[0]!.data.toString();
   assert.ok(!data.includes('"admin"'), data);
   assert.match(data, /"personal":\{"operator":"[0-9a-f]{64}"\}/);
 
@@ -100,17 +99,18 @@ test('every operation is recorded in its own transaction; a failed one leaves no
   assert.equal(await th.hub.audit.size('bank-a'), size);
 
   // the log tables refuse UPDATE and DELETE
-  const rw = new Database(dbPath(th.dataDir));
-  assert.throws(() => rw.prepare("UPDATE audit_entries SET at = 0 WHERE log = 'bank-a'").run(), /append-only/);
-  assert.throws(() => rw.prepare("DELETE FROM audit_entries WHERE log = 'bank-a'").run(), /append-only/);
+  await assert.rejects(th.rawSql("UPDATE audit_entries SET at = 0 WHERE log = 'bank-a'"), /append-only/);
+  await assert.rejects(th.rawSql("DELETE FROM audit_entries WHERE log = 'bank-a'"), /append-only/);
+  await assert.rejects(th.rawSql("UPDATE audit_personal SET value = 'someone else' WHERE log = 'bank-a' AND idx = 5"), /can only be erased/);
   // personal data can be erased without touching the log
-  rw.prepare("UPDATE audit_personal SET value = NULL, erased_at = 1 WHERE log = 'bank-a' AND idx = 5").run();
-  rw.close();
+  await th.rawSql("UPDATE audit_personal SET value = NULL, erased_at = 1 WHERE log = 'bank-a' AND idx = 5");
   assert.equal((await entries(th, 'bank-a'))[5]!.personalValues.operator, null);
 });
+}
 
 interface Witnessed {
   th: TestHub;
+  loc: StoreLoc;
   dataDir: string;
   agentState: string;
   agentId: string;
@@ -120,9 +120,10 @@ interface Witnessed {
 }
 
 /** A hub with a tenant log witnessed and cosigned by a running agent; the hub is closed afterwards. */
-async function witnessedLog(t: TestContext): Promise<Witnessed> {
+async function witnessedLog(t: TestContext, backend: Backend): Promise<Witnessed> {
   const dataDir = join(tempDir(t), 'hub');
-  const th = await startHub(t, { dataDir, checkpointMs: 3_600_000 });
+  const database = backend === 'postgres' ? await freshDatabase(t) : undefined;
+  const th = await startHub(t, { dataDir, database, checkpointMs: 3_600_000 });
   await tenantWithRoot(th, 'bank-a');
   const agentState = join(tempDir(t), 'agent');
   const e = await run('agent', ['enroll', '--hub', th.url, '--token', await enrollmentToken(th, 'bank-a'), '--state-dir', agentState, '--json']);
@@ -135,18 +136,17 @@ async function witnessedLog(t: TestContext): Promise<Witnessed> {
   await waitFor('agent cosigned', async () => (await th.hub.audit.lastWitnessed('bank-a', agentId))?.size === cp.body.size, 10_000);
   await agent.stop();
   await th.close();
-  return { th, dataDir, agentState, agentId, size: cp.body.size, port: th.hub.port };
+  return { th, loc: { dataDir, database }, dataDir, agentState, agentId, size: cp.body.size, port: th.hub.port };
 }
 
-/** Copies the data dir, tampers with the copy, serves it, and runs `ferry audit verify`. */
-async function verifyAfter(t: TestContext, w: Witnessed, tamper: (db: Database.Database, file: string) => void) {
-  const copy = join(tempDir(t), 'hub');
-  cpSync(w.dataDir, copy, { recursive: true });
-  const db = new Database(dbPath(copy));
-  db.exec('DROP TRIGGER audit_entries_no_update; DROP TRIGGER audit_entries_no_delete; DROP TRIGGER audit_checkpoints_no_update;');
-  tamper(db, dbPath(copy));
-  db.close();
-  const th = await startHub(t, { dataDir: copy, adminToken: w.th.adminToken, port: w.port });
+type Sql = <T = Record<string, unknown>>(sql: string, params?: unknown[]) => Promise<T[]>;
+
+/** Copies the hub's state, tampers with the copy (triggers off, as an intruder would), serves it, and runs `ferry audit verify`. */
+async function verifyAfter(t: TestContext, w: Witnessed, tamper: (sql: Sql) => Promise<void>) {
+  const copy = await copyStore(t, w.loc);
+  await dropAuditTriggers(copy);
+  await tamper((sql, params) => rawSqlOn(copy, sql, params));
+  const th = await startHub(t, { dataDir: copy.dataDir, database: copy.database, adminToken: w.th.adminToken, port: w.port });
   try {
     return await run('ferry', ['audit', 'verify', '--tenant', 'bank-a'], { env: { FERRY_HUB: th.url, FERRY_TOKEN: w.th.adminToken, XDG_CONFIG_HOME: tempDir(t) } });
   } finally {
@@ -154,59 +154,60 @@ async function verifyAfter(t: TestContext, w: Witnessed, tamper: (db: Database.D
   }
 }
 
-test('verify passes on an intact log witnessed by an agent, and names the first bad entry after tampering', async (t) => {
-  const w = await witnessedLog(t);
+for (const backend of await backends()) {
+test(`[${backend}] verify passes on an intact log witnessed by an agent, and names the first bad entry after tampering`, async (t) => {
+  const w = await witnessedLog(t, backend);
   assert.ok(w.size >= 8, `size ${w.size}`);
-  const clean = await verifyAfter(t, w, () => undefined);
+  const clean = await verifyAfter(t, w, async () => undefined);
   assert.equal(clean.code, 0, clean.stdout + clean.stderr);
   assert.match(clean.stdout, new RegExp(`ok\\s+bank-a: ${w.size} entries, 1 checkpoints \\(1 witnessed by agents\\)`));
 
   // edit a row's bytes
-  let r = await verifyAfter(t, w, (db) => {
-    const row = db.prepare("SELECT data FROM audit_entries WHERE log = 'bank-a' AND idx = 4").get() as { data: Buffer };
-    db.prepare("UPDATE audit_entries SET data = ? WHERE log = 'bank-a' AND idx = 4").run(Buffer.from(row.data.toString().replace('"ok"', '"failed"')));
+  let r = await verifyAfter(t, w, async (sql) => {
+    const [row] = await sql<{ data: Buffer }>("SELECT data FROM audit_entries WHERE log = 'bank-a' AND idx = 4");
+    await sql("UPDATE audit_entries SET data = ? WHERE log = 'bank-a' AND idx = 4", [Buffer.from(row!.data.toString().replace('"ok"', '"failed"'))]);
   });
   assert.equal(r.code, 5, r.stdout + r.stderr);
   assert.match(r.stdout, /edited at entry 4/);
   assert.match(r.stderr, /FERRY_E_AUDIT_INCONSISTENT.*first bad entry 4/);
 
   // edit and recompute the leaf hash too: only the witnessed checkpoint gives it away
-  r = await verifyAfter(t, w, (db) => {
-    const row = db.prepare("SELECT data FROM audit_entries WHERE log = 'bank-a' AND idx = 6").get() as { data: Buffer };
-    const forged = Buffer.from(row.data.toString().replace(/"at":\d+/, '"at":1'));
-    db.prepare("UPDATE audit_entries SET data = ?, leaf_hash = ? WHERE log = 'bank-a' AND idx = 6").run(forged, leafHash(forged));
+  r = await verifyAfter(t, w, async (sql) => {
+    const [row] = await sql<{ data: Buffer }>("SELECT data FROM audit_entries WHERE log = 'bank-a' AND idx = 6");
+    const forged = Buffer.from(row!.data.toString().replace(/"at":\d+/, '"at":1'));
+    await sql("UPDATE audit_entries SET data = ?, leaf_hash = ? WHERE log = 'bank-a' AND idx = 6", [forged, leafHash(forged)]);
   });
   assert.equal(r.code, 5);
   assert.match(r.stdout, /do not reproduce the checkpoint at size \d+ that agents witnessed/);
 
-  // delete a row, with the sqlite3 tool
-  r = await verifyAfter(t, w, (_db, file) => {
-    _db.close();
-    execFileSync('sqlite3', [file, "DROP TRIGGER IF EXISTS audit_entries_no_delete; DELETE FROM audit_entries WHERE log = 'bank-a' AND idx = 2;"]);
+  // delete a row
+  r = await verifyAfter(t, w, async (sql) => {
+    await sql("DELETE FROM audit_entries WHERE log = 'bank-a' AND idx = 2");
   });
   assert.equal(r.code, 5);
   assert.match(r.stdout, /missing at entry 2: entry 2 is missing/);
 
   // reorder two rows
-  r = await verifyAfter(t, w, (db) => {
-    const a = db.prepare("SELECT data, leaf_hash FROM audit_entries WHERE log = 'bank-a' AND idx = 3").get() as { data: Buffer; leaf_hash: Buffer };
-    const b = db.prepare("SELECT data, leaf_hash FROM audit_entries WHERE log = 'bank-a' AND idx = 5").get() as { data: Buffer; leaf_hash: Buffer };
-    db.prepare("UPDATE audit_entries SET data = ?, leaf_hash = ? WHERE log = 'bank-a' AND idx = 3").run(b.data, b.leaf_hash);
-    db.prepare("UPDATE audit_entries SET data = ?, leaf_hash = ? WHERE log = 'bank-a' AND idx = 5").run(a.data, a.leaf_hash);
+  r = await verifyAfter(t, w, async (sql) => {
+    const [a] = await sql<{ data: Buffer; leaf_hash: Buffer }>("SELECT data, leaf_hash FROM audit_entries WHERE log = 'bank-a' AND idx = 3");
+    const [b] = await sql<{ data: Buffer; leaf_hash: Buffer }>("SELECT data, leaf_hash FROM audit_entries WHERE log = 'bank-a' AND idx = 5");
+    await sql("UPDATE audit_entries SET data = ?, leaf_hash = ? WHERE log = 'bank-a' AND idx = 3", [b!.data, b!.leaf_hash]);
+    await sql("UPDATE audit_entries SET data = ?, leaf_hash = ? WHERE log = 'bank-a' AND idx = 5", [a!.data, a!.leaf_hash]);
   });
   assert.equal(r.code, 5);
   assert.match(r.stdout, /moved at entry 3/);
 
   // truncate the tail
-  r = await verifyAfter(t, w, (db) => {
-    db.prepare("DELETE FROM audit_entries WHERE log = 'bank-a' AND idx >= ?").run(w.size - 2);
+  r = await verifyAfter(t, w, async (sql) => {
+    await sql("DELETE FROM audit_entries WHERE log = 'bank-a' AND idx >= ?", [w.size - 2]);
   });
   assert.equal(r.code, 5);
   assert.match(r.stdout, new RegExp(`truncated at entry ${w.size - 2}`));
 });
 
-test('a forged checkpoint is detected by verify and refused by the witnessing agent', async (t) => {
-  const w = await witnessedLog(t);
+
+test(`[${backend}] a forged checkpoint is detected by verify and refused by the witnessing agent`, async (t) => {
+  const w = await witnessedLog(t, backend);
   // the hub's own key signs a second root for the same size (a compromised hub forking the log)
   const hubKey = privateKeyFromPem(readFileSync(join(w.dataDir, HUB_KEY_FILE), 'utf8'));
   const forge = (size: number, root: string) => {
@@ -214,22 +215,19 @@ test('a forged checkpoint is detected by verify and refused by the witnessing ag
     env = addSignature(env, signatureFor(env, hubKey));
     return env;
   };
-  const r = await verifyAfter(t, w, (db) => {
-    db.prepare('INSERT INTO audit_checkpoints (log, size, root, at, envelope) VALUES (?, ?, ?, ?, ?)').run('bank-a', w.size, Buffer.alloc(32, 1), Date.now(), JSON.stringify(forge(w.size, '01'.repeat(32))));
+  const r = await verifyAfter(t, w, async (sql) => {
+    await sql('INSERT INTO audit_checkpoints (log, size, root, at, envelope) VALUES (?, ?, ?, ?, ?)', ['bank-a', w.size, Buffer.alloc(32, 1), Date.now(), JSON.stringify(forge(w.size, '01'.repeat(32)))]);
   });
   assert.equal(r.code, 5);
   assert.match(r.stdout, /forked/);
 
   // the agent, which witnessed the real log, is shown a rewritten one: it refuses and never cosigns
-  const copy = join(tempDir(t), 'hub');
-  cpSync(w.dataDir, copy, { recursive: true });
-  const db = new Database(dbPath(copy));
-  db.exec('DROP TRIGGER audit_entries_no_update;');
-  const row = db.prepare("SELECT data FROM audit_entries WHERE log = 'bank-a' AND idx = 1").get() as { data: Buffer };
-  const forged = Buffer.from(row.data.toString().replace(/"at":\d+/, '"at":2'));
-  db.prepare("UPDATE audit_entries SET data = ?, leaf_hash = ? WHERE log = 'bank-a' AND idx = 1").run(forged, leafHash(forged));
-  db.close();
-  const th = await startHub(t, { dataDir: copy, adminToken: w.th.adminToken, checkpointMs: 3_600_000, port: w.port });
+  const copy = await copyStore(t, w.loc);
+  await dropAuditTriggers(copy);
+  const [row] = await rawSqlOn<{ data: Buffer }>(copy, "SELECT data FROM audit_entries WHERE log = 'bank-a' AND idx = 1");
+  const forged = Buffer.from(row!.data.toString().replace(/"at":\d+/, '"at":2'));
+  await rawSqlOn(copy, "UPDATE audit_entries SET data = ?, leaf_hash = ? WHERE log = 'bank-a' AND idx = 1", [forged, leafHash(forged)]);
+  const th = await startHub(t, { dataDir: copy.dataDir, database: copy.database, adminToken: w.th.adminToken, checkpointMs: 3_600_000, port: w.port });
   await enrollmentToken(th, 'bank-a'); // grow the log so a new checkpoint is due
   const agent = daemon(t, 'agent', ['run', '--state-dir', w.agentState]);
   await waitFor('connected', async () => (await th.api('GET', `/v1/agents/${w.agentId}`)).body.status === 'connected');
@@ -240,9 +238,9 @@ test('a forged checkpoint is detected by verify and refused by the witnessing ag
   assert.ok(th.logs.some((l) => l.msg === 'agent reported an error' && l.code === 'FERRY_E_AUDIT_INCONSISTENT'));
 });
 
-test('witnessed checkpoints survive a hub restart; the agent keeps extending them and shows its entries', async (t) => {
-  const w = await witnessedLog(t);
-  const th = await startHub(t, { dataDir: w.dataDir, adminToken: w.th.adminToken, checkpointMs: 3_600_000, port: w.port });
+test(`[${backend}] witnessed checkpoints survive a hub restart; the agent keeps extending them and shows its entries`, async (t) => {
+  const w = await witnessedLog(t, backend);
+  const th = await startHub(t, { dataDir: w.dataDir, database: w.loc.database, adminToken: w.th.adminToken, checkpointMs: 3_600_000, port: w.port });
   assert.equal((await th.hub.audit.lastWitnessed('bank-a', w.agentId))?.size, w.size);
   const agent = daemon(t, 'agent', ['run', '--state-dir', w.agentState]);
   await waitFor('connected', async () => (await th.api('GET', `/v1/agents/${w.agentId}`)).body.status === 'connected');
@@ -267,3 +265,4 @@ test('witnessed checkpoints survive a hub restart; the agent keeps extending the
   assert.equal(tampered.code, 1);
   assert.match(tampered.stdout, /NOT VERIFIED/);
 });
+}

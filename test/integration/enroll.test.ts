@@ -4,7 +4,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { generateKeyPair } from '../../shared/keys.js';
 import { enrollBody, enrollmentToken, postEnroll } from '../helpers/agents.js';
 import { dbPath, startHub } from '../helpers/hub.js';
@@ -29,6 +28,10 @@ test('ferry-agent enroll makes a 0600 key that never leaves the host, then runs 
   const seed = Buffer.from(pem.split('\n')[1]!, 'base64').subarray(16);
   for (const f of [dbPath(th.dataDir), dbPath(th.dataDir) + '-wal']) {
     if (existsSync(f)) assert.equal(readFileSync(f).indexOf(seed), -1, `${f} contains the private key`);
+  }
+  if (th.backend === 'postgres') {
+    const everything = JSON.stringify(await th.rawSql('SELECT a.*, e.* FROM agents a, enrollment_tokens e'));
+    for (const form of [seed.toString('base64'), seed.toString('hex')]) assert.ok(!everything.includes(form), 'the database holds the private key');
   }
   const view = await th.api('GET', `/v1/agents/${id.agentId}`);
   assert.equal(view.body.name, 'dc1-host7');
@@ -78,9 +81,7 @@ test('used, expired and unknown tokens are refused with their codes and leave no
   assert.match(unknown.stderr, /FERRY_E_TOKEN_INVALID/);
 
   const expiring = await enrollmentToken(th, 'bank-a');
-  const raw = new Database(dbPath(th.dataDir));
-  raw.prepare('UPDATE enrollment_tokens SET expires_at = ? WHERE used_at IS NULL').run(Date.now() - 1);
-  raw.close();
+  await th.rawSql('UPDATE enrollment_tokens SET expires_at = ? WHERE used_at IS NULL', [Date.now() - 1]);
   const expired = await run('agent', ['enroll', '--hub', th.url, '--token', expiring, '--state-dir', join(base, 'd')]);
   assert.equal(expired.code, 3);
   assert.match(expired.stderr, /FERRY_E_TOKEN_EXPIRED/);

@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { get, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { SseDecoder, type RolloutEvent, type SseMessage } from '../../shared/events.js';
-import Database from 'better-sqlite3';
-import { dbPath, startHub } from '../helpers/hub.js';
+import { startHub } from '../helpers/hub.js';
+import { backends, freshDatabase } from '../helpers/postgres.js';
 import { daemon, run, type Daemon } from '../helpers/proc.js';
 import { apiClient, simAgents, simRelease, type Api, type SimAgent } from '../helpers/sim-agents.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
@@ -90,8 +90,8 @@ function subscribe(t: TestContext, base: string, token: string | null, opts: { q
 const isTransition = (pred: (e: RolloutEvent) => boolean) => (m: SseMessage) => m.event === 'transition' && pred(JSON.parse(m.data) as RolloutEvent);
 const ended = (id: string, states = ['succeeded', 'paused', 'failed', 'aborted', 'rolled-back']) => isTransition((e) => e.rollout === id && e.kind === 'rollout' && states.includes(e.to));
 
-async function startProcessHub(t: TestContext, dataDir: string): Promise<Daemon> {
-  const hub = daemon(t, 'hub', ['serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${PORT}`, '--tick', '50', '--log-level', 'warn']);
+async function startProcessHub(t: TestContext, dataDir: string, database?: string): Promise<Daemon> {
+  const hub = daemon(t, 'hub', ['serve', '--data-dir', dataDir, ...(database ? ['--database', database] : []), '--listen', `127.0.0.1:${PORT}`, '--tick', '50', '--log-level', 'warn']);
   await hub.waitFor(/listening on/);
   return hub;
 }
@@ -102,10 +102,12 @@ async function createRollout(api: Api, body: Record<string, unknown>): Promise<s
   return r.body.id as string;
 }
 
-test('the event stream of a real hub process: order, resume, auth, filters and the CLI', async (t) => {
+for (const backend of await backends()) {
+test(`[${backend}] the event stream of a real hub process: order, resume, auth, filters and the CLI`, async (t) => {
   const base = tempDir(t);
   const dataDir = join(base, 'hub');
-  const init = await run('hub', ['init', '--data-dir', dataDir]);
+  const database = backend === 'postgres' ? await freshDatabase(t) : undefined;
+  const init = await run('hub', ['init', '--data-dir', dataDir, ...(database ? ['--database', database] : [])]);
   assert.equal(init.code, 0, init.stderr);
   const admin = init.stdout.trim();
 
@@ -119,7 +121,7 @@ test('the event stream of a real hub process: order, resume, auth, filters and t
     assert.match(help.stdout, /--tick <ms>/);
   });
 
-  let hub = await startProcessHub(t, dataDir);
+  let hub = await startProcessHub(t, dataDir, database);
   const api = apiClient(() => URL_, admin);
   const agents: SimAgent[] = await simAgents(api, () => URL_, 'bank-a', 3);
   t.after(() => agents.forEach((a) => a.stop()));
@@ -283,23 +285,22 @@ test('the event stream of a real hub process: order, resume, auth, filters and t
     assert.equal(JSON.parse(end.data).error.code, 'FERRY_E_UNAVAILABLE');
     await stream.ended;
     await watch.waitFor(/lost the hub's event stream/);
-    hub = await startProcessHub(t, dataDir);
+    hub = await startProcessHub(t, dataDir, database);
     for (const a of agents) a.start();
     assert.equal(await watch.exited, 0, watch.output());
     assert.match(watch.output(), new RegExp(`${id} payments@1.0.0 succeeded wave 2/2: 3/3 done`));
   });
 });
 
-test('in-process hub with small limits: heartbeats, a gap after retention, a reader that stops reading', async (t) => {
-  const th = await startHub(t, { rolloutTickMs: 50, checkpointMs: 3_600_000, events: { heartbeatMs: 100, stallMs: 500, maxEvents: 1000, batch: 50 } });
-  const db = new Database(dbPath(th.dataDir));
-  t.after(() => db.close());
+test(`[${backend}] in-process hub with small limits: heartbeats, a gap after retention, a reader that stops reading`, async (t) => {
+  const th = await startHub(t, { backend, rolloutTickMs: 50, checkpointMs: 3_600_000, events: { heartbeatMs: 100, stallMs: 500, maxEvents: 1000, batch: 50 } });
   // Synthetic rows, as the store writes them, so the test need not run a thousand rollouts.
-  db.prepare("INSERT INTO rollouts (num, stack, version, selector, wave_spec, waves, state, since, bake_ms, max_failures, on_failure, agent_timeout_ms, on_timeout, retry_ms, created_at) VALUES (1, 'payments', '1.0.0', '*', '100%', '[1]', 'succeeded', 0, 0, 0, 'pause', 1000, 'failed', 1000, 0)").run();
-  const insert = db.prepare("INSERT INTO rollout_events (at, rollout, kind, agent_id, tenant, from_state, to_state) VALUES (?, 1, 'target', 'agt_x', 'bank-a', 'issued', 'baking')");
-  db.transaction(() => {
-    for (let i = 0; i < 3000; i++) insert.run(Date.now());
-  })();
+  await th.rawSql("INSERT INTO rollouts (num, stack, version, selector, wave_spec, waves, state, since, bake_ms, max_failures, on_failure, agent_timeout_ms, on_timeout, retry_ms, created_at) VALUES (1, 'payments', '1.0.0', '*', '100%', '[1]', 'succeeded', 0, 0, 0, 'pause', 1000, 'failed', 1000, 0)");
+  const rows = (n: number, values: string, args: (i: number) => unknown[]) => ({ sql: Array.from({ length: n }, () => values).join(', '), params: Array.from({ length: n }, (_, i) => args(i)).flat() });
+  for (let i = 0; i < 3000; i += 500) {
+    const r = rows(500, "(?, 1, 'target', 'agt_x', 'bank-a', 'issued', 'baking')", () => [Date.now()]);
+    await th.rawSql(`INSERT INTO rollout_events (at, rollout, kind, agent_id, tenant, from_state, to_state) VALUES ${r.sql}`, r.params);
+  }
   const head = await th.hub.events.head();
 
   await t.test('a quiet stream carries heartbeat comments', async () => {
@@ -350,11 +351,11 @@ test('in-process hub with small limits: heartbeats, a gap after retention, a rea
 
   await t.test('a client that stops reading is closed, and the hub does not hold its backlog', async () => {
     // Many large rows: more than the socket buffers hold, so the hub's writes back up.
-    const big = db.prepare("INSERT INTO rollout_events (at, rollout, kind, from_state, to_state, reason) VALUES (?, 1, 'rollout', 'running', 'paused', ?)");
     const reason = 'x'.repeat(4000);
-    db.transaction(() => {
-      for (let i = 0; i < 5000; i++) big.run(Date.now(), reason);
-    })();
+    for (let i = 0; i < 5000; i += 250) {
+      const r = rows(250, "(?, 1, 'rollout', 'running', 'paused', ?)", () => [Date.now(), reason]);
+      await th.rawSql(`INSERT INTO rollout_events (at, rollout, kind, from_state, to_state, reason) VALUES ${r.sql}`, r.params);
+    }
     const sub = await subscribe(t, th.url, th.adminToken, { query: `since=${head}` });
     sub.res!.pause();
     const stalled = (l: Record<string, unknown>) => /^event stream client stopped reading/.test(String(l.msg));
@@ -369,3 +370,4 @@ test('in-process hub with small limits: heartbeats, a gap after retention, a rea
     await waitFor('no stream left open', () => th.hub.events.size === 0);
   });
 });
+}

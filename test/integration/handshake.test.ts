@@ -3,11 +3,10 @@
 // closed, and the hub keeps serving everyone else.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import Database from 'better-sqlite3';
 import WebSocket from 'ws';
 import { generateKeyPair } from '../../shared/keys.js';
 import { challenge, closed, connect, connectWithHeaders, enrollAgent, helloFrame, type Attempt } from '../helpers/agents.js';
-import { dbPath, startHub } from '../helpers/hub.js';
+import { startHub } from '../helpers/hub.js';
 import { waitFor } from '../helpers/tmp.js';
 
 function refused(a: Attempt, code: string) {
@@ -163,19 +162,17 @@ test('WebSocket upgrades on any other path get 404 and no socket', async (t) => 
 test('last seen and hello facts show at once, reach the database in a batch within a second, and on close', async (t) => {
   const th = await startHub(t);
   const agent = await enrollAgent(th);
-  const reader = new Database(dbPath(th.dataDir), { readonly: true, fileMustExist: true });
-  t.after(() => reader.close());
-  const row = () => reader.prepare('SELECT last_seen_at, agent_version FROM agents WHERE id = ?').get(agent.id) as { last_seen_at: number | null; agent_version: string | null };
+  const row = async () => (await th.rawSql<{ last_seen_at: number | null; agent_version: string | null }>('SELECT last_seen_at, agent_version FROM agents WHERE id = ?', [agent.id]))[0]!;
   const a = await connect(th.url, agent);
   assert.ok(a.ok);
   await a.box.next('welcome');
   a.ws.send(helloFrame());
   await waitFor('hello seen', async () => (await th.api('GET', `/v1/agents/${agent.id}`)).body.agentVersion === 'test', 2000, 10);
-  assert.equal(row().agent_version, null, 'not one commit per hello');
-  await waitFor('presence written', () => row().agent_version === 'test', 3000, 50);
+  assert.equal((await row()).agent_version, null, 'not one commit per hello');
+  await waitFor('presence written', async () => (await row()).agent_version === 'test', 3000, 50);
   a.ws.close();
   await waitFor('disconnected', async () => (await th.api('GET', `/v1/agents/${agent.id}`)).body.status === 'disconnected');
   const seen = Date.parse((await th.api('GET', `/v1/agents/${agent.id}`)).body.lastSeenAt);
   await th.close();
-  assert.equal(row().last_seen_at, seen, 'the last disconnect is written on shutdown');
+  assert.equal((await row()).last_seen_at, seen, 'the last disconnect is written on shutdown');
 });
