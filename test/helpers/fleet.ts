@@ -36,7 +36,7 @@ export interface Fleet {
   waitRelease(agent: FleetAgent, stack: string, version: string, state: string, timeoutMs?: number): Promise<{ state: string; code?: string; runningVersion: string | null }>;
 }
 
-export async function fleet(t: TestContext, opts: { agents?: number; bakeMs?: number; driftIntervalMs?: number } = {}): Promise<Fleet> {
+export async function fleet(t: TestContext, opts: { agents?: number; bakeMs?: number; driftIntervalMs?: number; logLevel?: string } = {}): Promise<Fleet> {
   const th = await startHub(t, { checkpointMs: 3_600_000 });
   const tenant = 'bank-r';
   const root = seededKey('fleet-root');
@@ -54,7 +54,7 @@ export async function fleet(t: TestContext, opts: { agents?: number; bakeMs?: nu
     assert.equal(e.code, 0, e.stderr);
     const id = JSON.parse(e.stdout).agentId as string;
     const configFile = join(stateDir, '..', 'agent.yaml');
-    writeFileSync(configFile, `reconnect:\n  baseMs: 100\n  capMs: 1000\nreconcile:\n  bakeMs: ${opts.bakeMs ?? 1500}\n  driftIntervalMs: ${opts.driftIntervalMs ?? 2000}\n  applyTimeoutMs: 60000\n`);
+    writeFileSync(configFile, `${opts.logLevel ? `logLevel: ${opts.logLevel}\n` : ''}reconnect:\n  baseMs: 100\n  capMs: 1000\nreconcile:\n  bakeMs: ${opts.bakeMs ?? 1500}\n  driftIntervalMs: ${opts.driftIntervalMs ?? 2000}\n  applyTimeoutMs: 60000\n`);
     const a: FleetAgent = {
       id,
       stateDir,

@@ -13,7 +13,6 @@ import { service } from '../helpers/signing.js';
 import { waitFor } from '../helpers/tmp.js';
 
 const HEALTH = { test: ['CMD', 'wget', '-q', '-O-', 'http://127.0.0.1:8080/'], intervalMs: 300, timeoutMs: 2000, retries: 3 };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** busybox httpd serving `body` at / on 8080, pushed to the local registry. */
 async function webImage(repo: string, tag: string, body = tag) {
@@ -73,7 +72,8 @@ test('start-first: a client resolving the service name sees no failed request wh
   await deploy(f, a, 'shop', '2.0.0');
   await f.waitRelease(a, 'shop', '2.0.0', 'applied');
   t.diagnostic(`start-first update applied in ${Date.now() - started} ms`);
-  await sleep(1000);
+  // the probe keeps asking through the switch: collect until it has been served by v2 for a while
+  await waitFor('the probe reaches v2', async () => (await logs()).filter((l) => l.endsWith('OK v2')).length >= 25, 15_000, 100);
   const lines = await logs();
   await docker(['rm', '-f', probe]);
 
@@ -293,7 +293,7 @@ test('a registry serving other bytes under a pinned digest: the pull is refused 
 test("an unowned container and another agent's stack on the same engine are never touched", async (t) => {
   if (!(await requireDocker(t))) return;
   const strangerLabel = testLabel(t);
-  const f = await fleet(t, { agents: 2 });
+  const f = await fleet(t, { agents: 2, logLevel: 'debug' });
   const [a1, a2] = f.agents as [FleetAgent, FleetAgent];
   const v1 = (await webImage('ferry-test/faults-web', 'v1')).ref!;
   // Look-alikes: Ferry's stack labels without this engine's agents' ids.
@@ -320,7 +320,9 @@ test("an unowned container and another agent's stack on the same engine are neve
   const repairsOf = (a: FleetAgent) => journal(a.stateDir).filter((r) => r.event === 'drift-repaired').length;
   const a1Repairs = repairsOf(a1);
 
+  const driftPasses = (a: FleetAgent) => a.daemon.output().split('\n').filter((l) => l.includes('"msg":"drift pass"')).length;
   const victim = two.find((c) => c.labels['ferry.service'] === 'web')!;
+  const a1Passes = driftPasses(a1);
   await dockerOk(['rm', '-f', victim.id]);
   await waitFor(
     'agent 2 puts its web back',
@@ -332,7 +334,8 @@ test("an unowned container and another agent's stack on the same engine are neve
     200,
   );
   await waitFor('agent 2 reports the repair', () => repairsOf(a2) > 0, 15_000, 200);
-  await sleep(2500); // longer than the drift interval: agent 1's periodic pass ran at least once more
+  // agent 1's periodic drift pass ran at least once more since agent 2's container went
+  await waitFor("agent 1's next drift pass", () => driftPasses(a1) > a1Passes, 15_000, 100);
   assert.deepEqual(await state(a1), one, "agent 1's containers are the same, never restarted");
   assert.equal(repairsOf(a1), a1Repairs, 'agent 1 repaired nothing');
   assert.deepEqual(await strangerState(), strangersBefore, 'the look-alike containers were not touched');

@@ -170,7 +170,7 @@ test('drift: a container stopped or removed by hand is put back', () => {
   assert.deepEqual(p.steps.map((s) => s.kind), ['createNetwork']);
 });
 
-test('a stack no longer desired is stopped and removed, its network after its containers; volumes are kept', () => {
+test('a stack no longer desired is stopped and removed, its network after its containers; its volume outlives it', () => {
   const d = desiredStack(AGENT, rel('1.0.0', IMG1));
   const cs = [running(d, 'db'), running(d, 'web')];
   let p = plan({ containers: cs, ...infra(d), images: [] }, [], facts);
@@ -178,7 +178,35 @@ test('a stack no longer desired is stopped and removed, its network after its co
   assert.match(p.waiting.join(), /waits for its containers/);
   p = plan({ containers: [], ...infra(d), images: [] }, [], facts);
   assert.deepEqual(p.steps.map((s) => s.kind), ['removeNetwork']);
-  assert.ok(!p.steps.some((s) => s.kind === 'remove' && s.name.includes('data')));
+  // the stack is gone but its volume is still on the engine: no later pass touches it
+  const { volumes } = infra(d);
+  assert.deepEqual(plan({ containers: [], networks: [], volumes, images: [] }, [], facts), { steps: [], waiting: [] });
+  // deployed again, the new db mounts that same volume (its data), which is not created afresh
+  p = plan({ containers: [], networks: infra(d).networks, volumes, images: [IMG1, DB] }, [d], facts);
+  const create = p.steps.find((s): s is Extract<Step, { kind: 'create' }> => s.kind === 'create' && s.container.service === 'db');
+  assert.deepEqual(create?.container.spec.mounts, [{ type: 'volume', source: d.volumes[0], target: '/data', readOnly: false }]);
+  assert.ok(!p.steps.some((s) => s.kind === 'createVolume'));
+});
+
+test('a volume survives a plan that replaces its service: the new container mounts the same volume', () => {
+  const DB2 = '127.0.0.1:5000/db@sha256:' + '4'.repeat(64);
+  const v1 = desiredStack(AGENT, rel('1.0.0', IMG1));
+  const v2rel = rel('2.0.0', IMG1);
+  v2rel.services.db = { ...v2rel.services.db!, image: DB2 };
+  const v2 = desiredStack(AGENT, v2rel);
+  const [oldDb, web] = [running(v1, 'db'), running(v1, 'web')];
+  const images = [IMG1, DB, DB2];
+  // stop-first: the old db goes first (the volume stays: no step kind removes a volume)
+  let p = plan({ containers: [oldDb, web], ...infra(v1), images }, [v2], facts);
+  assert.deepEqual(kinds(p.steps), [`stop:${oldDb.name}`, `remove:${oldDb.name}`]);
+  // then the new db is created on the volume the old one used
+  p = plan({ containers: [web], ...infra(v1), images }, [v2], facts);
+  const create = p.steps.find((s): s is Extract<Step, { kind: 'create' }> => s.kind === 'create');
+  assert.equal(create?.container.spec.image, DB2);
+  const oldMounts = v1.containers.find((c) => c.service === 'db')!.spec.mounts;
+  assert.deepEqual(create.container.spec.mounts, oldMounts);
+  assert.equal(oldMounts[0]!.source, infra(v1).volumes[0]!.name);
+  assert.ok(!p.steps.some((s) => s.kind === 'createVolume'), 'the volume is reused, not made anew');
 });
 
 test('replicas: surplus ones go, missing ones come, duplicates are cleaned', () => {

@@ -9,7 +9,7 @@ import { canonicalJson, type Directive } from '../../shared/release.js';
 import { rootFingerprint } from '../../shared/trust.js';
 import { NO_POLICY, parsePolicy } from '../../agent/policy.js';
 import { EMPTY_STATE, verifyBundle, type Bundle, type Facts, type TrustState } from '../../agent/verify.js';
-import { IMAGE, releaseDoc, rootDoc, seededKey, service, signed } from '../helpers/signing.js';
+import { releaseDoc, rootDoc, seededKey, service, signed } from '../helpers/signing.js';
 
 const L = (1n << 252n) + 27742317777372353535851937790883648493n;
 const NOW = 1_800_000_000_000;
@@ -200,9 +200,17 @@ test('an image by tag, or from a registry the policy does not allow', () => {
   refused('FERRY_E_POLICY_DIGEST', () => accept(EMPTY_STATE, bundle(directive({}, [byTag]), [byTag])));
   const policy = parsePolicy('registries: ["registry.bank-a.internal"]\n', 'policy.yaml');
   refused('FERRY_E_POLICY_REGISTRY', () => accept(EMPTY_STATE, bundle(directive()), facts({ policy })));
+  // the registry is matched as host:port, exactly: the same host on another port is another registry
+  const pinned = `127.0.0.1:5000/ferry/web@sha256:${'b'.repeat(64)}`;
+  const onBank = signed('release', releaseDoc('payments', '1.0.0', {}, { web: service(pinned) }), [m1, m2]);
+  const hostOnly = parsePolicy('registries: ["127.0.0.1"]\n', 'policy.yaml');
+  refused('FERRY_E_POLICY_REGISTRY', () => accept(EMPTY_STATE, bundle(directive({}, [onBank]), [onBank]), facts({ policy: hostOnly })));
   const ok = parsePolicy('registries: ["127.0.0.1:5000"]\n', 'policy.yaml');
-  assert.equal(accept(EMPTY_STATE, bundle(directive()), facts({ policy: ok })).releases.length, 1);
-  assert.ok(IMAGE.startsWith('127.0.0.1:5000/'));
+  assert.equal(accept(EMPTY_STATE, bundle(directive({}, [onBank]), [onBank]), facts({ policy: ok })).releases[0]!.release.services.web!.image, pinned);
+  // an image without a registry host comes from Docker Hub, which this policy does not list
+  const dockerHub = signed('release', releaseDoc('payments', '1.0.0', {}, { web: service(`ferry/web@sha256:${'b'.repeat(64)}`) }), [m1, m2]);
+  const e = refused('FERRY_E_POLICY_REGISTRY', () => accept(EMPTY_STATE, bundle(directive({}, [dockerHub]), [dockerHub]), facts({ policy: ok })));
+  assert.match(e.message, /registry docker\.io \(allowed: 127\.0\.0\.1:5000\)/);
 });
 
 test('a release below the floor', () => {
