@@ -1,6 +1,7 @@
 // What `ferry-agent status` shows the institution about signed state: the
 // trust root it holds, the releases it accepted and who signed them, its
-// local policy, and recent refusals. Read from local files only.
+// trusted time, its local policy, its alarms, and recent refusals. Read from
+// local files only.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { payloadBytes } from '../shared/dsse.js';
@@ -8,7 +9,7 @@ import { RECONCILE_FILE } from './reconcile/reconciler.js';
 import { parseRelease } from '../shared/release.js';
 import { rootFingerprint } from '../shared/trust.js';
 import type { Policy } from './policy.js';
-import { loadTrust, readRefusals, type Refusal } from './trust-store.js';
+import { loadTrust, readAlarms, readRefusals, type Alarm, type Refusal } from './trust-store.js';
 import { currentRoot } from './verify.js';
 import { validSigners } from '../shared/dsse.js';
 import { trustedKeys } from '../shared/trust.js';
@@ -21,7 +22,11 @@ export interface TrustStatus {
     releases: { stack: string; version: string; services: Record<string, string>; signers: { keyid: string; name: string | null }[] }[];
   } | null;
   policy: { source: string | null; registries: readonly string[] | null; cosignThreshold: number | null; allow: readonly string[] | null; deny: readonly string[]; windows: number };
+  /** The newest issuedAt accepted (trusted time never goes below it), ISO; null before any directive. */
+  trustedTime: string | null;
   refusals: Refusal[];
+  /** Every security alarm on record, each saying whether the institution acknowledged it. */
+  alarms: Alarm[];
   /** What the reconciler last recorded per stack: applying, applied, rolled back (and what runs). */
   applied: { stack: string; version: string; state: string; code?: string; runningVersion: string | null; since: string }[];
 }
@@ -65,13 +70,18 @@ export function describeTrust(stateDir: string, policy: Policy): TrustStatus {
       deny: policy.deny,
       windows: policy.windows.length,
     },
+    trustedTime: p.state.maxIssuedAt > 0 ? new Date(p.state.maxIssuedAt).toISOString() : null,
     refusals: readRefusals(stateDir, 5),
+    alarms: readAlarms(stateDir),
     applied: readApplied(stateDir),
   };
 }
 
 export function formatTrust(t: TrustStatus): string {
   const out: string[] = [];
+  for (const a of t.alarms.filter((x) => !x.acknowledged)) out.push(`ALARM        ${a.at} ${a.code}${a.kind ? ` (${a.kind})` : ''}: ${a.message}`);
+  const acked = t.alarms.filter((x) => x.acknowledged).length;
+  if (acked) out.push(`alarms       ${acked} acknowledged (kept in refusals.jsonl)`);
   out.push(`trust root   ${t.trustRoot ? `v${t.trustRoot.version}, v1 fingerprint ${t.trustRoot.fingerprint}${t.trustRoot.pinned ? ' (pinned)' : ''}` : 'none yet'}`);
   if (!t.desired) out.push('releases     none accepted');
   else {
@@ -81,6 +91,7 @@ export function formatTrust(t: TrustStatus): string {
       for (const [svc, img] of Object.entries(r.services)) out.push(`  ${svc.padEnd(12)} ${img}`);
     }
   }
+  if (t.trustedTime) out.push(`trusted time ${t.trustedTime} (the newest directive accepted; expiry is judged by it or this host's clock, whichever is later)`);
   const p = t.policy;
   out.push(`policy       ${p.source ?? 'none (default file absent)'}`);
   if (p.source) {
@@ -90,6 +101,6 @@ export function formatTrust(t: TrustStatus): string {
     out.push(`  windows    ${p.windows || 'always'}`);
   }
   for (const a of t.applied) out.push(`running      ${a.stack}@${a.runningVersion ?? '-'} (${a.version} ${a.state}${a.code ? `: ${a.code}` : ''}, since ${a.since})`);
-  for (const r of t.refusals) out.push(`refused      ${r.at} seq ${r.seq ?? '-'} ${r.code}`);
+  for (const r of t.refusals) out.push(`refused      ${r.at} ${r.kind ?? (r.seq === null ? 'roots' : 'directive')}${r.seq !== null ? ` seq ${r.seq}` : ''} ${r.code}`);
   return out.join('\n') + '\n';
 }

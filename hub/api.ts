@@ -95,6 +95,8 @@ export function agentView(a: AgentRecord, gateway: Gateway, directives?: Directi
     facts: a.facts,
     desired: accepted ? { seq: accepted.seq, releases: accepted.releases, acceptedAt: iso(accepted.ackedAt) } : null,
     running: a.status ? { ...(a.status as object), reportedAt: iso(a.statusAt) } : null,
+    /** Security alarms the agent holds and its institution has not acknowledged (from its latest status). */
+    alarms: (a.status as { alarms?: unknown[] } | null)?.alarms ?? [],
     lastDirective: last ? { seq: last.seq, status: last.status, code: last.code, message: last.message, issuedAt: iso(last.issuedAt) } : null,
   };
 }

@@ -69,6 +69,7 @@ export const ERRORS = {
   FERRY_E_ROOT_MISSING: spec(409, 'The tenant has no signed trust root yet', 'Create and sign one: `ferry trust init --tenant T ...` then `ferry trust sign`.'),
   FERRY_E_DIRECTIVE_BINDING: spec(403, 'The directive is for another tenant or agent', 'The hub sent a directive meant elsewhere; report this to the vendor.'),
   FERRY_E_DIRECTIVE_EXPIRED: spec(403, 'The directive has expired', 'Deploy again from the hub; check the agent host\'s clock if this repeats.'),
+  FERRY_E_CLOCK_AHEAD: spec(409, 'A signed document is dated further ahead of this agent\'s clock than the allowed skew', 'Nothing was accepted or stored. The detail says whose clock is wrong: fix the hub\'s clock (NTP) and deploy again, or this host\'s if it is behind; a hub whose clock is right signing documents from the future is a security alarm.'),
   FERRY_E_DIRECTIVE_REPLAY: spec(409, 'The directive is older than one already accepted', 'Nothing to do if it is a stale duplicate; otherwise deploy again from the hub.'),
   FERRY_E_DIRECTIVE_FORK: spec(409, 'Two different directives carry the same sequence number', 'This is a security alarm: the hub signed conflicting state. Stop deployments and investigate.'),
   FERRY_E_DIRECTIVE_RELEASE: spec(400, 'The directive names a release that was not sent or does not match', 'Deploy again; if it repeats, the hub is faulty.'),
