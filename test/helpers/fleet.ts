@@ -22,8 +22,8 @@ export interface FleetAgent {
   stateDir: string;
   configFile: string;
   daemon: Daemon;
-  /** Starts (or restarts) the agent process. */
-  start(env?: NodeJS.ProcessEnv): Daemon;
+  /** Starts (or restarts) the agent process, optionally with extra node arguments (a test hook). */
+  start(env?: NodeJS.ProcessEnv, nodeArgs?: readonly string[]): Daemon;
   network(stack: string, net?: string): string;
 }
 
@@ -60,8 +60,8 @@ export async function fleet(t: TestContext, opts: { agents?: number; bakeMs?: nu
       stateDir,
       configFile,
       daemon: undefined as unknown as Daemon,
-      start(env = {}) {
-        a.daemon = daemon(t, 'agent', ['run', '--state-dir', stateDir, '--config', configFile], { env });
+      start(env = {}, nodeArgs = []) {
+        a.daemon = daemon(t, 'agent', ['run', '--state-dir', stateDir, '--config', configFile], { env, nodeArgs });
         return a.daemon;
       },
       network: (stack, net = 'default') => networkName(agentPrefix(id), stack, net),

@@ -8,6 +8,7 @@ import { agentPrefix, networkName, volumeName } from '../../agent/reconcile/mode
 import type { Release, Service } from '../../shared/release.js';
 import { buildTestImage, docker, dockerOk, requireDocker, testLabel } from '../helpers/docker.js';
 import { exitOf, forgetPulled, freePort, freshManifest, journal, manifestFront, ownedContainers, ownedNames, type OwnedContainer } from '../helpers/faults.js';
+import { CRASH_HOOK_ARGS } from '../helpers/crash-hook.js';
 import { fleet, type Fleet, type FleetAgent } from '../helpers/fleet.js';
 import { service } from '../helpers/signing.js';
 import { waitFor } from '../helpers/tmp.js';
@@ -140,6 +141,16 @@ test('kill -9 of the agent before and after every step kind: it converges, leave
   };
   let current = await converged('first deploy');
 
+  // The variable alone does nothing: the hook is test code the test loads; the agent has none.
+  await a.daemon.stop('SIGTERM');
+  a.start({ FERRY_TEST_CRASH_AT: 'create' });
+  await a.daemon.waitFor(/hub welcomed agent/);
+  version = await publish('no-hook');
+  await deploy(f, a, 'app', version);
+  await f.waitRelease(a, 'app', version, 'applied', 60_000);
+  assert.equal(a.daemon.child.exitCode ?? a.daemon.child.signalCode, null, 'without the hook the agent ran its create step and lives');
+  current = await converged('FERRY_TEST_CRASH_AT without the hook');
+
   type Scenario = { at: string; change?: () => Promise<void> | void; byHand?: true; order?: Service['updateOrder'] };
   const scenarios: Scenario[] = [];
   for (const [i, when] of ['', ':after'].entries()) {
@@ -194,7 +205,7 @@ test('kill -9 of the agent before and after every step kind: it converges, leave
     await dockerOk(['exec', current.id, 'sh', '-c', `echo keep-${mark} > /data/${mark}`]); // before the fault
     written.push(mark);
     await a.daemon.stop('SIGTERM');
-    const d = a.start({ FERRY_TEST_CRASH_AT: sc.at });
+    const d = a.start({ FERRY_TEST_CRASH_AT: sc.at }, CRASH_HOOK_ARGS);
     await d.waitFor(/hub welcomed agent/);
     if (sc.byHand) {
       await dockerOk(['stop', '-t', '1', current.id]);

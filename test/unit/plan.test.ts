@@ -245,3 +245,29 @@ test('a network dropped from a stack that stays is removed once no container is 
   p = at({ ...web2, networks: { ...web2.networks, [back]: [] } });
   assert.deepEqual(p, { steps: [], waiting: [] });
 });
+
+test('a release without the privilege-widening settings keeps the config hash it always had', () => {
+  const r = releaseDoc('shop', '1.0.0', { volumes: { data: {} } }, {
+    web: service(IMG1, { ports: [{ target: 8080, published: 18080, protocol: 'tcp' }], volumes: [{ type: 'volume', source: 'data', target: '/data', readOnly: false }], user: '1000' }),
+  });
+  // computed by the agent before capAdd, networkMode and the rest existed: an upgrade recreates no container
+  assert.equal(desiredStack(AGENT, r).containers[0]!.configHash, '42bc8aa3694941fc00f892e4c8924a8184b6caaadafd7d9a58d5045115fdf2fd');
+  const widened = releaseDoc('shop', '1.0.0', { volumes: { data: {} } }, { web: { ...r.services.web!, capAdd: ['NET_ADMIN'] } });
+  assert.notEqual(desiredStack(AGENT, widened).containers[0]!.configHash, desiredStack(AGENT, r).containers[0]!.configHash, 'each setting is part of the hash');
+});
+
+test('a service with a network mode joins none of the stack networks, has no alias, and is not drained', () => {
+  const d = desiredStack(AGENT, releaseDoc('edge', '1.0.0', {}, { proxy: service(IMG1, { networkMode: 'host', capAdd: ['NET_BIND_SERVICE'], updateOrder: 'start-first' }) }));
+  assert.deepEqual(d.networks, [], 'no default network when no service uses it');
+  const spec = d.containers[0]!.spec;
+  assert.deepEqual({ networks: spec.networks, aliases: spec.aliases, networkMode: spec.networkMode, capAdd: spec.capAdd }, { networks: [], aliases: [], networkMode: 'host', capAdd: ['NET_BIND_SERVICE'] });
+  // running as the engine reports a host-network container: converged, nothing to alias
+  const old = running(d, 'proxy', { networks: { host: [] } });
+  assert.deepEqual(plan({ containers: [old], networks: [], volumes: [], images: [IMG1] }, [d], facts), { steps: [], waiting: [] });
+  // a start-first update: the new one starts, then the old one stops without a drain on `host`
+  const d2 = desiredStack(AGENT, releaseDoc('edge', '2.0.0', {}, { proxy: service(IMG2, { networkMode: 'host', updateOrder: 'start-first' }) }));
+  const fresh = running(d2, 'proxy', { networks: { host: [] } });
+  const p = plan({ containers: [old, fresh], networks: [], volumes: [], images: [IMG1, IMG2] }, [d2], facts);
+  assert.deepEqual(kinds(p.steps), [`stop:${old.name}`, `remove:${old.name}`]);
+  assert.equal((p.steps[0] as Extract<Step, { kind: 'stop' }>).drain, undefined);
+});
