@@ -14,6 +14,8 @@ import { createTransport } from './proxy.js';
 import { registerServiceCommands } from './service.js';
 import { loadIdentity, loadKey } from './state.js';
 import { DEFAULT_POLICY_PATH, loadPolicy } from './policy.js';
+import { currentRoot } from './verify.js';
+import { readFileSync } from 'node:fs';
 import { checkHeldEntry, loadWitness, readHeldEntries } from './witness.js';
 import { REFUSALS_FILE, acknowledgeAlarms, loadTrust, readAlarms } from './trust-store.js';
 import { Reconciler } from './reconcile/reconciler.js';
@@ -186,6 +188,34 @@ program
       throw new FerryError('FERRY_E_AUDIT_INCONSISTENT', `${open.length} alarm(s) since ${open[0]!.at}: the hub presented a log that does not extend the checkpoints this agent witnessed (acknowledge with --acknowledge once investigated)`);
     }
     if (entries.some((e) => !e.verified)) process.exitCode = 1;
+  });
+
+program
+  .command('policy')
+  .description('the institution\'s local policy')
+  .command('check')
+  .description('show what the policy allows and what a release would need of this host, need by need; exits 0 when this agent would accept it')
+  .requiredOption('--release <file>', 'the release: `ferry release show STACK@VERSION --json` output, its signed envelope, or the release document')
+  .addOption(policyFile())
+  .addOption(new Option('--state-dir <dir>', 'an enrolled agent\'s state directory: verify the release\'s signatures against its trust root'))
+  .option('--json', 'print the review as JSON')
+  .action(async (o: { release: string; policy?: string; stateDir?: string; json?: boolean }) => {
+    const { formatReview, releaseFromFile, reviewRelease } = await import('./policy-review.js');
+    let text: string;
+    try {
+      text = readFileSync(o.release, 'utf8');
+    } catch (err) {
+      throw new FerryError('FERRY_E_VALIDATION', `--release ${o.release}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    const policy = loadPolicy(o.policy);
+    const { release, envelope } = releaseFromFile(text, o.release);
+    const root = o.stateDir ? currentRoot(loadTrust(o.stateDir).state) : null;
+    const review = reviewRelease(policy, release, envelope, root);
+    if (o.json) process.stdout.write(JSON.stringify({ ...review, policy: { source: policy.source, containers: policy.containers } }) + '\n');
+    else process.stdout.write(formatReview(review, policy));
+    // the refusal this agent would answer a directive with, for the first need not met
+    const first = review.needs.find((n) => !n.ok);
+    if (first) throw new FerryError(first.code ?? 'FERRY_E_POLICY_CONTAINER', `${first.service ? `${review.stack}/${first.service}: ` : ''}${first.what}; ${first.why ?? 'not allowed'}`);
   });
 
 registerServiceCommands(program);

@@ -9,6 +9,8 @@ import { RECONCILE_FILE } from './reconcile/reconciler.js';
 import { parseRelease } from '../shared/release.js';
 import { rootFingerprint } from '../shared/trust.js';
 import type { Policy } from './policy.js';
+import { containerNeeds, type ContainerLimits } from './policy-containers.js';
+import { describeLimits } from './policy-review.js';
 import { loadTrust, readAlarms, readRefusals, type Alarm, type Refusal } from './trust-store.js';
 import { currentRoot } from './verify.js';
 import { validSigners } from '../shared/dsse.js';
@@ -19,9 +21,25 @@ export interface TrustStatus {
   desired: {
     seq: number;
     acceptedAt: string;
-    releases: { stack: string; version: string; services: Record<string, string>; signers: { keyid: string; name: string | null }[] }[];
+    releases: {
+      stack: string;
+      version: string;
+      services: Record<string, string>;
+      signers: { keyid: string; name: string | null }[];
+      /** What it asks of this host that the containers limits decide (bind mounts, ports, user, capabilities, ...). */
+      needs: { service: string; key: string; what: string }[];
+    }[];
   } | null;
-  policy: { source: string | null; registries: readonly string[] | null; cosignThreshold: number | null; allow: readonly string[] | null; deny: readonly string[]; windows: number };
+  policy: {
+    source: string | null;
+    registries: readonly string[] | null;
+    cosignThreshold: number | null;
+    allow: readonly string[] | null;
+    deny: readonly string[];
+    windows: number;
+    /** What a container may be here (the containers section, or its defaults). */
+    containers: ContainerLimits;
+  };
   /** The newest issuedAt accepted (trusted time never goes below it), ISO; null before any directive. */
   trustedTime: string | null;
   refusals: Refusal[];
@@ -58,6 +76,7 @@ export function describeTrust(stateDir: string, policy: Policy): TrustStatus {
               version: rel.version,
               services: Object.fromEntries(Object.entries(rel.services).map(([n, s]) => [n, s.image])),
               signers: signers.map((id) => ({ keyid: id, name: root?.keys[id]?.name ?? null })),
+              needs: containerNeeds(rel).map((n) => ({ service: n.service, key: n.key, what: n.what })),
             };
           }),
         }
@@ -69,6 +88,7 @@ export function describeTrust(stateDir: string, policy: Policy): TrustStatus {
       allow: policy.allow,
       deny: policy.deny,
       windows: policy.windows.length,
+      containers: policy.containers,
     },
     trustedTime: p.state.maxIssuedAt > 0 ? new Date(p.state.maxIssuedAt).toISOString() : null,
     refusals: readRefusals(stateDir, 5),
@@ -88,7 +108,11 @@ export function formatTrust(t: TrustStatus): string {
     out.push(`directive    seq ${t.desired.seq}, accepted ${t.desired.acceptedAt}`);
     for (const r of t.desired.releases) {
       out.push(`release      ${r.stack}@${r.version}, signed by ${r.signers.map((s) => s.name ?? s.keyid.slice(0, 12)).join(', ') || '-'}`);
-      for (const [svc, img] of Object.entries(r.services)) out.push(`  ${svc.padEnd(12)} ${img}`);
+      for (const [svc, img] of Object.entries(r.services)) {
+        out.push(`  ${svc.padEnd(12)} ${img}`);
+        const needs = r.needs.filter((n) => n.service === svc);
+        if (needs.length) out.push(`  ${''.padEnd(12)} needs: ${needs.map((n) => n.what).join('; ')}`);
+      }
     }
   }
   if (t.trustedTime) out.push(`trusted time ${t.trustedTime} (the newest directive accepted; expiry is judged by it or this host's clock, whichever is later)`);
@@ -100,6 +124,8 @@ export function formatTrust(t: TrustStatus): string {
     out.push(`  operations ${p.allow ? `allow ${p.allow.join(', ')}` : 'allow all'}${p.deny.length ? `, deny ${p.deny.join(', ')}` : ''}`);
     out.push(`  windows    ${p.windows || 'always'}`);
   }
+  // what a container may be applies with or without a policy file (the defaults are strict)
+  describeLimits(p.containers).forEach(([, text], i) => out.push(`${i ? '            ' : '  containers'} ${text}`));
   for (const a of t.applied) out.push(`running      ${a.stack}@${a.runningVersion ?? '-'} (${a.version} ${a.state}${a.code ? `: ${a.code}` : ''}, since ${a.since})`);
   for (const r of t.refusals) out.push(`refused      ${r.at} ${r.kind ?? (r.seq === null ? 'roots' : 'directive')}${r.seq !== null ? ` seq ${r.seq}` : ''} ${r.code}`);
   return out.join('\n') + '\n';

@@ -79,6 +79,7 @@ export const ERRORS = {
   FERRY_E_POLICY_REGISTRY: spec(403, 'An image comes from a registry the local policy does not allow', 'Mirror the image to an allowed registry, or have the institution add the registry to its policy.'),
   FERRY_E_POLICY_DIGEST: spec(403, 'An image is not pinned by digest', 'Create the release with `ferry release create`, which pins every image by digest.'),
   FERRY_E_POLICY_COSIGN: spec(403, 'The release lacks the institution\'s required co-signatures', 'Have the institution\'s approvers sign it: `ferry release sign STACK@VERSION --key FILE`.'),
+  FERRY_E_POLICY_CONTAINER: spec(403, 'A release asks for more than the local policy lets a container be', 'Nothing was pulled or started. The institution decides: review the release with `ferry-agent policy check --release FILE` and allow what it needs in the policy file\'s containers section, or have the vendor publish a release that needs less.'),
   FERRY_E_POLICY_OPERATION: spec(403, 'The local policy does not allow this operation', 'The institution must allow it in its policy file.'),
   FERRY_E_POLICY_WINDOW: spec(409, 'Outside the institution\'s maintenance window', 'Deploy again during a window the local policy allows (see `ferry-agent status`).'),
   FERRY_E_AUDIT_INCONSISTENT: spec(409, 'The audit log is inconsistent with a witnessed checkpoint', 'This is a security alarm: the log was edited, truncated or forked. Keep the agent\'s audit files and investigate.'),
