@@ -69,8 +69,8 @@ export class Acceptor extends EventEmitter {
       }
     } catch (err) {
       const e = asFerryError(err);
-      this.opts.log.error({ code: e.code, detail: e.detail }, 'refused trust root from hub');
       this.refused({ at: new Date(this.now()).toISOString(), kind: 'roots', seq: null, digest: null, code: e.code, message: e.message });
+      this.opts.log.error({ code: e.code, detail: e.detail }, 'refused trust root from hub');
       this.opts.send({ type: 'error', code: e.code, message: e.message.slice(0, 2048) });
     }
   }
@@ -83,9 +83,9 @@ export class Acceptor extends EventEmitter {
       accepted = verifyBundle(this.persisted.state, msg, { agentId: this.opts.agentId, tenant: this.opts.tenant, policy: this.opts.policy, ...this.clock() });
     } catch (err) {
       const e = asFerryError(err);
+      this.refused({ at: new Date(this.now()).toISOString(), kind: 'directive', seq, digest, code: e.code, message: e.message });
       const alarm = e.code === 'FERRY_E_DIRECTIVE_FORK';
       this.opts.log[alarm ? 'fatal' : 'warn']({ code: e.code, detail: e.detail, seq, digest }, alarm ? 'ALARM: conflicting directives for one seq' : 'refused directive');
-      this.refused({ at: new Date(this.now()).toISOString(), kind: 'directive', seq, digest, code: e.code, message: e.message });
       if (seq !== null && digest) this.opts.send({ type: 'ack', seq, digest, accepted: false, code: e.code, message: e.message.slice(0, 2048) });
       else this.opts.send({ type: 'error', code: e.code, message: e.message.slice(0, 2048) });
       return;

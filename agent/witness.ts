@@ -125,10 +125,10 @@ export class Witness {
       cp = checkCheckpoint(heldEntry?.checkpoint ?? null, msg, root, this.opts.tenant, { now, maxSkewMs: this.opts.maxSkewMs, hubClockOffsetMs: this.opts.hubClockOffsetMs?.() ?? null });
     } catch (err) {
       const e = asFerryError(err);
-      const alarm = e.code === 'FERRY_E_AUDIT_INCONSISTENT';
-      this.opts.log[alarm ? 'fatal' : 'warn']({ code: e.code, detail: e.detail }, alarm ? 'ALARM: the hub presented an audit log inconsistent with what this agent witnessed' : 'checkpoint refused');
       // on record before anything is said: the institution keeps it even if the hub never hears
       const rec = appendRefusal(this.opts.stateDir, { at: new Date(now).toISOString(), kind: 'checkpoint', seq: null, digest: null, code: e.code, message: e.message });
+      const alarm = e.code === 'FERRY_E_AUDIT_INCONSISTENT';
+      this.opts.log[alarm ? 'fatal' : 'warn']({ code: e.code, detail: e.detail }, alarm ? 'ALARM: the hub presented an audit log inconsistent with what this agent witnessed' : 'checkpoint refused');
       this.opts.send({ type: 'error', code: e.code, message: e.message.slice(0, 2048) });
       this.opts.onRefusal?.(rec);
       return;

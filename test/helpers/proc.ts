@@ -9,6 +9,8 @@ export const BIN = {
   ferry: `${ROOT}dist/cli/main.js`,
   hub: `${ROOT}dist/hub/main.js`,
   agent: `${ROOT}dist/agent/main.js`,
+  /** Not a Ferry binary: the hostile hub the agent's defences are tested against (test/helpers/hostile-hub.ts). */
+  hostileHub: `${ROOT}dist/test/helpers/hostile-hub.js`,
 } as const;
 
 /** Node flags per binary: the agent runs as its unit runs it. */
