@@ -6,7 +6,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderUnit } from '../../agent/service.js';
@@ -25,6 +25,7 @@ function serviceRoot(): string {
   if (!['/home', '/root', '/run/user', '/tmp', '/var/tmp'].some((d) => real === d || real.startsWith(d + '/'))) return CHECKOUT;
   mkdirSync('/opt', { recursive: true });
   const dir = mkdtempSync('/opt/ferry-service-test-');
+  chmodSync(dir, 0o755); // mkdtemp makes it 0700: the service user must reach the agent in it
   for (const p of ['dist', 'scripts', 'package.json', 'node_modules']) cpSync(join(CHECKOUT, p), join(dir, p), { recursive: true, verbatimSymlinks: true });
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   return dir + '/';
