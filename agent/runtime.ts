@@ -112,10 +112,15 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
   }
 }
 
-/** The alarms the institution has not acknowledged, newest last, as the status message carries them. */
+/**
+ * The alarms the institution has not acknowledged, newest last, as the status
+ * message carries them. The same alarm raised again (a hub showing the same
+ * rewritten log on every reconnect) is reported once, as first raised.
+ */
 export function activeAlarms(stateDir: string): AgentAlarm[] {
+  const seen = new Set<string>();
   return readAlarms(stateDir)
-    .filter((a) => !a.acknowledged)
+    .filter((a) => !a.acknowledged && !seen.has(`${a.code}\n${a.message}`) && seen.add(`${a.code}\n${a.message}`))
     .slice(-20)
     .map((a) => ({ at: a.at.slice(0, 32), code: a.code.slice(0, 64), message: a.message.slice(0, 2048), ...(a.kind ? { kind: a.kind } : {}) }));
 }

@@ -220,12 +220,24 @@ test('a real hub serving a rewritten audit log: the alarm is in refusals, status
   const again = await run('agent', ['status', '--state-dir', a.stateDir, '--json']);
   assert.equal(JSON.parse(again.stdout).alarms[0].acknowledged, false);
 
+  // the hub shows the same rewritten log on every reconnect: refused and on record each time, one alarm
+  await a.daemon.stop();
+  a.start();
+  const refusedAgain = await waitFor('the second refusal', () => {
+    const recs = readFileSync(join(a.stateDir, 'refusals.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Line).filter((r) => r.code === 'FERRY_E_AUDIT_INCONSISTENT');
+    return recs.length === 2 ? recs[1] : null;
+  }, 20_000);
+  await waitFor('a status reported after it', async () => ((await api('GET', `/v1/agents/${a.id}`)).body.running?.reportedAt ?? '') > refusedAgain.at, 20_000);
+  assert.equal((await api('GET', `/v1/agents/${a.id}`)).body.alarms.length, 1);
+  const entriesAgain = (await api('GET', `/v1/audit/${TENANT}/entries?limit=1000`)).body.entries as Line[];
+  assert.equal(entriesAgain.filter((e) => e.action === 'agent.alarm').length, 1);
+
   // once the institution has investigated, it acknowledges; the record stays
   const ackd = await run('agent', ['audit', '--state-dir', a.stateDir, '--acknowledge']);
   assert.equal(ackd.code, 0, ackd.stderr);
-  assert.match(ackd.stderr, /acknowledged 1 alarm\(s\); they stay on record in refusals\.jsonl/);
+  assert.match(ackd.stderr, /acknowledged 2 alarm\(s\); they stay on record in refusals\.jsonl/);
   assert.match(ackd.stdout, /^alarm \(acknowledged\)\s+\S+\s+FERRY_E_AUDIT_INCONSISTENT/m);
-  assert.match((await run('agent', ['status', '--state-dir', a.stateDir])).stdout, /alarms\s+1 acknowledged/);
+  assert.match((await run('agent', ['status', '--state-dir', a.stateDir])).stdout, /alarms\s+2 acknowledged/);
 });
 
 test('an agent whose stored trusted time an earlier version pushed ten years ahead recovers: bounded at start, said in the log, and deploys again', async (t) => {
