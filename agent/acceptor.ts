@@ -10,8 +10,8 @@ import type { AgentMessage, DirectiveMessage, RootsMessage } from '../shared/pro
 import { parseDirective } from '../shared/release.js';
 import { trustedKeys } from '../shared/trust.js';
 import type { Policy } from './policy.js';
-import { appendRefusal, loadTrust, saveTrust, type Persisted } from './trust-store.js';
-import { acceptRoots, currentRoot, verifyBundle, type Accepted } from './verify.js';
+import { appendRefusal, loadTrust, saveTrust, type Persisted, type Refusal } from './trust-store.js';
+import { acceptRoots, boundTrustedTime, currentRoot, span, verifyBundle, type Accepted } from './verify.js';
 
 export interface AcceptorOptions {
   stateDir: string;
@@ -21,6 +21,12 @@ export interface AcceptorOptions {
   log: Logger;
   send: (msg: AgentMessage) => boolean;
   now?: () => number;
+  /** How far ahead of the local clock a directive may be dated (default 5 min). */
+  maxSkewMs?: number;
+  /** The hub's clock minus this host's, from the hub's welcome (null before one). */
+  hubClockOffsetMs?: () => number | null;
+  /** Told of every refusal once it is on record (alarms among them). */
+  onRefusal?: (r: Refusal) => void;
 }
 
 /** Emits 'accepted' (Accepted) after a new directive is persisted. */
@@ -32,6 +38,22 @@ export class Acceptor extends EventEmitter {
     super();
     this.now = opts.now ?? Date.now;
     this.persisted = loadTrust(opts.stateDir);
+    // Trusted time from an earlier version may lie in the future: bound it once, and say so.
+    const now = this.now();
+    const bounded = boundTrustedTime(this.persisted.state, { now, maxSkewMs: opts.maxSkewMs });
+    if (bounded.changed) {
+      this.persist({ ...this.persisted, state: bounded.state });
+      if (bounded.clampedFrom !== null) {
+        opts.log.warn(
+          { code: 'FERRY_E_CLOCK_AHEAD', storedTrustedTime: new Date(bounded.clampedFrom).toISOString(), trustedTime: new Date(bounded.state.maxIssuedAt).toISOString(), localClock: new Date(now).toISOString() },
+          `stored trusted time was ${span(bounded.clampedFrom - now)} ahead of this host's clock (an earlier version believed a future-dated directive); bounded to the clock plus the allowed skew, so later directives are accepted again`,
+        );
+      }
+    }
+  }
+
+  private clock() {
+    return { now: this.now(), maxSkewMs: this.opts.maxSkewMs, hubClockOffsetMs: this.opts.hubClockOffsetMs?.() ?? null };
   }
 
   get current(): Persisted {
@@ -47,8 +69,8 @@ export class Acceptor extends EventEmitter {
       }
     } catch (err) {
       const e = asFerryError(err);
+      this.refused({ at: new Date(this.now()).toISOString(), kind: 'roots', seq: null, digest: null, code: e.code, message: e.message });
       this.opts.log.error({ code: e.code, detail: e.detail }, 'refused trust root from hub');
-      appendRefusal(this.opts.stateDir, { at: new Date(this.now()).toISOString(), seq: null, digest: null, code: e.code, message: e.message });
       this.opts.send({ type: 'error', code: e.code, message: e.message.slice(0, 2048) });
     }
   }
@@ -58,12 +80,12 @@ export class Acceptor extends EventEmitter {
     const seq = this.claimedSeq(msg);
     let accepted: Accepted;
     try {
-      accepted = verifyBundle(this.persisted.state, msg, { agentId: this.opts.agentId, tenant: this.opts.tenant, now: this.now(), policy: this.opts.policy });
+      accepted = verifyBundle(this.persisted.state, msg, { agentId: this.opts.agentId, tenant: this.opts.tenant, policy: this.opts.policy, ...this.clock() });
     } catch (err) {
       const e = asFerryError(err);
+      this.refused({ at: new Date(this.now()).toISOString(), kind: 'directive', seq, digest, code: e.code, message: e.message });
       const alarm = e.code === 'FERRY_E_DIRECTIVE_FORK';
       this.opts.log[alarm ? 'fatal' : 'warn']({ code: e.code, detail: e.detail, seq, digest }, alarm ? 'ALARM: conflicting directives for one seq' : 'refused directive');
-      appendRefusal(this.opts.stateDir, { at: new Date(this.now()).toISOString(), seq, digest, code: e.code, message: e.message });
       if (seq !== null && digest) this.opts.send({ type: 'ack', seq, digest, accepted: false, code: e.code, message: e.message.slice(0, 2048) });
       else this.opts.send({ type: 'error', code: e.code, message: e.message.slice(0, 2048) });
       return;
@@ -81,6 +103,10 @@ export class Acceptor extends EventEmitter {
     }
     this.opts.send({ type: 'ack', seq: accepted.directive.seq, digest: accepted.digest, accepted: true, duplicate: accepted.duplicate });
     if (!accepted.duplicate) this.emit('accepted', accepted);
+  }
+
+  private refused(r: Omit<Refusal, 'alarm'>): void {
+    this.opts.onRefusal?.(appendRefusal(this.opts.stateDir, r));
   }
 
   private persist(p: Persisted): void {

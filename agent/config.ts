@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { FerryError } from '../shared/errors.js';
 import { LOG_LEVELS } from '../shared/logger.js';
 import { proxyFromEnv, type ProxySettings } from './proxy.js';
+import { DEFAULT_MAX_CLOCK_SKEW_MS } from './verify.js';
 
 const FileConfig = z.strictObject({
   logLevel: z.enum(LOG_LEVELS).optional(),
@@ -36,6 +37,8 @@ const FileConfig = z.strictObject({
       minFreeMb: z.number().int().min(0).optional(),
     })
     .optional(),
+  /** How far ahead of this host's clock a signed directive or checkpoint may be dated (default 5 min). */
+  maxClockSkewMs: z.number().int().min(1000).max(86_400_000).optional(),
   reconnect: z
     .strictObject({
       baseMs: z.number().int().min(10).max(60_000).optional(),
@@ -56,6 +59,7 @@ export interface AgentConfig {
   readonly registries: Readonly<Record<string, { username: string; password: string }>>;
   readonly reconcile: Readonly<{ bakeMs: number; driftIntervalMs: number; applyTimeoutMs: number; minFreeBytes: number }>;
   readonly reconnect: Readonly<{ baseMs: number; capMs: number }>;
+  readonly maxClockSkewMs: number;
 }
 
 export interface ConfigInput {
@@ -115,5 +119,6 @@ export function loadAgentConfig(input: ConfigInput, env: NodeJS.ProcessEnv = pro
       minFreeBytes: (file.reconcile?.minFreeMb ?? 256) * 1024 * 1024,
     }),
     reconnect: Object.freeze(reconnect),
+    maxClockSkewMs: file.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS,
   });
 }

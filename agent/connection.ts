@@ -2,7 +2,10 @@
 // fresh hub nonce, signs it (bound to hub host, agent id and time) and opens
 // the WebSocket with the proof in the upgrade headers. Lost connections are
 // retried with exponential backoff and full jitter; a revoked or unknown agent
-// stops for good. The agent never listens on any socket.
+// stops for good. A hub that sends malformed or oversized frames is dropped
+// (after MAX_VIOLATIONS in VIOLATION_WINDOW_MS, as the hub drops agents) and
+// the next attempt backs off as after a failure. The agent never listens on
+// any socket.
 import { sleep } from '../shared/sleep.js';
 import { EventEmitter } from 'node:events';
 import { hostname, platform, release, arch, cpus, totalmem } from 'node:os';
@@ -11,7 +14,7 @@ import { AGENT_PATH, AUTH_HEADERS, CHALLENGE_PATH, authStatement, hostOf } from 
 import { FerryError, asFerryError, isErrorCode } from '../shared/errors.js';
 import { sign, type KeyPair } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
-import { MAX_PAYLOAD, PROTOCOL_VERSION, decodeHubMessage, encode, type AgentMessage, type Hello, type HostFacts, type HubMessage } from '../shared/protocol.js';
+import { CLOSE, MAX_PAYLOAD, PROTOCOL_VERSION, decodeHubMessage, encode, type AgentMessage, type Hello, type HostFacts, type HubMessage } from '../shared/protocol.js';
 import { VERSION } from '../shared/version.js';
 import type { Engine } from './engine/engine.js';
 import { proxyRefusal, type Transport } from './proxy.js';
@@ -21,6 +24,37 @@ import type { Identity } from './state.js';
 const FATAL = new Set(['FERRY_E_AGENT_REVOKED', 'FERRY_E_AGENT_UNKNOWN']);
 const HIGH_WATER = 4 * 1024 * 1024;
 const DEFAULT_HEARTBEAT_MS = 15_000;
+/** Bad frames tolerated from the hub within VIOLATION_WINDOW_MS; the one that reaches it drops the connection. */
+export const MAX_VIOLATIONS = 10;
+export const VIOLATION_WINDOW_MS = 60_000;
+
+/** Protocol violations in a sliding window of time. Pure: time is an argument. */
+export class ViolationWindow {
+  private times: number[] = [];
+
+  constructor(
+    private readonly max = MAX_VIOLATIONS,
+    private readonly windowMs = VIOLATION_WINDOW_MS,
+  ) {}
+
+  /** Records one at `now`; true when the limit is reached. */
+  add(now: number): boolean {
+    this.times = this.times.filter((t) => now - t < this.windowMs && t <= now);
+    this.times.push(now);
+    return this.times.length >= this.max;
+  }
+
+  get count(): number {
+    return this.times.length;
+  }
+}
+
+/** A frame the ws library refused (too large, not a valid frame) as a catalogue error; null for other socket errors. */
+export function frameError(err: Error & { code?: string }): FerryError | null {
+  if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') return new FerryError('FERRY_E_PROTOCOL_TOO_LARGE', `the hub sent a frame over the ${MAX_PAYLOAD}-byte limit (${err.message})`);
+  if (err.code?.startsWith('WS_ERR_')) return new FerryError('FERRY_E_PROTOCOL_MALFORMED', `the hub sent an invalid WebSocket frame (${err.code}: ${err.message})`);
+  return null;
+}
 
 /** Full-jitter exponential backoff (AWS architecture blog): uniform in [0, min(cap, base * 2^attempt)). */
 export function backoffDelay(attempt: number, baseMs: number, capMs: number, random: () => number = Math.random): number {
@@ -58,10 +92,16 @@ export interface ConnectionOptions {
 export class Connection extends EventEmitter {
   private ws: WebSocket | undefined;
   private readonly now: () => number;
+  private hubOffset: number | null = null;
 
   constructor(private readonly opts: ConnectionOptions) {
     super();
     this.now = opts.now ?? Date.now;
+  }
+
+  /** The hub's clock minus this host's, measured at its last welcome (null before one). */
+  get hubClockOffsetMs(): number | null {
+    return this.hubOffset;
   }
 
   get connected(): boolean {
@@ -81,8 +121,9 @@ export class Connection extends EventEmitter {
     let attempt = 0;
     while (!signal.aborted) {
       let welcomed = false;
+      let dropped: FerryError | null = null;
       try {
-        welcomed = await this.attempt(signal);
+        ({ welcomed, dropped } = await this.attempt(signal));
       } catch (err) {
         const e = asFerryError(err, 'FERRY_E_HUB_UNREACHABLE');
         if (FATAL.has(e.code)) {
@@ -92,15 +133,16 @@ export class Connection extends EventEmitter {
         log.warn({ code: e.code, detail: e.detail, attempt }, 'connection attempt failed');
       }
       if (signal.aborted) break;
-      attempt = welcomed ? 0 : attempt + 1;
+      // A hub we dropped for bad frames is retried as after a failure: backing off, not at once.
+      attempt = welcomed && !dropped ? 0 : attempt + 1;
       const delay = backoffDelay(attempt, reconnect.baseMs, reconnect.capMs, this.opts.random);
       log.info({ delayMs: delay, attempt }, 'reconnecting after delay');
       await sleep(delay, signal);
     }
   }
 
-  /** One connection attempt; resolves when the socket closes, true if the hub welcomed us. */
-  private async attempt(signal: AbortSignal): Promise<boolean> {
+  /** One connection attempt; resolves when the socket closes: whether the hub welcomed us, and why we dropped it, if we did. */
+  private async attempt(signal: AbortSignal): Promise<{ welcomed: boolean; dropped: FerryError | null }> {
     const { identity, key, transport, log } = this.opts;
     const base = new URL(identity.hubUrl);
     const nonce = await fetchChallenge(base, transport, signal);
@@ -136,7 +178,17 @@ export class Connection extends EventEmitter {
     const onAbort = () => ws.close(1001, 'agent stopping');
     signal.addEventListener('abort', onAbort, { once: true });
 
-    return await new Promise<boolean>((resolve, reject) => {
+    const violations = new ViolationWindow();
+    let dropped: FerryError | null = null;
+    const drop = (e: FerryError, msg: string) => {
+      if (dropped) return;
+      dropped = e;
+      log.error({ code: e.code, detail: e.detail }, msg);
+      ws.close(CLOSE.protocolError, e.code);
+      setTimeout(() => ws.terminate(), 1000).unref();
+    };
+
+    return await new Promise<{ welcomed: boolean; dropped: FerryError | null }>((resolve, reject) => {
       let failure: FerryError | undefined;
       ws.on('unexpected-response', (_req, res) => {
         const chunks: Buffer[] = [];
@@ -154,12 +206,16 @@ export class Connection extends EventEmitter {
       });
       ws.on('ping', () => arm(heartbeatMs * 2.5));
       ws.on('message', (data, isBinary) => {
+        if (dropped) return; // being closed for bad frames: nothing more is read
         let msg: HubMessage;
         try {
           msg = decodeHubMessage(isBinary ? null : Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer));
         } catch (err) {
           const e = asFerryError(err, 'FERRY_E_PROTOCOL_INVALID');
-          log.warn({ code: e.code, detail: e.detail }, 'bad message from hub');
+          if (violations.add(this.now())) {
+            return drop(e, `the hub sent ${violations.count} bad messages within ${VIOLATION_WINDOW_MS / 1000} s; dropping the connection`);
+          }
+          log.warn({ code: e.code, detail: e.detail, violations: violations.count }, 'bad message from hub');
           this.send({ type: 'error', code: e.code, message: e.message.slice(0, 2048) });
           return;
         }
@@ -167,7 +223,8 @@ export class Connection extends EventEmitter {
           welcomed = true;
           heartbeatMs = msg.heartbeatMs;
           arm(heartbeatMs * 2.5);
-          log.info({ skewMs: msg.serverTime - this.now() }, 'hub welcomed agent');
+          this.hubOffset = msg.serverTime - this.now();
+          log.info({ skewMs: this.hubOffset }, 'hub welcomed agent');
           this.emit('welcome', msg);
         } else if (msg.type === 'error') {
           log.warn({ code: msg.code, message: msg.message }, 'hub reported an error');
@@ -175,6 +232,13 @@ export class Connection extends EventEmitter {
         this.emit('message', msg);
       });
       ws.on('error', (err) => {
+        // ws closes the socket itself after a frame it cannot take (1009 too large, 1002 invalid)
+        const bad = frameError(err);
+        if (bad) {
+          dropped ??= bad;
+          log.error({ code: bad.code, detail: bad.detail }, 'the hub sent a frame this agent refuses; connection closed');
+          return;
+        }
         failure ??= transportError(err, transport.proxy);
       });
       ws.on('close', (code, reasonBuf) => {
@@ -183,12 +247,12 @@ export class Connection extends EventEmitter {
         this.ws = undefined;
         const reason = reasonBuf.toString();
         if (welcomed) {
-          log.warn({ code, reason }, 'disconnected from hub');
+          log.warn({ closeCode: code, reason, ...(dropped ? { code: dropped.code } : {}) }, 'disconnected from hub');
           this.emit('disconnected', { code, reason });
         }
-        if (code === 4003) return reject(new FerryError('FERRY_E_AGENT_REVOKED', reason));
-        if (failure && !welcomed) return reject(failure);
-        resolve(welcomed);
+        if (code === CLOSE.revoked) return reject(new FerryError('FERRY_E_AGENT_REVOKED', reason));
+        if (failure && !welcomed && !dropped) return reject(failure);
+        resolve({ welcomed, dropped });
       });
     });
   }

@@ -14,8 +14,10 @@ import { createTransport } from './proxy.js';
 import { registerServiceCommands } from './service.js';
 import { loadIdentity, loadKey } from './state.js';
 import { DEFAULT_POLICY_PATH, loadPolicy } from './policy.js';
+import { currentRoot } from './verify.js';
+import { readFileSync } from 'node:fs';
 import { checkHeldEntry, loadWitness, readHeldEntries } from './witness.js';
-import { loadTrust } from './trust-store.js';
+import { REFUSALS_FILE, acknowledgeAlarms, loadTrust, readAlarms } from './trust-store.js';
 import { Reconciler } from './reconcile/reconciler.js';
 // enroll and status are imported by their commands, so the long-running `run` does not hold them.
 import { describeStep } from './reconcile/execute.js';
@@ -155,23 +157,65 @@ program
 
 program
   .command('audit')
-  .description('show the audit checkpoints this agent witnessed and the entries about it, verified offline')
+  .description('show the audit checkpoints this agent witnessed, the entries about it (verified offline) and any audit alarm; exits 5 while an alarm is not acknowledged')
   .addOption(stateDir())
+  .option('--acknowledge', 'record that the institution has seen (and investigated) every alarm so far')
   .option('--json', 'print as JSON')
-  .action((o: { stateDir: string; json?: boolean }) => {
+  .action((o: { stateDir: string; acknowledge?: boolean; json?: boolean }) => {
     loadIdentity(o.stateDir);
+    if (o.acknowledge) {
+      const n = acknowledgeAlarms(o.stateDir, Date.now());
+      process.stderr.write(n ? `acknowledged ${n} alarm(s); they stay on record in ${REFUSALS_FILE}\n` : 'no alarm to acknowledge\n');
+    }
     const state = loadWitness(o.stateDir);
     const entries = readHeldEntries(o.stateDir).map((e) => {
       const { entry, ok } = checkHeldEntry(e, state);
       return { ...entry, verified: ok, checkpointSize: e.size };
     });
     const checkpoints = state.checkpoints.map((c) => ({ size: c.checkpoint.size, root: c.checkpoint.root, signedAt: new Date(c.checkpoint.at).toISOString(), witnessedAt: c.witnessedAt }));
-    if (o.json) return void process.stdout.write(JSON.stringify({ checkpoints, entries }) + '\n');
-    for (const c of checkpoints) process.stdout.write(`checkpoint  size ${c.size}  root ${c.root.slice(0, 16)}…  signed ${c.signedAt}  witnessed ${c.witnessedAt}\n`);
-    for (const e of entries) {
-      process.stdout.write(`entry ${String(e.index).padStart(6)}  ${new Date(e.at).toISOString()}  ${e.action.padEnd(20)} ${e.outcome.padEnd(8)} ${e.verified ? 'included' : 'NOT VERIFIED'}\n`);
+    const alarms = readAlarms(o.stateDir).filter((a) => a.code === 'FERRY_E_AUDIT_INCONSISTENT');
+    const open = alarms.filter((a) => !a.acknowledged);
+    if (o.json) process.stdout.write(JSON.stringify({ checkpoints, entries, alarms }) + '\n');
+    else {
+      for (const a of alarms) process.stdout.write(`${a.acknowledged ? 'alarm (acknowledged)' : 'ALARM'}  ${a.at}  ${a.code}: ${a.message}\n`);
+      for (const c of checkpoints) process.stdout.write(`checkpoint  size ${c.size}  root ${c.root.slice(0, 16)}…  signed ${c.signedAt}  witnessed ${c.witnessedAt}\n`);
+      for (const e of entries) {
+        process.stdout.write(`entry ${String(e.index).padStart(6)}  ${new Date(e.at).toISOString()}  ${e.action.padEnd(20)} ${e.outcome.padEnd(8)} ${e.verified ? 'included' : 'NOT VERIFIED'}\n`);
+      }
+    }
+    if (open.length) {
+      // The entries above are in what this agent witnessed; the hub's log since is not.
+      throw new FerryError('FERRY_E_AUDIT_INCONSISTENT', `${open.length} alarm(s) since ${open[0]!.at}: the hub presented a log that does not extend the checkpoints this agent witnessed (acknowledge with --acknowledge once investigated)`);
     }
     if (entries.some((e) => !e.verified)) process.exitCode = 1;
+  });
+
+program
+  .command('policy')
+  .description('the institution\'s local policy')
+  .command('check')
+  .description('show what the policy allows and what a release would need of this host, need by need; exits 0 when this agent would accept it')
+  .requiredOption('--release <file>', 'the release: `ferry release show STACK@VERSION --json` output, its signed envelope, or the release document')
+  .addOption(policyFile())
+  .addOption(new Option('--state-dir <dir>', 'an enrolled agent\'s state directory: verify the release\'s signatures against its trust root'))
+  .option('--json', 'print the review as JSON')
+  .action(async (o: { release: string; policy?: string; stateDir?: string; json?: boolean }) => {
+    const { formatReview, releaseFromFile, reviewRelease } = await import('./policy-review.js');
+    let text: string;
+    try {
+      text = readFileSync(o.release, 'utf8');
+    } catch (err) {
+      throw new FerryError('FERRY_E_VALIDATION', `--release ${o.release}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    const policy = loadPolicy(o.policy);
+    const { release, envelope } = releaseFromFile(text, o.release);
+    const root = o.stateDir ? currentRoot(loadTrust(o.stateDir).state) : null;
+    const review = reviewRelease(policy, release, envelope, root);
+    if (o.json) process.stdout.write(JSON.stringify({ ...review, policy: { source: policy.source, containers: policy.containers } }) + '\n');
+    else process.stdout.write(formatReview(review, policy));
+    // the refusal this agent would answer a directive with, for the first need not met
+    const first = review.needs.find((n) => !n.ok);
+    if (first) throw new FerryError(first.code ?? 'FERRY_E_POLICY_CONTAINER', `${first.service ? `${review.stack}/${first.service}: ` : ''}${first.what}; ${first.why ?? 'not allowed'}`);
   });
 
 registerServiceCommands(program);

@@ -1,14 +1,17 @@
 // The institution's local policy: a YAML file on the agent host (default
 // /etc/ferry/policy.yaml) that the hub can neither read nor change. It narrows
 // what any signed release may do here: which registries images come from,
-// whose co-signatures a release needs, which operations are allowed, and
-// when (maintenance windows, UTC).
+// whose co-signatures a release needs, which operations are allowed, when
+// (maintenance windows, UTC), and what a container may be
+// (policy-containers.ts: bind mounts, host ports, user 0, capabilities,
+// network modes, host namespaces, devices, sysctls).
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { LineCounter, parseDocument, isMap, isScalar } from 'yaml';
 import { z } from 'zod';
 import { FerryError } from '../shared/errors.js';
 import { decodePublicKey, keyId } from '../shared/keys.js';
 import { DIGEST_REF, registryOf, type Release } from '../shared/release.js';
+import { ContainersSection, DEFAULT_LIMITS, badRange, containerLimits, judge, refusal, type ContainerLimits, type LimitKey } from './policy-containers.js';
 
 export const DEFAULT_POLICY_PATH = '/etc/ferry/policy.yaml';
 export const OPERATIONS = ['deploy', 'rollback', 'restart', 'logs', 'exec'] as const;
@@ -31,6 +34,8 @@ const PolicyFile = z.strictObject({
     })
     .optional(),
   maintenanceWindows: z.array(z.strictObject({ days: z.array(z.enum(DAYS)).min(1).optional(), start: HHMM, end: HHMM })).max(32).optional(),
+  /** What a container may be (policy-containers.ts); absent: the strict defaults. */
+  containers: ContainersSection.optional(),
 });
 export type PolicyFile = z.infer<typeof PolicyFile>;
 
@@ -41,23 +46,32 @@ export interface Policy {
   readonly allow: readonly string[] | null;
   readonly deny: readonly string[];
   readonly windows: readonly { days: readonly string[]; start: number; end: number }[];
+  readonly containers: ContainerLimits;
 }
 
-export const NO_POLICY: Policy = Object.freeze({ source: null, registries: null, cosigners: null, allow: null, deny: [], windows: [] });
+export const NO_POLICY: Policy = Object.freeze({ source: null, registries: null, cosigners: null, allow: null, deny: [], windows: [], containers: DEFAULT_LIMITS });
 
 export function parsePolicy(text: string, source: string): Policy {
-  let doc: unknown;
-  try {
-    doc = parseYaml(text, { uniqueKeys: true }) ?? {};
-  } catch (err) {
-    throw new FerryError('FERRY_E_POLICY_INVALID', `${source}: ${(err as Error).message.split('\n')[0]}`);
-  }
-  const r = PolicyFile.safeParse(doc);
+  const lines = new LineCounter();
+  const yaml = parseDocument(text, { uniqueKeys: true, lineCounter: lines });
+  const syntax = yaml.errors[0];
+  if (syntax) throw new FerryError('FERRY_E_POLICY_INVALID', `${source}: ${syntax.message.split('\n')[0]}`);
+  const r = PolicyFile.safeParse(yaml.toJS() ?? {});
   if (!r.success) {
     const i = r.error.issues[0];
     throw new FerryError('FERRY_E_POLICY_INVALID', `${source}: ${i?.path.join('.') || '(root)'}: ${i?.message}`);
   }
   const p = r.data;
+  const range = p.containers && badRange(p.containers);
+  if (range) throw new FerryError('FERRY_E_POLICY_INVALID', `${source}: ${range}`);
+  // `file:line` of each containers.* key, so a refusal names the line that decided it
+  const section = yaml.get('containers', true);
+  const lineOf = (key: LimitKey) => {
+    if (!isMap(section)) return undefined;
+    const pair = section.items.find((it) => isScalar(it.key) && it.key.value === key);
+    const at = pair && isScalar(pair.key) && pair.key.range ? lines.linePos(pair.key.range[0]).line : undefined;
+    return at === undefined ? undefined : `${source}:${at}`;
+  };
   let cosigners: Policy['cosigners'] = null;
   if (p.cosigners) {
     const keys = new Map<string, Uint8Array>();
@@ -81,6 +95,7 @@ export function parsePolicy(text: string, source: string): Policy {
     allow: p.operations?.allow ?? null,
     deny: p.operations?.deny ?? [],
     windows: (p.maintenanceWindows ?? []).map((w) => ({ days: w.days ?? [...DAYS], start: minutes(w.start), end: minutes(w.end) })),
+    containers: containerLimits(p.containers, lineOf),
   });
 }
 
@@ -124,6 +139,12 @@ export function checkRelease(p: Policy, rel: Release, cosignedBy: (keys: Readonl
     if (p.registries && !p.registries.includes(reg)) {
       throw new FerryError('FERRY_E_POLICY_REGISTRY', `${rel.stack}/${name}: registry ${reg} (allowed: ${p.registries.join(', ') || 'none'})`);
     }
+  }
+  // what the containers would be: refused before anything is pulled or created
+  const refused = judge(p.containers, rel).filter((v) => !v.ok);
+  if (refused.length) {
+    const more = refused.length > 1 ? ` (and ${refused.length - 1} more: \`ferry-agent policy check --release FILE\` lists them)` : '';
+    throw new FerryError('FERRY_E_POLICY_CONTAINER', `${refusal(refused[0]!.need, p.containers, p.source)}${more}`);
   }
   if (p.cosigners) {
     const have = cosignedBy(p.cosigners.keys);

@@ -5,7 +5,7 @@ import { payloadBytes, payloadDigest } from '../shared/dsse.js';
 import { asFerryError } from '../shared/errors.js';
 import type { KeyPair } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
-import type { AgentMessage, HubMessage } from '../shared/protocol.js';
+import type { AgentAlarm, AgentMessage, HubMessage } from '../shared/protocol.js';
 import { parseRelease } from '../shared/release.js';
 import { Acceptor } from './acceptor.js';
 import type { AgentConfig } from './config.js';
@@ -18,7 +18,7 @@ import { Reconciler, type Target } from './reconcile/reconciler.js';
 import { describeStep } from './reconcile/execute.js';
 import { Journal } from './reconcile/journal.js';
 import type { Identity } from './state.js';
-import type { Desired } from './trust-store.js';
+import { readAlarms, type Desired, type Refusal } from './trust-store.js';
 import { currentRoot } from './verify.js';
 import { Witness } from './witness.js';
 
@@ -47,9 +47,12 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
   let witness: Witness | undefined;
   const conn = new Connection({ identity, key, transport, log, reconnect: cfg.reconnect, hello: () => buildHello(engine, witness?.last() ?? null) });
   const send = (m: AgentMessage) => conn.send(m);
-  const acceptor = new Acceptor({ stateDir: cfg.stateDir, agentId: identity.agentId, tenant: identity.tenant, policy, log, send });
-  witness = new Witness({ stateDir: cfg.stateDir, tenant: identity.tenant, key, log, root: () => currentRoot(acceptor.current.state), send });
-  const reconciler = new Reconciler({
+  // An alarm goes to the hub at once, with the status it rides on.
+  const onRefusal = (r: Refusal) => void (r.alarm ? reconciler.report() : undefined);
+  const clock = { maxSkewMs: cfg.maxClockSkewMs, hubClockOffsetMs: () => conn.hubClockOffsetMs };
+  const acceptor = new Acceptor({ stateDir: cfg.stateDir, agentId: identity.agentId, tenant: identity.tenant, policy, log, send, onRefusal, ...clock });
+  witness = new Witness({ stateDir: cfg.stateDir, tenant: identity.tenant, key, log, root: () => currentRoot(acceptor.current.state), send, onRefusal, ...clock });
+  const reconciler: Reconciler = new Reconciler({
     engine,
     agentId: identity.agentId,
     stateDir: cfg.stateDir,
@@ -58,7 +61,10 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
     bakeMs: cfg.reconcile.bakeMs,
     applyTimeoutMs: cfg.reconcile.applyTimeoutMs,
     minFreeBytes: cfg.reconcile.minFreeBytes,
-    report: (releases, services, drift) => send({ type: 'status', releases, services, ...(drift.length ? { drift: drift.slice(0, 100).map((d) => d.slice(0, 512)) } : {}) }),
+    report: (releases, services, drift) => {
+      const alarms = activeAlarms(cfg.stateDir);
+      send({ type: 'status', releases, services, ...(drift.length ? { drift: drift.slice(0, 100).map((d) => d.slice(0, 512)) } : {}), ...(alarms.length ? { alarms } : {}) });
+    },
   });
   const apply = () => {
     const d = acceptor.current.desired;
@@ -104,6 +110,19 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
     await drift;
     reconciler.close();
   }
+}
+
+/**
+ * The alarms the institution has not acknowledged, newest last, as the status
+ * message carries them. The same alarm raised again (a hub showing the same
+ * rewritten log on every reconnect) is reported once, as first raised.
+ */
+export function activeAlarms(stateDir: string): AgentAlarm[] {
+  const seen = new Set<string>();
+  return readAlarms(stateDir)
+    .filter((a) => !a.acknowledged && !seen.has(`${a.code}\n${a.message}`) && seen.add(`${a.code}\n${a.message}`))
+    .slice(-20)
+    .map((a) => ({ at: a.at.slice(0, 32), code: a.code.slice(0, 64), message: a.message.slice(0, 2048), ...(a.kind ? { kind: a.kind } : {}) }));
 }
 
 /** Engine events (debounced) and a periodic pass trigger drift repair. */

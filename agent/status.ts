@@ -1,6 +1,7 @@
 // What `ferry-agent status` shows the institution about signed state: the
 // trust root it holds, the releases it accepted and who signed them, its
-// local policy, and recent refusals. Read from local files only.
+// trusted time, its local policy, its alarms, and recent refusals. Read from
+// local files only.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { payloadBytes } from '../shared/dsse.js';
@@ -8,7 +9,9 @@ import { RECONCILE_FILE } from './reconcile/reconciler.js';
 import { parseRelease } from '../shared/release.js';
 import { rootFingerprint } from '../shared/trust.js';
 import type { Policy } from './policy.js';
-import { loadTrust, readRefusals, type Refusal } from './trust-store.js';
+import { containerNeeds, type ContainerLimits } from './policy-containers.js';
+import { describeLimits } from './policy-review.js';
+import { loadTrust, readAlarms, readRefusals, type Alarm, type Refusal } from './trust-store.js';
 import { currentRoot } from './verify.js';
 import { validSigners } from '../shared/dsse.js';
 import { trustedKeys } from '../shared/trust.js';
@@ -18,10 +21,30 @@ export interface TrustStatus {
   desired: {
     seq: number;
     acceptedAt: string;
-    releases: { stack: string; version: string; services: Record<string, string>; signers: { keyid: string; name: string | null }[] }[];
+    releases: {
+      stack: string;
+      version: string;
+      services: Record<string, string>;
+      signers: { keyid: string; name: string | null }[];
+      /** What it asks of this host that the containers limits decide (bind mounts, ports, user, capabilities, ...). */
+      needs: { service: string; key: string; what: string }[];
+    }[];
   } | null;
-  policy: { source: string | null; registries: readonly string[] | null; cosignThreshold: number | null; allow: readonly string[] | null; deny: readonly string[]; windows: number };
+  policy: {
+    source: string | null;
+    registries: readonly string[] | null;
+    cosignThreshold: number | null;
+    allow: readonly string[] | null;
+    deny: readonly string[];
+    windows: number;
+    /** What a container may be here (the containers section, or its defaults). */
+    containers: ContainerLimits;
+  };
+  /** The newest issuedAt accepted (trusted time never goes below it), ISO; null before any directive. */
+  trustedTime: string | null;
   refusals: Refusal[];
+  /** Every security alarm on record, each saying whether the institution acknowledged it. */
+  alarms: Alarm[];
   /** What the reconciler last recorded per stack: applying, applied, rolled back (and what runs). */
   applied: { stack: string; version: string; state: string; code?: string; runningVersion: string | null; since: string }[];
 }
@@ -53,6 +76,7 @@ export function describeTrust(stateDir: string, policy: Policy): TrustStatus {
               version: rel.version,
               services: Object.fromEntries(Object.entries(rel.services).map(([n, s]) => [n, s.image])),
               signers: signers.map((id) => ({ keyid: id, name: root?.keys[id]?.name ?? null })),
+              needs: containerNeeds(rel).map((n) => ({ service: n.service, key: n.key, what: n.what })),
             };
           }),
         }
@@ -64,23 +88,34 @@ export function describeTrust(stateDir: string, policy: Policy): TrustStatus {
       allow: policy.allow,
       deny: policy.deny,
       windows: policy.windows.length,
+      containers: policy.containers,
     },
+    trustedTime: p.state.maxIssuedAt > 0 ? new Date(p.state.maxIssuedAt).toISOString() : null,
     refusals: readRefusals(stateDir, 5),
+    alarms: readAlarms(stateDir),
     applied: readApplied(stateDir),
   };
 }
 
 export function formatTrust(t: TrustStatus): string {
   const out: string[] = [];
+  for (const a of t.alarms.filter((x) => !x.acknowledged)) out.push(`ALARM        ${a.at} ${a.code}${a.kind ? ` (${a.kind})` : ''}: ${a.message}`);
+  const acked = t.alarms.filter((x) => x.acknowledged).length;
+  if (acked) out.push(`alarms       ${acked} acknowledged (kept in refusals.jsonl)`);
   out.push(`trust root   ${t.trustRoot ? `v${t.trustRoot.version}, v1 fingerprint ${t.trustRoot.fingerprint}${t.trustRoot.pinned ? ' (pinned)' : ''}` : 'none yet'}`);
   if (!t.desired) out.push('releases     none accepted');
   else {
     out.push(`directive    seq ${t.desired.seq}, accepted ${t.desired.acceptedAt}`);
     for (const r of t.desired.releases) {
       out.push(`release      ${r.stack}@${r.version}, signed by ${r.signers.map((s) => s.name ?? s.keyid.slice(0, 12)).join(', ') || '-'}`);
-      for (const [svc, img] of Object.entries(r.services)) out.push(`  ${svc.padEnd(12)} ${img}`);
+      for (const [svc, img] of Object.entries(r.services)) {
+        out.push(`  ${svc.padEnd(12)} ${img}`);
+        const needs = r.needs.filter((n) => n.service === svc);
+        if (needs.length) out.push(`  ${''.padEnd(12)} needs: ${needs.map((n) => n.what).join('; ')}`);
+      }
     }
   }
+  if (t.trustedTime) out.push(`trusted time ${t.trustedTime} (the newest directive accepted; expiry is judged by it or this host's clock, whichever is later)`);
   const p = t.policy;
   out.push(`policy       ${p.source ?? 'none (default file absent)'}`);
   if (p.source) {
@@ -89,7 +124,9 @@ export function formatTrust(t: TrustStatus): string {
     out.push(`  operations ${p.allow ? `allow ${p.allow.join(', ')}` : 'allow all'}${p.deny.length ? `, deny ${p.deny.join(', ')}` : ''}`);
     out.push(`  windows    ${p.windows || 'always'}`);
   }
+  // what a container may be applies with or without a policy file (the defaults are strict)
+  describeLimits(p.containers).forEach(([, text], i) => out.push(`${i ? '            ' : '  containers'} ${text}`));
   for (const a of t.applied) out.push(`running      ${a.stack}@${a.runningVersion ?? '-'} (${a.version} ${a.state}${a.code ? `: ${a.code}` : ''}, since ${a.since})`);
-  for (const r of t.refusals) out.push(`refused      ${r.at} seq ${r.seq ?? '-'} ${r.code}`);
+  for (const r of t.refusals) out.push(`refused      ${r.at} ${r.kind ?? (r.seq === null ? 'roots' : 'directive')}${r.seq !== null ? ` seq ${r.seq}` : ''} ${r.code}`);
   return out.join('\n') + '\n';
 }

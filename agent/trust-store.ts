@@ -1,16 +1,23 @@
 // The agent's persisted trust state and desired state (trust.json), and its
-// local log of refused directives (refusals.jsonl). Both are written with
-// fsync before the agent acknowledges anything, so an accepted directive
-// survives a crash and a refusal is on record even if the hub never hears.
-import { appendFileSync, closeSync, fsyncSync, openSync, readFileSync } from 'node:fs';
+// local log of refused directives, roots and audit checkpoints
+// (refusals.jsonl). Both are written with fsync before the agent
+// acknowledges anything, so an accepted directive survives a crash and a
+// refusal is on record even if the hub never hears. Refusals that are
+// security alarms (conflicting directives, an audit log that does not extend
+// what this agent witnessed) stay active until the institution acknowledges
+// them (alarms-acknowledged.jsonl).
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError } from '../shared/errors.js';
 import type { Envelope } from '../shared/dsse.js';
-import { writeFileAtomic } from '../shared/files.js';
+import { appendSynced, writeFileAtomic } from '../shared/files.js';
 import { EMPTY_STATE, type TrustState } from './verify.js';
 
 export const TRUST_FILE = 'trust.json';
 export const REFUSALS_FILE = 'refusals.jsonl';
+export const ALARMS_ACK_FILE = 'alarms-acknowledged.jsonl';
+/** Refusals that are security alarms: the hub signed conflicting state, or presented a rewritten audit log. */
+export const ALARM_CODES: ReadonlySet<string> = new Set(['FERRY_E_DIRECTIVE_FORK', 'FERRY_E_AUDIT_INCONSISTENT']);
 
 export interface Desired {
   directive: Envelope;
@@ -48,28 +55,72 @@ export function saveTrust(dir: string, p: Persisted): void {
 
 export interface Refusal {
   at: string;
+  /** What was refused (absent in records of earlier versions: a directive, or a root when seq is null). */
+  kind?: 'directive' | 'roots' | 'checkpoint';
   seq: number | null;
   digest: string | null;
   code: string;
   message: string;
+  /** A security alarm, not a plain refusal (see ALARM_CODES). */
+  alarm?: true;
 }
 
-export function appendRefusal(dir: string, r: Refusal): void {
-  const file = join(dir, REFUSALS_FILE);
-  appendFileSync(file, JSON.stringify(r) + '\n', { mode: 0o600 });
-  const fd = openSync(file, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+/** Appends a refusal (marked as an alarm when its code is one), fsynced; returns the record. */
+export function appendRefusal(dir: string, r: Omit<Refusal, 'alarm'>): Refusal {
+  const rec: Refusal = ALARM_CODES.has(r.code) ? { ...r, alarm: true } : r;
+  appendSynced(join(dir, REFUSALS_FILE), JSON.stringify(rec) + '\n');
+  return rec;
 }
 
-export function readRefusals(dir: string, limit = 20): Refusal[] {
+
+function readLines<T>(file: string): T[] {
+  let text: string;
   try {
-    const lines = readFileSync(join(dir, REFUSALS_FILE), 'utf8').trim().split('\n').filter(Boolean);
-    return lines.slice(-limit).map((l) => JSON.parse(l) as Refusal);
+    text = readFileSync(file, 'utf8');
   } catch {
     return [];
   }
+  return text.split('\n').flatMap((l) => {
+    if (!l) return [];
+    try {
+      return [JSON.parse(l) as T];
+    } catch {
+      return []; // a torn last line after a crash
+    }
+  });
+}
+
+export function readRefusals(dir: string, limit = 20): Refusal[] {
+  return readLines<Refusal>(join(dir, REFUSALS_FILE)).slice(-limit);
+}
+
+export interface Alarm extends Refusal {
+  alarm: true;
+  /** The institution acknowledged it (`ferry-agent audit --acknowledge`). */
+  acknowledged: boolean;
+}
+
+/** Every alarm on record, oldest first, each saying whether it was acknowledged. */
+export function readAlarms(dir: string): Alarm[] {
+  const { records, acked } = alarmRecords(dir);
+  return records.map((r, i) => ({ ...r, alarm: true as const, acknowledged: i < acked }));
+}
+
+/** The alarm records as written, and how many of the first ones are acknowledged. */
+function alarmRecords(dir: string): { records: Refusal[]; acked: number } {
+  const records = readLines<Refusal>(join(dir, REFUSALS_FILE)).filter((r) => r.alarm || ALARM_CODES.has(r.code));
+  // An acknowledgement names the last alarm it covers (the record itself, not a time: clocks move).
+  const keys = records.map((r) => JSON.stringify(r));
+  let acked = 0;
+  for (const a of readLines<{ last: string }>(join(dir, ALARMS_ACK_FILE))) acked = Math.max(acked, keys.lastIndexOf(a.last) + 1);
+  return { records, acked };
+}
+
+/** Records that the institution has seen every alarm so far; returns how many that acknowledged. */
+export function acknowledgeAlarms(dir: string, now: number): number {
+  const { records, acked } = alarmRecords(dir);
+  const last = records[records.length - 1];
+  if (!last || acked === records.length) return 0;
+  appendSynced(join(dir, ALARMS_ACK_FILE), JSON.stringify({ at: new Date(now).toISOString(), count: records.length - acked, last: JSON.stringify(last) }) + '\n');
+  return records.length - acked;
 }

@@ -3,8 +3,9 @@
 // policy) go in; the new trust state and the verified releases come out, or
 // a FerryError naming the first check that failed. Checks run in this order:
 // size caps, envelope shape, payload type, signatures and thresholds against
-// the pinned root, tenant and agent binding, expiry, seq, version floor,
-// local policy. Nothing here touches disk or network.
+// the pinned root, tenant and agent binding, date (not ahead of the local
+// clock by more than the allowed skew), expiry, seq, version floor, local
+// policy. Nothing here touches disk or network.
 import semver from 'semver';
 import { FerryError } from '../shared/errors.js';
 import { MAX_ENVELOPE_BYTES, PAYLOAD_TYPES, decodeEnvelope, payloadDigest, validSigners, verifyEnvelope, type Envelope } from '../shared/dsse.js';
@@ -14,6 +15,8 @@ import { checkRelease, inWindow, operationAllowed, type Policy } from './policy.
 
 export const MAX_RELEASES = 64;
 export const MAX_ROOTS = 64;
+/** How far ahead of the local clock a signed document may be dated (and so trusted time may go): 5 minutes. */
+export const DEFAULT_MAX_CLOCK_SKEW_MS = 5 * 60_000;
 
 /** What the agent persists between directives (see trust-store.ts). */
 export interface TrustState {
@@ -21,14 +24,25 @@ export interface TrustState {
   roots: Envelope[];
   /** Fingerprint of root v1 the enroller pinned, if any. */
   pinnedRootFingerprint: string | null;
-  /** Newest issuedAt accepted: trusted time never goes below it. */
+  /**
+   * Newest issuedAt accepted: trusted time never goes below it (setting the
+   * clock back does not revive an expired directive). Every issuedAt is
+   * checked against the local clock plus the allowed skew before it counts,
+   * so it never runs ahead of the clock it was accepted under.
+   */
   maxIssuedAt: number;
+  /**
+   * Set once maxIssuedAt is known to be bounded by the local clock: always by
+   * this version; absent in state written by earlier versions, which believed
+   * any issuedAt (see boundTrustedTime).
+   */
+  issuedAtBounded?: true;
   last: { seq: number; digest: string } | null;
   /** Highest floor seen per stack. */
   floors: Record<string, string>;
 }
 
-export const EMPTY_STATE: TrustState = { roots: [], pinnedRootFingerprint: null, maxIssuedAt: 0, last: null, floors: {} };
+export const EMPTY_STATE: TrustState = { roots: [], pinnedRootFingerprint: null, maxIssuedAt: 0, issuedAtBounded: true, last: null, floors: {} };
 
 export interface Bundle {
   directive: unknown;
@@ -54,11 +68,53 @@ export interface Accepted {
   duplicate: boolean;
 }
 
-export interface Facts {
+/** The clock a signed document's date is judged by. */
+export interface ClockFacts {
+  now: number;
+  /** How far ahead of `now` a document may be dated (DEFAULT_MAX_CLOCK_SKEW_MS unless configured). */
+  maxSkewMs?: number;
+  /** The hub's clock minus this agent's, from the hub's welcome; null or absent when not known. It only says whose clock is wrong. */
+  hubClockOffsetMs?: number | null;
+}
+
+export interface Facts extends ClockFacts {
   agentId: string;
   tenant: string;
-  now: number;
   policy: Policy;
+}
+
+/**
+ * Refuses a signed document dated further ahead of the local clock than the
+ * allowed skew (FERRY_E_CLOCK_AHEAD): believing it would move trusted time
+ * into the future and make every later document look expired. The detail
+ * says which clock is wrong, as far as this agent can tell: the hub's clock
+ * agreed with this host's at connect (the hub authenticates agents within
+ * 5 minutes), so a document far ahead of both was dated wrongly by its signer.
+ */
+export function refuseIfAhead(what: string, issuedAt: number, c: ClockFacts): void {
+  const skew = c.maxSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS;
+  const ahead = issuedAt - c.now;
+  if (ahead <= skew) return;
+  const off = c.hubClockOffsetMs ?? null;
+  let whose: string;
+  if (off === null) whose = "the hub's clock could not be compared with this host's; if this host's clock is right (check it against NTP), the hub's clock or its signature is at fault";
+  else if (Math.abs(off) <= skew) whose = `this host's clock is not at fault: the hub's clock agreed with it at connect (${signedSpan(off)}), so the hub signed a document dated in the future (a wrong signing clock, or a forged document)`;
+  else if (off > 0) whose = `the hub's clock was ${span(off)} ahead of this host's at connect: the hub's clock is wrong, or this host's is behind; check both against NTP`;
+  else whose = `the hub's own clock was ${span(-off)} behind this host's at connect, yet it signed a document dated ahead of both: the hub is at fault`;
+  throw new FerryError('FERRY_E_CLOCK_AHEAD', `${what} is dated ${iso(issuedAt)}, ${span(ahead)} ahead of this host's clock (${iso(c.now)}; allowed ${span(skew)}); ${whose}`);
+}
+
+/**
+ * State written by an earlier version may hold a maxIssuedAt from the future
+ * (it believed any issuedAt): one future-dated directive then made every
+ * later one look expired, across restarts. Bounds it once to the local clock
+ * plus the skew and marks the state bounded; `clampedFrom` says what it was.
+ */
+export function boundTrustedTime(state: TrustState, c: ClockFacts): { state: TrustState; clampedFrom: number | null; changed: boolean } {
+  if (state.issuedAtBounded) return { state, clampedFrom: null, changed: false };
+  const limit = c.now + (c.maxSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
+  const clamped = state.maxIssuedAt > limit;
+  return { state: { ...state, maxIssuedAt: clamped ? limit : state.maxIssuedAt, issuedAtBounded: true }, clampedFrom: clamped ? state.maxIssuedAt : null, changed: true };
 }
 
 /** The current root, re-derived from the persisted chain (each link re-verified). */
@@ -110,12 +166,15 @@ export function verifyBundle(state: TrustState, bundle: Bundle, facts: Facts): A
   if (directive.tenant !== facts.tenant || directive.agent !== facts.agentId) {
     throw new FerryError('FERRY_E_DIRECTIVE_BINDING', `directive for ${directive.agent} of ${directive.tenant}; this is ${facts.agentId} of ${facts.tenant}`);
   }
-  // 6. expiry, on trusted time: the clock cannot be set back below what we have seen
+  // 6. date: never believe a document from the future (it would become trusted time)
+  refuseIfAhead(`directive seq ${directive.seq}`, directive.issuedAt, facts);
+  // 7. expiry, on trusted time: the clock cannot be set back below what we have seen
   const trustedNow = Math.max(facts.now, rooted.maxIssuedAt);
   if (directive.expiresAt <= trustedNow) {
-    throw new FerryError('FERRY_E_DIRECTIVE_EXPIRED', `expired ${new Date(directive.expiresAt).toISOString()}, trusted time ${new Date(trustedNow).toISOString()}`);
+    const why = trustedNow > facts.now ? ` (the newest directive accepted was issued then, ${span(trustedNow - facts.now)} ahead of this host's clock: was the clock set back?)` : '';
+    throw new FerryError('FERRY_E_DIRECTIVE_EXPIRED', `expired ${iso(directive.expiresAt)}, trusted time ${iso(trustedNow)}${why}`);
   }
-  // 7. seq
+  // 8. seq
   const last = rooted.last;
   if (last && directive.seq === last.seq) {
     if (last.digest !== digest) throw new FerryError('FERRY_E_DIRECTIVE_FORK', `seq ${directive.seq}: have ${last.digest}, offered ${digest}`);
@@ -137,7 +196,7 @@ export function verifyBundle(state: TrustState, bundle: Bundle, facts: Facts): A
     if (release.stack !== ref.stack || release.version !== ref.version) {
       throw new FerryError('FERRY_E_DIRECTIVE_RELEASE', `directive says ${ref.stack}@${ref.version}, release is ${release.stack}@${release.version}`);
     }
-    // 8. version floor
+    // 9. version floor
     const floor = floors[release.stack];
     if (floor && semver.lt(release.version, floor)) throw new FerryError('FERRY_E_RELEASE_FLOOR', `${release.stack}@${release.version} is below floor ${floor}`);
     if (release.floor && (!floor || semver.gt(release.floor, floor))) floors[release.stack] = release.floor;
@@ -147,7 +206,7 @@ export function verifyBundle(state: TrustState, bundle: Bundle, facts: Facts): A
     throw new FerryError('FERRY_E_PAYLOAD_INVALID', 'directive names one stack twice');
   }
 
-  // 9. local policy
+  // 10. local policy
   if (!duplicate) {
     if (!operationAllowed(facts.policy, 'deploy')) throw new FerryError('FERRY_E_POLICY_OPERATION', 'deploy');
     if (!inWindow(facts.policy, facts.now)) throw new FerryError('FERRY_E_POLICY_WINDOW', `now ${new Date(facts.now).toISOString()}`);
@@ -159,6 +218,7 @@ export function verifyBundle(state: TrustState, bundle: Bundle, facts: Facts): A
   const next: TrustState = {
     ...rooted,
     maxIssuedAt: Math.max(rooted.maxIssuedAt, directive.issuedAt),
+    issuedAtBounded: true,
     last: { seq: directive.seq, digest },
     floors,
   };
@@ -170,3 +230,17 @@ function countCosigners(env: Envelope, keys: ReadonlyMap<string, Uint8Array>): n
   return validSigners(env, keys).length;
 }
 
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** A span of time for a person: 3652 days, 7 h, 12 min, 40 s, 250 ms. */
+export function span(ms: number): string {
+  const a = Math.abs(ms);
+  if (a >= 2 * 86_400_000) return `${Math.round(a / 86_400_000)} days`;
+  if (a >= 2 * 3_600_000) return `${Math.round(a / 3_600_000)} h`;
+  if (a >= 2 * 60_000) return `${Math.round(a / 60_000)} min`;
+  if (a >= 1000) return `${Math.round(a / 1000)} s`;
+  return `${Math.round(a)} ms`;
+}
+
+const signedSpan = (ms: number) => `${ms >= 0 ? '+' : '-'}${span(ms)}`;

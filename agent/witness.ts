@@ -4,17 +4,19 @@
 // Then it stores it (fsync) and cosigns it with its own key, so the
 // institution holds proof of what the log said. A checkpoint that would
 // rewrite history is refused loudly and never cosigned.
-import { appendFileSync, closeSync, fsyncSync, openSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseCheckpoint, parseEntry, type AuditEntry, type Checkpoint } from '../shared/audit.js';
 import { PAYLOAD_TYPES, pae, verifyEnvelope, type Envelope } from '../shared/dsse.js';
 import { FerryError, asFerryError } from '../shared/errors.js';
-import { writeFileAtomic } from '../shared/files.js';
+import { appendSynced, writeFileAtomic } from '../shared/files.js';
 import { sign, type KeyPair } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import { leafHash, verifyConsistency, verifyInclusion } from '../shared/merkle.js';
 import type { AgentMessage, CheckpointMessage } from '../shared/protocol.js';
 import { trustedKeys, type Root } from '../shared/trust.js';
+import { appendRefusal, type Refusal } from './trust-store.js';
+import { refuseIfAhead, type ClockFacts } from './verify.js';
 
 export const AUDIT_FILE = 'audit.json';
 export const AUDIT_ENTRIES_FILE = 'audit-entries.jsonl';
@@ -64,11 +66,12 @@ export function checkHeldEntry(e: HeldEntry, state: WitnessState): { entry: Audi
   return { entry: parseEntry(data), ok };
 }
 
-/** The pure check: is `next` a checkpoint this agent may witness, given what it holds? */
-export function checkCheckpoint(held: Checkpoint | null, msg: CheckpointMessage, root: Root, tenant: string): Checkpoint {
+/** The pure check: is `next` a checkpoint this agent may witness, given what it holds and its clock? */
+export function checkCheckpoint(held: Checkpoint | null, msg: CheckpointMessage, root: Root, tenant: string, clock: ClockFacts): Checkpoint {
   const verified = verifyEnvelope(msg.checkpoint, PAYLOAD_TYPES.checkpoint, trustedKeys(root, 'hub'), 'hub');
   const cp = parseCheckpoint(verified.payload);
   if (cp.log !== tenant) throw new FerryError('FERRY_E_DIRECTIVE_BINDING', `checkpoint for log ${cp.log}; this agent is in ${tenant}`);
+  refuseIfAhead(`audit checkpoint of size ${cp.size}`, cp.at, clock);
   if (!held) return cp;
   if (cp.size < held.size) throw new FerryError('FERRY_E_AUDIT_INCONSISTENT', `checkpoint of size ${cp.size} after one of size ${held.size}: the log shrank`);
   if (cp.size === held.size) {
@@ -87,7 +90,21 @@ export class Witness {
   private state: WitnessState;
 
   constructor(
-    private readonly opts: { stateDir: string; tenant: string; key: KeyPair; log: Logger; root: () => Root | null; send: (m: AgentMessage) => boolean; now?: () => number },
+    private readonly opts: {
+      stateDir: string;
+      tenant: string;
+      key: KeyPair;
+      log: Logger;
+      root: () => Root | null;
+      send: (m: AgentMessage) => boolean;
+      now?: () => number;
+      /** How far ahead of the local clock a checkpoint may be dated (default 5 min). */
+      maxSkewMs?: number;
+      /** The hub's clock minus this host's, from its welcome. */
+      hubClockOffsetMs?: () => number | null;
+      /** Told of every refused checkpoint once it is on record (alarms among them). */
+      onRefusal?: (r: Refusal) => void;
+    },
   ) {
     this.state = loadWitness(opts.stateDir);
   }
@@ -102,14 +119,18 @@ export class Witness {
     const root = this.opts.root();
     const heldEntry = this.state.checkpoints[this.state.checkpoints.length - 1];
     let cp: Checkpoint;
+    const now = (this.opts.now ?? Date.now)();
     try {
       if (!root) throw new FerryError('FERRY_E_ROOT_MISSING', 'cannot check a checkpoint without a trust root');
-      cp = checkCheckpoint(heldEntry?.checkpoint ?? null, msg, root, this.opts.tenant);
+      cp = checkCheckpoint(heldEntry?.checkpoint ?? null, msg, root, this.opts.tenant, { now, maxSkewMs: this.opts.maxSkewMs, hubClockOffsetMs: this.opts.hubClockOffsetMs?.() ?? null });
     } catch (err) {
       const e = asFerryError(err);
+      // on record before anything is said: the institution keeps it even if the hub never hears
+      const rec = appendRefusal(this.opts.stateDir, { at: new Date(now).toISOString(), kind: 'checkpoint', seq: null, digest: null, code: e.code, message: e.message });
       const alarm = e.code === 'FERRY_E_AUDIT_INCONSISTENT';
       this.opts.log[alarm ? 'fatal' : 'warn']({ code: e.code, detail: e.detail }, alarm ? 'ALARM: the hub presented an audit log inconsistent with what this agent witnessed' : 'checkpoint refused');
       this.opts.send({ type: 'error', code: e.code, message: e.message.slice(0, 2048) });
+      this.opts.onRefusal?.(rec);
       return;
     }
     const isNew = !heldEntry || heldEntry.checkpoint.size !== cp.size;
@@ -119,21 +140,11 @@ export class Witness {
         .filter((e) => verifyInclusion(leafHash(Buffer.from(e.data, 'base64')), e.index, cp.size, e.proof.map((h) => Buffer.from(h, 'hex')), Buffer.from(cp.root, 'hex')))
         .map((e) => JSON.stringify({ index: e.index, data: e.data, size: cp.size, proof: e.proof } satisfies HeldEntry) + '\n');
       if (lines.length) appendSynced(join(this.opts.stateDir, AUDIT_ENTRIES_FILE), lines.join(''));
-      this.state = { format: 1, checkpoints: [...this.state.checkpoints, { checkpoint: cp, envelope: msg.checkpoint, witnessedAt: new Date((this.opts.now ?? Date.now)()).toISOString() }] };
+      this.state = { format: 1, checkpoints: [...this.state.checkpoints, { checkpoint: cp, envelope: msg.checkpoint, witnessedAt: new Date(now).toISOString() }] };
       writeFileAtomic(join(this.opts.stateDir, AUDIT_FILE), JSON.stringify(this.state) + '\n', 0o600);
       this.opts.log.info({ size: cp.size, entries: lines.length }, 'audit checkpoint witnessed');
     }
     const sig = sign(pae(PAYLOAD_TYPES.checkpoint, Buffer.from(msg.checkpoint.payload, 'base64')), this.opts.key.secretKey);
     this.opts.send({ type: 'cosign', log: cp.log, size: cp.size, root: cp.root, sig: Buffer.from(sig).toString('base64') });
-  }
-}
-
-function appendSynced(file: string, text: string): void {
-  appendFileSync(file, text, { mode: 0o600 });
-  const fd = openSync(file, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }

@@ -50,6 +50,18 @@ async function verifyOne(h: HubClient, log: string, io: CliIo): Promise<VerifyRe
   return verifyLog(log, entries, checkpoints, keys);
 }
 
+/** What a failed report establishes, in a line: the entry a check singled out, else the range a checkpoint no longer vouches for. */
+export function whatIsKnown(r: VerifyReport): string {
+  if (r.firstBad !== null) return `${r.log}: first bad entry ${r.firstBad}`;
+  const u = r.unvouched;
+  if (u) {
+    return `${r.log}: entries ${u.from}..${u.to} are no longer vouched for by the checkpoint of size ${u.checkpointSize}${u.witnessed ? ' that agents witnessed' : ''} (one of them was rewritten with its leaf hash; no single entry can be named)`;
+  }
+  const forked = r.problems.find((p) => p.kind === 'forked');
+  if (forked) return `${r.log}: ${forked.message}`;
+  return `${r.log}: ${r.problems[0]?.message ?? 'checkpoints do not verify'}`;
+}
+
 export function registerAuditCommands(program: Command, io: CliIo): void {
   const audit = program.command('audit').description('the tamper-evident operation record');
   audit
@@ -96,11 +108,11 @@ export function registerAuditCommands(program: Command, io: CliIo): void {
       else {
         for (const r of reports) {
           io.out(`${r.ok ? 'ok  ' : 'FAIL'} ${r.log}: ${r.entries} entries, ${r.checkpoints} checkpoints (${r.witnessed} witnessed by agents), verified through ${r.verifiedSize}\n`);
-          for (const p of r.problems) io.out(`     ${p.kind}${p.index !== null ? ` at entry ${p.index}` : ''}: ${p.message}\n`);
+          for (const p of r.problems) io.out(`     ${p.kind}${p.index !== null ? ` at entry ${p.index}` : p.range ? ` in entries ${p.range.from}..${p.range.to}` : ''}: ${p.message}\n`);
           if (r.entries > r.verifiedSize && r.ok) io.note(`     ${r.entries - r.verifiedSize} newest entries are not yet covered by a checkpoint`);
         }
       }
       const bad = reports.filter((r) => !r.ok);
-      if (bad.length) throw new FerryError('FERRY_E_AUDIT_INCONSISTENT', bad.map((r) => `${r.log}: first bad entry ${r.firstBad ?? '(checkpoints)'}`).join('; '));
+      if (bad.length) throw new FerryError('FERRY_E_AUDIT_INCONSISTENT', bad.map(whatIsKnown).join('; '));
     });
 }

@@ -31,6 +31,8 @@ export interface AgentView {
   remote: string | null;
   agentVersion: string | null;
   lastDirective?: { seq: number; status: string; code: string | null } | null;
+  /** Security alarms the agent raised and its institution has not acknowledged. */
+  alarms?: { at: string; code: string; message: string; kind?: string }[];
   running?: {
     releases: { stack: string; version: string; state: string; code?: string; runningVersion: string | null }[];
     services: { stack: string; service: string; replica: number; release: string; status: string; health: string; restarts: number }[];
@@ -66,6 +68,7 @@ export function agentDetail(a: AgentView, now: number): string {
     ['remote', a.remote ?? '-'],
     ['version', a.agentVersion ?? '-'],
     ['revoked', when(a.revokedAt, now)],
+    ...(a.alarms ?? []).map((x) => ['ALARM', `${x.at} ${x.code}${x.kind ? ` (${x.kind})` : ''}: ${x.message}`] as const),
     ['directive', a.lastDirective ? `seq ${a.lastDirective.seq} ${a.lastDirective.status}${a.lastDirective.code ? ` (${a.lastDirective.code})` : ''}` : '-'],
     ...(a.running?.releases ?? []).map((r) => ['release', `${r.stack}@${r.version} ${r.state}${r.code ? ` (${r.code})` : ''}${r.runningVersion && r.runningVersion !== r.version ? `, running ${r.runningVersion}` : ''}`] as const),
     ...(a.running?.services ?? []).map((c) => ['service', `${c.stack}/${c.service}#${c.replica} ${c.release} ${c.status}${c.health !== 'none' ? `/${c.health}` : ''}${c.restarts ? `, ${c.restarts} restarts` : ''}`] as const),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings up what Ferry's integration tests run against, on a Debian host:
 #   - Debian packages: docker.io, docker-registry, busybox-static, iproute2,
-#     sqlite3, openssl, curl, procps (installed only when missing);
+#     sqlite3, openssl, curl, procps, systemd and util-linux (systemd-analyze and
+#     the private systemd the service tests boot; installed only when missing);
 #   - a Docker engine (dockerd started by hand when `docker info` does not
 #     answer: CI machines and sandboxes have no systemd);
 #   - a local registry on 127.0.0.1:5000 (Debian's docker-registry with a
@@ -22,7 +23,9 @@ set -euo pipefail
 
 PACKAGES=(docker.io docker-registry busybox-static iproute2 sqlite3 openssl postgresql
   # and what this script and the tests use around them (minimal images lack some)
-  ca-certificates curl procps cgroupfs-mount)
+  ca-certificates curl procps cgroupfs-mount
+  # the service tests: systemd-analyze, and a systemd booted in namespaces (unshare, nsenter)
+  systemd util-linux)
 RUN_DIR=/run/ferry-test-env
 DOCKERD_LOG=/var/log/ferry-dockerd.log
 REGISTRY_DIR=/var/lib/ferry-test-registry

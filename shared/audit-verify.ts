@@ -1,6 +1,9 @@
 // `ferry audit verify`: checks a log end to end from what the hub exported,
 // trusting none of it but the signing keys. Pure: entries and checkpoints go
-// in, a report naming the first bad entry comes out.
+// in, a report comes out. It names a bad entry only when a check singled that
+// entry out (its bytes, its position, its absence); when only a checkpoint
+// gives a change away (an entry's data and leaf hash both rewritten), it
+// names the range of entries that checkpoint can no longer vouch for.
 //
 // Ground truth is the checkpoints (signed by the hub, cosigned by the
 // institutions' agents). Each stored entry must hash to its stored leaf hash
@@ -24,9 +27,21 @@ export interface ExportedCheckpoint {
 
 export interface Problem {
   kind: 'edited' | 'moved' | 'missing' | 'truncated' | 'forked' | 'mismatch' | 'bad-checkpoint' | 'bad-cosignature';
-  /** The first entry the problem concerns, when one can be named. */
+  /** The entry a check singled out (edited, moved, missing, truncated); null when no single entry can be named. */
   index: number | null;
+  /** Entries (inclusive) a checkpoint no longer vouches for, when the problem concerns a range (mismatch, forked). */
+  range?: { from: number; to: number };
   message: string;
+}
+
+/** Entries a checkpoint can no longer vouch for: one of them changed, and no check could tell which. */
+export interface Unvouched {
+  from: number;
+  to: number;
+  /** The size of the checkpoint that gave it away. */
+  checkpointSize: number;
+  /** Whether agents witnessed (cosigned) that checkpoint. */
+  witnessed: boolean;
 }
 
 export interface VerifyReport {
@@ -38,8 +53,10 @@ export interface VerifyReport {
   witnessed: number;
   /** Largest checkpoint size the rebuilt log matches. */
   verifiedSize: number;
-  /** The first bad entry, if any. */
+  /** The first entry a check singled out as bad, if any (never a guess from a range). */
   firstBad: number | null;
+  /** The first range of entries a checkpoint could not vouch for, if any. */
+  unvouched: Unvouched | null;
   problems: Problem[];
 }
 
@@ -79,7 +96,7 @@ export function verifyLog(log: string, entries: Iterable<ExportedEntry>, checkpo
   }
   for (const [size, list] of bySize) {
     if (new Set(list.map((x) => x.root)).size > 1) {
-      problems.push({ kind: 'forked', index: size > 0 ? size - 1 : null, message: `two different roots signed for size ${size}: the log was forked` });
+      problems.push({ kind: 'forked', index: null, ...(size > 0 ? { range: { from: 0, to: size - 1 } } : {}), message: `two different roots signed for size ${size}: the log was forked; the hub showed two histories of entries 0..${size - 1}` });
     }
   }
   const sizes = [...bySize.keys()].sort((a, b) => a - b);
@@ -93,6 +110,7 @@ export function verifyLog(log: string, entries: Iterable<ExportedEntry>, checkpo
   };
   let next = 0;
   let verifiedSize = 0;
+  let unvouched: Unvouched | null = null;
   let si = 0;
   const checkUpTo = () => {
     while (si < sizes.length && sizes[si]! <= tree.size) {
@@ -101,7 +119,16 @@ export function verifyLog(log: string, entries: Iterable<ExportedEntry>, checkpo
       const expected = bySize.get(size)!;
       if (root !== null && expected.every((e) => e.root !== root)) {
         const prev = verifiedSize;
-        bad({ kind: 'mismatch', index: prev, message: `entries ${prev}..${size - 1} do not reproduce the checkpoint at size ${size}${expected.some((e) => e.witnessed) ? ' that agents witnessed' : ''}` });
+        const witnessedCp = expected.some((e) => e.witnessed);
+        bad({
+          kind: 'mismatch',
+          index: null,
+          range: { from: prev, to: size - 1 },
+          message:
+            `entries ${prev}..${size - 1} do not reproduce the checkpoint at size ${size}${witnessedCp ? ' that agents witnessed' : ''}` +
+            (broken ? '' : `: at least one of them was changed along with its leaf hash, so no single entry can be named; the checkpoint no longer vouches for entries ${prev}..${size - 1}`),
+        });
+        unvouched ??= { from: prev, to: size - 1, checkpointSize: size, witnessed: witnessedCp };
       } else if (!broken) verifiedSize = size;
     }
   };
@@ -130,11 +157,8 @@ export function verifyLog(log: string, entries: Iterable<ExportedEntry>, checkpo
   if (largest > tree.size) {
     bad({ kind: 'truncated', index: tree.size, message: `the log has ${tree.size} entries but a checkpoint of size ${largest} was signed: entries ${tree.size}..${largest - 1} were removed` });
   }
-  // Name the first entry a specific check caught; failing that, the start of
-  // the first range a checkpoint could not vouch for.
-  const at = (kinds: Problem['kind'][]) => problems.filter((p) => kinds.includes(p.kind) && p.index !== null).map((p) => p.index!);
-  const specific = at(['edited', 'moved', 'missing', 'truncated']);
-  const ranges = at(['mismatch', 'forked']);
-  const firstBad = specific.length ? Math.min(...specific) : ranges.length ? Math.min(...ranges) : null;
-  return { log, ok: problems.length === 0, entries: tree.size, checkpoints: checkpoints.length, witnessed, verifiedSize, firstBad, problems };
+  // Only an entry a specific check caught is named; a range stays a range.
+  const specific = problems.filter((p) => p.index !== null).map((p) => p.index!);
+  const firstBad = specific.length ? Math.min(...specific) : null;
+  return { log, ok: problems.length === 0, entries: tree.size, checkpoints: checkpoints.length, witnessed, verifiedSize, firstBad, unvouched, problems };
 }

@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /**
@@ -21,5 +21,16 @@ export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o60
     fsyncSync(dir);
   } finally {
     closeSync(dir);
+  }
+}
+
+/** Appends to a file (created with `mode`) and fsyncs it before returning. */
+export function appendSynced(path: string, text: string, mode = 0o600): void {
+  appendFileSync(path, text, { mode });
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }

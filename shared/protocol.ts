@@ -122,6 +122,17 @@ export const ServiceStatus = z.strictObject({
 });
 export type ServiceStatus = z.infer<typeof ServiceStatus>;
 
+/** A security alarm the agent raised and keeps (refusals.jsonl) until the institution acknowledges it. */
+export const AgentAlarm = z.strictObject({
+  at: str(32),
+  /** FERRY_E_AUDIT_INCONSISTENT (a log that does not extend what it witnessed), FERRY_E_DIRECTIVE_FORK, ... */
+  code: str(64),
+  message: str(2048),
+  /** What it refused: a directive, a trust root, an audit checkpoint. */
+  kind: z.enum(['directive', 'roots', 'checkpoint']).optional(),
+});
+export type AgentAlarm = z.infer<typeof AgentAlarm>;
+
 /** What runs on the agent: per release and per service container. Sent after every change. */
 export const StatusMessage = z.strictObject({
   type: z.literal('status'),
@@ -129,6 +140,8 @@ export const StatusMessage = z.strictObject({
   services: z.array(ServiceStatus).max(2000),
   /** Changes made by hand that the agent just put back. */
   drift: z.array(str(512)).max(100).optional(),
+  /** Alarms not yet acknowledged on the agent's host, newest last (sent only when there are some). */
+  alarms: z.array(AgentAlarm).max(20).optional(),
 });
 export type StatusMessage = z.infer<typeof StatusMessage>;
 

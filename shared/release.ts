@@ -64,6 +64,16 @@ export const Service = z.strictObject({
   stopGracePeriodMs: ms,
   replicas: z.number().int().min(0).max(100),
   updateOrder: z.enum(['stop-first', 'start-first']),
+  /** Linux capabilities added / dropped, without the CAP_ prefix, upper case (compose cap_add / cap_drop; "ALL" allowed). */
+  capAdd: z.array(z.string().regex(/^[A-Z_]{1,64}$/)).max(64).optional(),
+  capDrop: z.array(z.string().regex(/^[A-Z_]{1,64}$/)).max(64).optional(),
+  privileged: z.boolean().optional(),
+  /** compose network_mode: only these; a service with networkMode has no `networks`. */
+  networkMode: z.enum(['host', 'none', 'bridge']).optional(),
+  pid: z.enum(['host']).optional(),
+  ipc: z.enum(['host', 'private', 'shareable']).optional(),
+  devices: z.array(z.strictObject({ host: text(1024), container: text(1024), permissions: z.string().regex(/^[rwm]{1,3}$/) })).max(64).optional(),
+  sysctls: z.record(z.string().max(256), text(256)).optional(),
 });
 export type Service = z.infer<typeof Service>;
 
@@ -116,6 +126,7 @@ export function parseRelease(payload: Uint8Array): Release {
   for (const [svc, s] of Object.entries(rel.services)) {
     for (const dep of Object.keys(s.dependsOn)) if (!rel.services[dep]) throw new FerryError('FERRY_E_PAYLOAD_INVALID', `release: ${svc} depends on unknown service ${dep}`);
     for (const n of s.networks) if (n !== 'default' && !rel.networks[n]) throw new FerryError('FERRY_E_PAYLOAD_INVALID', `release: ${svc} uses undeclared network ${n}`);
+    if (s.networkMode && s.networks.length) throw new FerryError('FERRY_E_PAYLOAD_INVALID', `release: ${svc} has networkMode ${s.networkMode} and networks; a service has one or the other`);
     for (const m of s.volumes) if (m.type === 'volume' && !rel.volumes[m.source]) throw new FerryError('FERRY_E_PAYLOAD_INVALID', `release: ${svc} uses undeclared volume ${m.source}`);
   }
   return rel;

@@ -315,7 +315,15 @@ function createOptions(spec: ContainerSpec): Docker.ContainerCreateOptions {
       PortBindings: bindings,
       Mounts: spec.mounts.map((m) => ({ Type: m.type, Source: m.source, Target: m.target, ReadOnly: m.readOnly })),
       RestartPolicy: { Name: spec.restart === 'no' ? '' : spec.restart, MaximumRetryCount: 0 },
-      ...(first ? { NetworkMode: first } : {}),
+      ...(spec.networkMode ? { NetworkMode: spec.networkMode } : first ? { NetworkMode: first } : {}),
+      // what the institution's policy allowed, each only when the release asks for it
+      ...(spec.capAdd ? { CapAdd: spec.capAdd } : {}),
+      ...(spec.capDrop ? { CapDrop: spec.capDrop } : {}),
+      ...(spec.privileged !== undefined ? { Privileged: spec.privileged } : {}),
+      ...(spec.pid ? { PidMode: spec.pid } : {}),
+      ...(spec.ipc ? { IpcMode: spec.ipc } : {}),
+      ...(spec.devices ? { Devices: spec.devices.map((d) => ({ PathOnHost: d.host, PathInContainer: d.container, CgroupPermissions: d.permissions })) } : {}),
+      ...(spec.sysctls ? { Sysctls: spec.sysctls } : {}),
     },
     ...(first ? { NetworkingConfig: { EndpointsConfig: { [first]: { Aliases: spec.aliases } } } } : {}),
   };

@@ -92,24 +92,10 @@ export async function runSteps(steps: Step[], exec: Executors, opts: { concurren
         if (opts.signal.aborted) throw new FerryError('FERRY_E_UNAVAILABLE', 'agent stopping');
         const step = batch[next++]!;
         opts.journal.write({ event: 'step', kind: step.kind, what: describeStep(step) });
-        crashHook(step.kind, '');
         await (exec[step.kind] as (s: Step, signal: AbortSignal) => Promise<void>)(step, opts.signal);
-        crashHook(step.kind, ':after');
         opts.journal.write({ event: 'step-done', kind: step.kind, what: describeStep(step) });
       }
     };
     await Promise.all(Array.from({ length: Math.min(opts.concurrency, batch.length) }, worker));
   }
-}
-
-/**
- * Fault-injection hook for tests only (test/integration/reconcile-faults.test.ts):
- * with FERRY_TEST_CRASH_AT=<kind> the process SIGKILLs itself right before the
- * first step of that kind runs (after its journal record), with <kind>:after
- * right after it ran (before it is journaled as done). Does nothing when the
- * variable is unset.
- */
-function crashHook(kind: StepKind, when: '' | ':after'): void {
-  const at = process.env.FERRY_TEST_CRASH_AT;
-  if (at && at === `${kind}${when}`) process.kill(process.pid, 'SIGKILL');
 }

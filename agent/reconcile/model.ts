@@ -36,6 +36,17 @@ export interface ContainerSpec {
   restart: Service['restart'];
   healthcheck?: { test: string[]; intervalMs?: number; timeoutMs?: number; retries?: number; startPeriodMs?: number };
   stopGraceMs: number;
+  // Privilege-widening settings, each only when the release sets it (absent: Docker's default). The
+  // institution's policy (agent/policy.ts) has allowed them before a container is ever created.
+  capAdd?: string[];
+  capDrop?: string[];
+  privileged?: boolean;
+  /** Instead of the stack's networks (then `networks` and `aliases` are empty). */
+  networkMode?: NonNullable<Service['networkMode']>;
+  pid?: NonNullable<Service['pid']>;
+  ipc?: NonNullable<Service['ipc']>;
+  devices?: NonNullable<Service['devices']>;
+  sysctls?: Record<string, string>;
 }
 
 export interface ObservedContainer {
@@ -117,12 +128,13 @@ export function desiredStack(agentId: string, release: Release): DesiredStack {
   const prefix = agentPrefix(agentId);
   const stack = release.stack;
   const declared = Object.entries(release.networks).map(([n, v]) => ({ name: networkName(prefix, stack, n), internal: v.internal }));
-  const usesDefault = Object.values(release.services).some((s) => s.networks.length === 0 || s.networks.includes('default'));
+  const usesDefault = Object.values(release.services).some((s) => !s.networkMode && (s.networks.length === 0 || s.networks.includes('default')));
   const networks = usesDefault && !release.networks.default ? [{ name: networkName(prefix, stack, 'default'), internal: false }, ...declared] : declared;
   const volumes = Object.keys(release.volumes).map((v) => volumeName(prefix, stack, v));
   const containers: DesiredContainer[] = [];
   for (const [service, s] of Object.entries(release.services).sort(([a], [b]) => a.localeCompare(b))) {
-    const nets = (s.networks.length ? s.networks : ['default']).map((n) => networkName(prefix, stack, n));
+    // A service with a network mode (host, none, bridge) joins none of the stack's networks, and has no alias there.
+    const nets = s.networkMode ? [] : (s.networks.length ? s.networks : ['default']).map((n) => networkName(prefix, stack, n));
     const base: Omit<ContainerSpec, 'name'> = {
       image: s.image,
       labels: { ...s.labels },
@@ -136,10 +148,19 @@ export function desiredStack(agentId: string, release: Release): DesiredStack {
       ports: s.ports,
       mounts: s.volumes.map((m) => ({ ...m, source: m.type === 'volume' ? volumeName(prefix, stack, m.source) : m.source })),
       networks: nets,
-      aliases: [service],
+      aliases: s.networkMode ? [] : [service],
       restart: s.restart,
       ...(s.healthcheck ? { healthcheck: s.healthcheck } : {}),
       stopGraceMs: s.stopGracePeriodMs,
+      // absent when unset, so the config hash of a release without them is what it always was
+      ...(s.capAdd ? { capAdd: s.capAdd } : {}),
+      ...(s.capDrop ? { capDrop: s.capDrop } : {}),
+      ...(s.privileged !== undefined ? { privileged: s.privileged } : {}),
+      ...(s.networkMode ? { networkMode: s.networkMode } : {}),
+      ...(s.pid ? { pid: s.pid } : {}),
+      ...(s.ipc ? { ipc: s.ipc } : {}),
+      ...(s.devices ? { devices: s.devices } : {}),
+      ...(s.sysctls ? { sysctls: s.sysctls } : {}),
     };
     const hash = configHash(base);
     for (let replica = 0; replica < s.replicas; replica++) {

@@ -55,6 +55,8 @@ const live = (c: ObservedContainer) => c.status === 'running' || c.status === 'r
 const ready = (c: ObservedContainer) => c.status === 'running' && (c.health === 'healthy' || c.health === 'none');
 /** The service's networks on which the container does not resolve as every one of the service's aliases. */
 const unaliased = (c: ObservedContainer, dc: DesiredContainer) => dc.spec.networks.filter((n) => !dc.spec.aliases.every((a) => c.networks[n]?.includes(a)));
+/** The engine's own networks, which a container joins through a network mode, never by alias. */
+const ENGINE_NETWORKS: ReadonlySet<string> = new Set(['host', 'none', 'bridge']);
 const slotKey = (stack: string, service: string, replica: number | string) => `${stack}/${service}/${replica}`;
 
 function rank(c: ObservedContainer): number {
@@ -75,7 +77,9 @@ export function plan(current: Current, desired: readonly DesiredStack[], facts: 
   const wanted = new Set<string>(); // container ids that belong to the desired state
   const pulls = new Set<string>();
   const stopAndRemove = (c: ObservedContainer, graceMs: number, reason: string, drain = false) => {
-    if (live(c) || c.status === 'created') steps.push({ kind: 'stop', id: c.id, name: c.name, graceMs, reason, ...(drain && c.status === 'running' ? { drain: Object.keys(c.networks) } : {}) });
+    // drained on its own networks; Docker's host, none and bridge (a service's network mode) carry no alias
+    const aliasedOn = Object.keys(c.networks).filter((n) => !ENGINE_NETWORKS.has(n));
+    if (live(c) || c.status === 'created') steps.push({ kind: 'stop', id: c.id, name: c.name, graceMs, reason, ...(drain && c.status === 'running' && aliasedOn.length ? { drain: aliasedOn } : {}) });
     if (c.status !== 'removing') steps.push({ kind: 'remove', id: c.id, name: c.name, reason });
   };
 

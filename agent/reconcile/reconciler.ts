@@ -141,6 +141,7 @@ export class Reconciler {
     return this.enqueue(async () => {
       const desired = this.desired(this.effective(this.targets, this.seq));
       const done = await this.converge(desired, signal, this.o.applyTimeoutMs);
+      this.o.log.debug({ steps: done.length }, 'drift pass');
       if (done.length) {
         this.journal.write({ event: 'drift-repaired', what: done });
         this.o.log.warn({ steps: done }, 'drift repaired');

@@ -182,7 +182,10 @@ export class Delivery extends EventEmitter {
   /** Stores what runs on the agent; release state changes and drift repairs go to the audit log. Returns the announcement. */
   private async recordStatus(agentId: string, msg: StatusMessage, at: number): Promise<() => void> {
     const tenant = await this.tenantOf(agentId);
-    const prev = (await this.store.fleet.recordStatus(agentId, { releases: msg.releases, services: msg.services }, at)) as { releases?: StatusMessage['releases'] } | null;
+    const prev = (await this.store.fleet.recordStatus(agentId, { releases: msg.releases, services: msg.services, ...(msg.alarms ? { alarms: msg.alarms } : {}) }, at)) as {
+      releases?: StatusMessage['releases'];
+      alarms?: StatusMessage['alarms'];
+    } | null;
     const before = new Map((prev?.releases ?? []).map((r) => [r.stack, `${r.version}:${r.state}`]));
     const append = (action: string, outcome: 'ok' | 'failed', details: Record<string, string | number | null>) =>
       this.audit.append({ log: tenant, actor: { kind: 'agent', id: agentId }, surface: 'agent', action, target: { type: 'agent', id: agentId }, agents: [agentId], outcome, details }, at);
@@ -191,7 +194,14 @@ export class Delivery extends EventEmitter {
       await append(`release.${r.state}`, r.state === 'applied' ? 'ok' : 'failed', { stack: r.stack, version: r.version, code: r.code ?? null, message: r.message ?? null, running: r.runningVersion });
     }
     if (msg.drift?.length) await append('drift.repaired', 'ok', { steps: msg.drift.join('; ').slice(0, 4000) });
-    return () => this.emit('status', agentId, msg);
+    // An alarm the agent raised (its own record of it is what counts): one entry when first reported.
+    const known = new Set((prev?.alarms ?? []).map((a) => `${a.at} ${a.code}`));
+    const raised = (msg.alarms ?? []).filter((a) => !known.has(`${a.at} ${a.code}`));
+    for (const a of raised) await append('agent.alarm', 'failed', { code: a.code, kind: a.kind ?? null, at: a.at, message: a.message.slice(0, 2000) });
+    return () => {
+      for (const a of raised) this.log.error({ agentId, tenant, code: a.code, kind: a.kind, raisedAt: a.at, message: a.message }, 'ALARM raised by agent');
+      this.emit('status', agentId, msg);
+    };
   }
 
   private async recordAck(agentId: string, ack: Ack, at: number): Promise<() => void> {

@@ -39,6 +39,8 @@ export async function agentView(a: AgentRecord, gateway: Gateway, store: Store) 
     facts: rec.facts,
     desired: accepted ? { seq: accepted.seq, releases: accepted.releases, acceptedAt: iso(accepted.ackedAt) } : null,
     running: rec.status ? { ...(rec.status as object), reportedAt: iso(rec.statusAt) } : null,
+    /** Security alarms the agent holds and its institution has not acknowledged (from its latest status). */
+    alarms: (rec.status as { alarms?: unknown[] } | null)?.alarms ?? [],
     lastDirective: last ? { seq: last.seq, status: last.status, code: last.code, message: last.message, issuedAt: iso(last.issuedAt) } : null,
   };
 }

@@ -21,23 +21,34 @@ export interface FleetAgent {
   id: string;
   stateDir: string;
   configFile: string;
+  /** Where its policy is (used when the fleet was given one). */
+  policyFile: string;
   daemon: Daemon;
-  /** Starts (or restarts) the agent process. */
-  start(env?: NodeJS.ProcessEnv): Daemon;
+  /** Starts (or restarts) the agent process, optionally with extra node arguments (a test hook). */
+  start(env?: NodeJS.ProcessEnv, nodeArgs?: readonly string[]): Daemon;
   network(stack: string, net?: string): string;
 }
 
 export interface Fleet {
-  th: TestHub;
+  /** The hub the fleet talks to now (see reopenHub). */
+  readonly th: TestHub;
+  /** Closes the hub (if open) and starts a real hub again on the same data dir and port; agents reconnect to it. */
+  reopenHub(): Promise<TestHub>;
+  /** Closes the hub, freeing its port (e.g. for another process to serve the agents). */
+  closeHub(): Promise<void>;
   agents: FleetAgent[];
   publish(stack: string, version: string, services: Record<string, Service>, extra?: Partial<Release>): Promise<void>;
-  deploy(agent: FleetAgent, stack: string, version: string): Promise<{ status: string; seq: number }>;
+  deploy(agent: FleetAgent, stack: string, version: string): Promise<{ status: string; seq: number; code?: string | null; message?: string | null }>;
   /** Waits until the agent reports `state` for the stack's version; returns that release status. */
   waitRelease(agent: FleetAgent, stack: string, version: string, state: string, timeoutMs?: number): Promise<{ state: string; code?: string; runningVersion: string | null }>;
 }
 
-export async function fleet(t: TestContext, opts: { agents?: number; bakeMs?: number; driftIntervalMs?: number } = {}): Promise<Fleet> {
-  const th = await startHub(t, { checkpointMs: 3_600_000 });
+export async function fleet(
+  t: TestContext,
+  opts: { agents?: number; bakeMs?: number; driftIntervalMs?: number; logLevel?: string; /** the institution's policy file for every agent (rewrite `policyFile` and restart to change it) */ policy?: string } = {},
+): Promise<Fleet> {
+  let th = await startHub(t, { checkpointMs: 3_600_000 });
+  const hubPort = th.hub.port;
   const tenant = 'bank-r';
   const root = seededKey('fleet-root');
   const rel = seededKey('fleet-release');
@@ -54,14 +65,17 @@ export async function fleet(t: TestContext, opts: { agents?: number; bakeMs?: nu
     assert.equal(e.code, 0, e.stderr);
     const id = JSON.parse(e.stdout).agentId as string;
     const configFile = join(stateDir, '..', 'agent.yaml');
-    writeFileSync(configFile, `reconnect:\n  baseMs: 100\n  capMs: 1000\nreconcile:\n  bakeMs: ${opts.bakeMs ?? 1500}\n  driftIntervalMs: ${opts.driftIntervalMs ?? 2000}\n  applyTimeoutMs: 60000\n`);
+    const policyFile = join(stateDir, '..', 'policy.yaml');
+    if (opts.policy !== undefined) writeFileSync(policyFile, opts.policy);
+    writeFileSync(configFile, `${opts.logLevel ? `logLevel: ${opts.logLevel}\n` : ''}${opts.policy !== undefined ? `policyFile: ${policyFile}\n` : ''}reconnect:\n  baseMs: 100\n  capMs: 1000\nreconcile:\n  bakeMs: ${opts.bakeMs ?? 1500}\n  driftIntervalMs: ${opts.driftIntervalMs ?? 2000}\n  applyTimeoutMs: 60000\n`);
     const a: FleetAgent = {
       id,
       stateDir,
       configFile,
+      policyFile,
       daemon: undefined as unknown as Daemon,
-      start(env = {}) {
-        a.daemon = daemon(t, 'agent', ['run', '--state-dir', stateDir, '--config', configFile], { env });
+      start(env = {}, nodeArgs = []) {
+        a.daemon = daemon(t, 'agent', ['run', '--state-dir', stateDir, '--config', configFile], { env, nodeArgs });
         return a.daemon;
       },
       network: (stack, net = 'default') => networkName(agentPrefix(id), stack, net),
@@ -81,7 +95,17 @@ export async function fleet(t: TestContext, opts: { agents?: number; bakeMs?: nu
   for (const a of agents) await waitFor('agent connected', async () => (await th.api('GET', `/v1/agents/${a.id}`)).body.status === 'connected', 15_000);
 
   return {
-    th,
+    get th() {
+      return th;
+    },
+    async closeHub() {
+      await th.close();
+    },
+    async reopenHub() {
+      await th.close();
+      th = await startHub(t, { dataDir: th.dataDir, adminToken: th.adminToken, port: hubPort, checkpointMs: 3_600_000 });
+      return th;
+    },
     agents,
     async publish(stack, version, services, extra = {}) {
       const labelled = Object.fromEntries(Object.entries(services).map(([n, s]) => [n, { ...s, labels: { ...s.labels, [labelKey]: labelValue } }]));

@@ -9,6 +9,8 @@ export const BIN = {
   ferry: `${ROOT}dist/cli/main.js`,
   hub: `${ROOT}dist/hub/main.js`,
   agent: `${ROOT}dist/agent/main.js`,
+  /** Not a Ferry binary: the hostile hub the agent's defences are tested against (test/helpers/hostile-hub.ts). */
+  hostileHub: `${ROOT}dist/test/helpers/hostile-hub.js`,
 } as const;
 
 /** Node flags per binary: the agent runs as its unit runs it. */
@@ -50,8 +52,8 @@ export interface Daemon {
 }
 
 /** Starts a long-running binary; it is killed after the test. */
-export function daemon(t: TestContext, bin: keyof typeof BIN, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Daemon {
-  const child = spawn(process.execPath, [...nodeFlags(bin), BIN[bin], ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function daemon(t: TestContext, bin: keyof typeof BIN, args: string[], opts: { env?: NodeJS.ProcessEnv; /** extra node arguments, e.g. a test hook to --import */ nodeArgs?: readonly string[] } = {}): Daemon {
+  const child = spawn(process.execPath, [...nodeFlags(bin), ...(opts.nodeArgs ?? []), BIN[bin], ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
   const onData = (d: Buffer) => {

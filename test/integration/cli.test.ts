@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import test, { type TestContext } from 'node:test';
 import { startHub, type TestHub } from '../helpers/hub.js';
 import { run, type RunResult } from '../helpers/proc.js';
+import { skipOrFail } from '../helpers/skip.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /** An environment with its own config home and none of the caller's Ferry settings. */
@@ -372,7 +373,7 @@ function selfSigned(t: TestContext): { cert: string; key: string; certFile: stri
 
 test('https hub: untrusted is exit 6 FERRY_E_HUB_TLS; --ca-file, FERRY_CA_FILE and NODE_EXTRA_CA_CERTS make it trusted', async (t) => {
   const tls = selfSigned(t);
-  if (!tls) return t.skip('openssl is not installed');
+  if (!tls) return skipOrFail(t, 'openssl is not installed or failed; run `bash scripts/test-env.sh`');
   const hub = await startHub(t, { tls: { cert: tls.cert, key: tls.key } });
   assert.match(hub.url, /^https:/);
   const env = cliEnv(t, { FERRY_HUB: hub.url, FERRY_TOKEN: hub.adminToken });

@@ -14,7 +14,7 @@ import { DockerEngine } from '../../agent/engine/docker.js';
 import type { Engine, EngineEvent } from '../../agent/engine/engine.js';
 import { LABEL, configHash, type ContainerSpec } from '../../agent/reconcile/model.js';
 import { FerryError, type ErrorCode } from '../../shared/errors.js';
-import { REGISTRY, type TestImage, buildTestImage, docker, dockerOk, registryAvailable, requireDocker, testLabel } from '../helpers/docker.js';
+import { REGISTRY, type TestImage, buildTestImage, docker, dockerOk, requireDocker, requireRegistry, testLabel } from '../helpers/docker.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { waitFor } from '../helpers/tmp.js';
 
@@ -27,16 +27,6 @@ let web: Promise<TestImage> | undefined;
 async function webRef(): Promise<string> {
   web ??= buildTestImage(WEB_IMAGE, 'v1', { push: true, files: WEB_FILES });
   return (await web).ref!;
-}
-
-/** Docker and the local registry, or a skip (a failure under CI, where both must run). */
-async function requireRegistry(t: TestContext): Promise<boolean> {
-  if (!(await requireDocker(t))) return false;
-  if (await registryAvailable()) return true;
-  const why = `no registry answers on http://${REGISTRY}/v2/; run \`bash scripts/test-env.sh\` first`;
-  if (process.env.CI) throw new Error(why);
-  t.skip(why);
-  return false;
 }
 
 /** This test's owner labels: the per-test cleanup label and a unique `ferry.agent`. */
@@ -52,6 +42,13 @@ function containerSpec(name: string, labels: Record<string, string>, s: Partial<
   const base: Omit<ContainerSpec, 'name'> = { labels: {}, env: [], ports: [], mounts: [], networks: [], aliases: [], restart: 'no', stopGraceMs: 10_000, ...s };
   const hash = configHash(base);
   return { ...base, name, labels: { ...base.labels, ...labels, [LABEL.configHash]: hash } };
+}
+
+/** Resolves once the stream feeding `events` is live: a labeled container created now shows up in it (and is removed again). */
+async function eventsLive(engine: Engine, events: EngineEvent[], image: string, o: ReturnType<typeof owner>): Promise<void> {
+  const probe = await engine.createContainer(containerSpec(`ferry_${o.suffix}_probe`, o.labels, { image, command: ['true'] }));
+  await waitFor('the engine event stream to be live', () => events.some((e) => e.id === probe && e.action === 'create'), 10_000, 20);
+  await engine.removeContainer(probe);
 }
 
 async function failure(p: Promise<unknown>): Promise<FerryError> {
@@ -389,7 +386,7 @@ test('events() yields start and die for labeled containers and ends when aborted
   })();
   // An unlabeled container's events must not show up.
   const stranger = await dockerOk(['create', '--label', Object.entries(o.labels)[0]!.join('='), image, 'true']);
-  await new Promise((r) => setTimeout(r, 300)); // the stream is up well before the next container starts
+  await eventsLive(engine, events, image, o);
 
   const spec = containerSpec(`ferry_${o.suffix}_job_0`, o.labels, { image, command: ['sh', '-c', 'exit 3'], networks: [net] });
   const id = await engine.createContainer(spec);
@@ -444,7 +441,7 @@ async function contract(engine: Engine, image: string, o: ReturnType<typeof owne
   const consumer = (async () => {
     for await (const e of engine.events(o.agent, ac.signal)) events.push(e);
   })();
-  await new Promise((r) => setTimeout(r, 200));
+  await eventsLive(engine, events, image, o);
   const net = `ferry_${o.suffix}_contract`;
   const vol = `ferry_${o.suffix}_contract_data`;
   const netId = await engine.createNetwork(net, o.labels, false);

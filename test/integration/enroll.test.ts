@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { generateKeyPair } from '../../shared/keys.js';
 import { enrollBody, enrollmentToken, postEnroll } from '../helpers/agents.js';
 import { dbPath, startHub } from '../helpers/hub.js';
-import { daemon, run } from '../helpers/proc.js';
+import { ROOT, daemon, run } from '../helpers/proc.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
 test('ferry-agent enroll makes a 0600 key that never leaves the host, then runs and connects', async (t) => {
@@ -43,7 +43,10 @@ test('ferry-agent enroll makes a 0600 key that never leaves the host, then runs 
     const b = (await th.api('GET', `/v1/agents/${id.agentId}`)).body;
     return b.status === 'connected' && b.agentVersion ? b : null;
   });
-  assert.equal(facts.agentVersion, '0.1.0');
+  // the version the hub shows is the package's, as `ferry-agent --version` prints it
+  const pkgVersion = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  assert.equal(facts.agentVersion, pkgVersion);
+  assert.equal((await run('agent', ['--version'])).stdout.trim(), pkgVersion);
   assert.ok(facts.facts.host.hostname.length > 0);
   assert.ok('engine' in facts.facts);
 

@@ -8,12 +8,12 @@ import { agentPrefix, networkName, volumeName } from '../../agent/reconcile/mode
 import type { Release, Service } from '../../shared/release.js';
 import { buildTestImage, docker, dockerOk, requireDocker, testLabel } from '../helpers/docker.js';
 import { exitOf, forgetPulled, freePort, freshManifest, journal, manifestFront, ownedContainers, ownedNames, type OwnedContainer } from '../helpers/faults.js';
+import { CRASH_HOOK_ARGS } from '../helpers/crash-hook.js';
 import { fleet, type Fleet, type FleetAgent } from '../helpers/fleet.js';
 import { service } from '../helpers/signing.js';
 import { waitFor } from '../helpers/tmp.js';
 
 const HEALTH = { test: ['CMD', 'wget', '-q', '-O-', 'http://127.0.0.1:8080/'], intervalMs: 300, timeoutMs: 2000, retries: 3 };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** busybox httpd serving `body` at / on 8080, pushed to the local registry. */
 async function webImage(repo: string, tag: string, body = tag) {
@@ -73,7 +73,8 @@ test('start-first: a client resolving the service name sees no failed request wh
   await deploy(f, a, 'shop', '2.0.0');
   await f.waitRelease(a, 'shop', '2.0.0', 'applied');
   t.diagnostic(`start-first update applied in ${Date.now() - started} ms`);
-  await sleep(1000);
+  // the probe keeps asking through the switch: collect until it has been served by v2 for a while
+  await waitFor('the probe reaches v2', async () => (await logs()).filter((l) => l.endsWith('OK v2')).length >= 25, 15_000, 100);
   const lines = await logs();
   await docker(['rm', '-f', probe]);
 
@@ -140,6 +141,16 @@ test('kill -9 of the agent before and after every step kind: it converges, leave
   };
   let current = await converged('first deploy');
 
+  // The variable alone does nothing: the hook is test code the test loads; the agent has none.
+  await a.daemon.stop('SIGTERM');
+  a.start({ FERRY_TEST_CRASH_AT: 'create' });
+  await a.daemon.waitFor(/hub welcomed agent/);
+  version = await publish('no-hook');
+  await deploy(f, a, 'app', version);
+  await f.waitRelease(a, 'app', version, 'applied', 60_000);
+  assert.equal(a.daemon.child.exitCode ?? a.daemon.child.signalCode, null, 'without the hook the agent ran its create step and lives');
+  current = await converged('FERRY_TEST_CRASH_AT without the hook');
+
   type Scenario = { at: string; change?: () => Promise<void> | void; byHand?: true; order?: Service['updateOrder'] };
   const scenarios: Scenario[] = [];
   for (const [i, when] of ['', ':after'].entries()) {
@@ -194,7 +205,7 @@ test('kill -9 of the agent before and after every step kind: it converges, leave
     await dockerOk(['exec', current.id, 'sh', '-c', `echo keep-${mark} > /data/${mark}`]); // before the fault
     written.push(mark);
     await a.daemon.stop('SIGTERM');
-    const d = a.start({ FERRY_TEST_CRASH_AT: sc.at });
+    const d = a.start({ FERRY_TEST_CRASH_AT: sc.at }, CRASH_HOOK_ARGS);
     await d.waitFor(/hub welcomed agent/);
     if (sc.byHand) {
       await dockerOk(['stop', '-t', '1', current.id]);
@@ -293,7 +304,7 @@ test('a registry serving other bytes under a pinned digest: the pull is refused 
 test("an unowned container and another agent's stack on the same engine are never touched", async (t) => {
   if (!(await requireDocker(t))) return;
   const strangerLabel = testLabel(t);
-  const f = await fleet(t, { agents: 2 });
+  const f = await fleet(t, { agents: 2, logLevel: 'debug' });
   const [a1, a2] = f.agents as [FleetAgent, FleetAgent];
   const v1 = (await webImage('ferry-test/faults-web', 'v1')).ref!;
   // Look-alikes: Ferry's stack labels without this engine's agents' ids.
@@ -320,7 +331,9 @@ test("an unowned container and another agent's stack on the same engine are neve
   const repairsOf = (a: FleetAgent) => journal(a.stateDir).filter((r) => r.event === 'drift-repaired').length;
   const a1Repairs = repairsOf(a1);
 
+  const driftPasses = (a: FleetAgent) => a.daemon.output().split('\n').filter((l) => l.includes('"msg":"drift pass"')).length;
   const victim = two.find((c) => c.labels['ferry.service'] === 'web')!;
+  const a1Passes = driftPasses(a1);
   await dockerOk(['rm', '-f', victim.id]);
   await waitFor(
     'agent 2 puts its web back',
@@ -332,7 +345,8 @@ test("an unowned container and another agent's stack on the same engine are neve
     200,
   );
   await waitFor('agent 2 reports the repair', () => repairsOf(a2) > 0, 15_000, 200);
-  await sleep(2500); // longer than the drift interval: agent 1's periodic pass ran at least once more
+  // agent 1's periodic drift pass ran at least once more since agent 2's container went
+  await waitFor("agent 1's next drift pass", () => driftPasses(a1) > a1Passes, 15_000, 100);
   assert.deepEqual(await state(a1), one, "agent 1's containers are the same, never restarted");
   assert.equal(repairsOf(a1), a1Repairs, 'agent 1 repaired nothing');
   assert.deepEqual(await strangerState(), strangersBefore, 'the look-alike containers were not touched');

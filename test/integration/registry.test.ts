@@ -15,22 +15,13 @@ import { request } from 'undici';
 import type { ComposeService } from '../../cli/compose.js';
 import { parseImageRef, pinImages, resolveImage } from '../../cli/registry.js';
 import { FerryError } from '../../shared/errors.js';
-import { REGISTRY, type TestImage, buildTestImage, dockerOk, registryAvailable, registryDigest, requireDocker } from '../helpers/docker.js';
+import { REGISTRY, type TestImage, buildTestImage, dockerOk, registryDigest, requireRegistry } from '../helpers/docker.js';
+import { skipOrFail } from '../helpers/skip.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
 const REPO = 'ferry-test/registry';
 const IMAGE_OPTS = { push: true, files: { '/etc/ferry-test': 'image resolution\n' } };
 let pushed: Promise<TestImage> | undefined;
-
-/** Docker and the local registry, or a skip (a failure under CI, where both must run). */
-async function requireRegistry(t: TestContext): Promise<boolean> {
-  if (!(await requireDocker(t))) return false;
-  if (await registryAvailable()) return true;
-  const why = `no registry answers on http://${REGISTRY}/v2/; run \`bash scripts/test-env.sh\` first`;
-  if (process.env.CI) throw new Error(why);
-  t.skip(why);
-  return false;
-}
 
 /** A tiny image pushed to the local registry as ferry-test/registry:v1 (built once per run). */
 function image(): Promise<TestImage> {
@@ -66,8 +57,7 @@ async function closedPort(): Promise<number> {
  */
 async function startRegistry(t: TestContext, auth: string): Promise<number> {
   if (spawnSync('docker-registry', ['--version']).error) {
-    if (process.env.CI) throw new Error('docker-registry is not installed');
-    t.skip('docker-registry is not installed; run `bash scripts/test-env.sh`');
+    skipOrFail(t, 'docker-registry is not installed; run `bash scripts/test-env.sh`');
     return 0;
   }
   const dir = mkdtempSync(join(tmpdir(), 'ferry-registry-'));
@@ -219,7 +209,7 @@ test('without a digest header or HEAD, the digest is the sha256 of the manifest'
 test('a registry with htpasswd auth: no or wrong credentials are FERRY_E_REGISTRY_AUTH, right ones resolve', async (t) => {
   if (!(await requireRegistry(t))) return;
   const line = htpasswdLine('ferry', 'right-password');
-  if (!line) return void t.skip('no bcrypt tool: install apache2-utils (htpasswd) or perl with libxcrypt');
+  if (!line) return void skipOrFail(t, 'no bcrypt tool: install apache2-utils (htpasswd) or perl with libxcrypt');
   const dir = tempDir(t);
   writeFileSync(join(dir, 'htpasswd'), `${line}\n`);
   const img = await image();
@@ -246,8 +236,7 @@ test('a registry with token auth: the token service gets the scope and the crede
   const ssl = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
     '-subj', '/CN=ferry-test-token-issuer', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { encoding: 'utf8' });
   if (ssl.status !== 0) {
-    if (process.env.CI) throw new Error(`openssl failed: ${ssl.stderr}`);
-    return void t.skip('openssl is missing or failed; run `bash scripts/test-env.sh`');
+    return void skipOrFail(t, `openssl is missing or failed (${ssl.error?.message ?? ssl.stderr.trim()}); run \`bash scripts/test-env.sh\``);
   }
   const key = createPrivateKey(readFileSync(join(dir, 'key.pem')));
   const x5c = new X509Certificate(readFileSync(join(dir, 'cert.pem'))).raw.toString('base64');

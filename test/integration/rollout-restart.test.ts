@@ -12,6 +12,20 @@ import { apiClient, seqsIncreasing, simAgents, simRelease } from '../helpers/sim
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
 const TRIALS = Number(process.env.FERRY_ROLLOUT_KILL_TRIALS ?? 20);
+/** The kill moments are random, from this seed: printed, and taken from FERRY_ROLLOUT_KILL_SEED to replay a run. */
+const SEED = process.env.FERRY_ROLLOUT_KILL_SEED ? Number(process.env.FERRY_ROLLOUT_KILL_SEED) : Math.floor(Math.random() * 2 ** 31);
+
+/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
 const AGENTS = 10;
 const BAKE_MS = 300;
 
@@ -25,6 +39,10 @@ function freePort(): Promise<number> {
 }
 
 test(`hub kill -9 at random moments during ${TRIALS} rollouts: resumes exactly where it was`, { timeout: 20 * 60_000 }, async (t) => {
+  if (!Number.isSafeInteger(SEED)) throw new Error(`FERRY_ROLLOUT_KILL_SEED=${process.env.FERRY_ROLLOUT_KILL_SEED}: expected an integer`);
+  t.diagnostic(`kill moments seeded with ${SEED}; replay with FERRY_ROLLOUT_KILL_SEED=${SEED}`);
+  process.stderr.write(`rollout-restart: FERRY_ROLLOUT_KILL_SEED=${SEED}\n`);
+  const random = seeded(SEED);
   const dataDir = tempDir(t, 'ferry-hub-kill-');
   const token = await initDataDir(dataDir);
   const port = await freePort();
@@ -52,7 +70,8 @@ test(`hub kill -9 at random moments during ${TRIALS} rollouts: resumes exactly w
     const id = created.body.id as string;
     // one or two kills at random moments while it runs
     for (let k = 0; k < 1 + (trial % 2); k++) {
-      await new Promise((r) => setTimeout(r, Math.random() * 2500));
+      // a random moment is the point here (not a condition to wait for): seeded, so a failure can be replayed
+      await new Promise((r) => setTimeout(r, random() * 2500));
       hub!.child.kill('SIGKILL');
       await hub!.exited;
       kills++;
@@ -63,7 +82,7 @@ test(`hub kill -9 at random moments during ${TRIALS} rollouts: resumes exactly w
       if (r?.body?.state && !['running'].includes(r.body.state)) return r.body;
       return null;
     }, 60_000, 100);
-    assert.equal(v.state, 'succeeded', `trial ${trial}: ${JSON.stringify(v)}`);
+    assert.equal(v.state, 'succeeded', `trial ${trial} (seed ${SEED}): ${JSON.stringify(v)}`);
     assert.equal(v.done, AGENTS);
     await waitFor(`trial ${trial}: agents on ${version}`, () => agents.every((a) => a.running.get('payments') === version), 10_000);
     assert.ok(agents.every(seqsIncreasing), `trial ${trial}: seqs out of order`);

@@ -1,4 +1,6 @@
 import { test } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { ERRORS, FerryError, asFerryError, isErrorCode } from '../../shared/errors.js';
 import { EXIT, exitCodeFor } from '../../shared/exit.js';
@@ -24,13 +26,31 @@ test('FerryError carries detail in its message and serialises to the wire shape'
   assert.ok(!isErrorCode('toString'));
 });
 
-test('exit codes follow the documented table', () => {
-  assert.equal(exitCodeFor(new FerryError('FERRY_E_AUTH_INVALID')), EXIT.auth);
-  assert.equal(exitCodeFor(new FerryError('FERRY_E_FORBIDDEN')), EXIT.auth);
-  assert.equal(exitCodeFor(new FerryError('FERRY_E_NOT_FOUND')), EXIT.notFound);
-  assert.equal(exitCodeFor(new FerryError('FERRY_E_CONFLICT')), EXIT.conflict);
-  assert.equal(exitCodeFor(new FerryError('FERRY_E_HUB_UNREACHABLE')), EXIT.unreachable);
-  assert.equal(exitCodeFor(new FerryError('FERRY_E_VALIDATION')), EXIT.invalid);
-  assert.equal(exitCodeFor(new FerryError('FERRY_E_AGENT_REVOKED')), EXIT.revoked);
-  assert.equal(exitCodeFor(new FerryError('FERRY_E_INTERNAL')), EXIT.failure);
+test('exit codes follow the documented table (README.md, "Exit codes")', () => {
+  // The numbers as README.md documents them, not the module's own constants.
+  const documented: [string, number][] = [
+    ['FERRY_E_INTERNAL', 1],
+    ['FERRY_E_DB', 1],
+    ['FERRY_E_AUTH_INVALID', 3],
+    ['FERRY_E_FORBIDDEN', 3],
+    ['FERRY_E_TOKEN_USED', 3],
+    ['FERRY_E_NOT_FOUND', 4],
+    ['FERRY_E_CONFLICT', 5],
+    ['FERRY_E_AUDIT_INCONSISTENT', 5],
+    ['FERRY_E_HUB_UNREACHABLE', 6],
+    ['FERRY_E_ENGINE_UNREACHABLE', 6],
+    ['FERRY_E_HUB_TLS', 6],
+    ['FERRY_E_VALIDATION', 7],
+    ['FERRY_E_CONFIG_INVALID', 7],
+    ['FERRY_E_AGENT_REVOKED', 78],
+  ];
+  for (const [code, exit] of documented) assert.equal(exitCodeFor(new FerryError(code as keyof typeof ERRORS)), exit, code);
+  assert.deepEqual({ ...EXIT }, { ok: 0, failure: 1, usage: 2, auth: 3, notFound: 4, conflict: 5, unreachable: 6, invalid: 7, revoked: 78 });
+});
+
+test('README.md documents every exit code the binaries use', () => {
+  const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+  const table = readme.slice(readme.indexOf('### Exit codes'), readme.indexOf('### Errors'));
+  const rows = [...table.matchAll(/^\| (\d+) \|/gm)].map((m) => Number(m[1]));
+  assert.deepEqual(rows.sort((a, b) => a - b), Object.values(EXIT).sort((a, b) => a - b));
 });

@@ -170,7 +170,7 @@ test('drift: a container stopped or removed by hand is put back', () => {
   assert.deepEqual(p.steps.map((s) => s.kind), ['createNetwork']);
 });
 
-test('a stack no longer desired is stopped and removed, its network after its containers; volumes are kept', () => {
+test('a stack no longer desired is stopped and removed, its network after its containers; its volume outlives it', () => {
   const d = desiredStack(AGENT, rel('1.0.0', IMG1));
   const cs = [running(d, 'db'), running(d, 'web')];
   let p = plan({ containers: cs, ...infra(d), images: [] }, [], facts);
@@ -178,7 +178,35 @@ test('a stack no longer desired is stopped and removed, its network after its co
   assert.match(p.waiting.join(), /waits for its containers/);
   p = plan({ containers: [], ...infra(d), images: [] }, [], facts);
   assert.deepEqual(p.steps.map((s) => s.kind), ['removeNetwork']);
-  assert.ok(!p.steps.some((s) => s.kind === 'remove' && s.name.includes('data')));
+  // the stack is gone but its volume is still on the engine: no later pass touches it
+  const { volumes } = infra(d);
+  assert.deepEqual(plan({ containers: [], networks: [], volumes, images: [] }, [], facts), { steps: [], waiting: [] });
+  // deployed again, the new db mounts that same volume (its data), which is not created afresh
+  p = plan({ containers: [], networks: infra(d).networks, volumes, images: [IMG1, DB] }, [d], facts);
+  const create = p.steps.find((s): s is Extract<Step, { kind: 'create' }> => s.kind === 'create' && s.container.service === 'db');
+  assert.deepEqual(create?.container.spec.mounts, [{ type: 'volume', source: d.volumes[0], target: '/data', readOnly: false }]);
+  assert.ok(!p.steps.some((s) => s.kind === 'createVolume'));
+});
+
+test('a volume survives a plan that replaces its service: the new container mounts the same volume', () => {
+  const DB2 = '127.0.0.1:5000/db@sha256:' + '4'.repeat(64);
+  const v1 = desiredStack(AGENT, rel('1.0.0', IMG1));
+  const v2rel = rel('2.0.0', IMG1);
+  v2rel.services.db = { ...v2rel.services.db!, image: DB2 };
+  const v2 = desiredStack(AGENT, v2rel);
+  const [oldDb, web] = [running(v1, 'db'), running(v1, 'web')];
+  const images = [IMG1, DB, DB2];
+  // stop-first: the old db goes first (the volume stays: no step kind removes a volume)
+  let p = plan({ containers: [oldDb, web], ...infra(v1), images }, [v2], facts);
+  assert.deepEqual(kinds(p.steps), [`stop:${oldDb.name}`, `remove:${oldDb.name}`]);
+  // then the new db is created on the volume the old one used
+  p = plan({ containers: [web], ...infra(v1), images }, [v2], facts);
+  const create = p.steps.find((s): s is Extract<Step, { kind: 'create' }> => s.kind === 'create');
+  assert.equal(create?.container.spec.image, DB2);
+  const oldMounts = v1.containers.find((c) => c.service === 'db')!.spec.mounts;
+  assert.deepEqual(create.container.spec.mounts, oldMounts);
+  assert.equal(oldMounts[0]!.source, infra(v1).volumes[0]!.name);
+  assert.ok(!p.steps.some((s) => s.kind === 'createVolume'), 'the volume is reused, not made anew');
 });
 
 test('replicas: surplus ones go, missing ones come, duplicates are cleaned', () => {
@@ -216,4 +244,30 @@ test('a network dropped from a stack that stays is removed once no container is 
   // a kept container attached to it by hand keeps it, and does not hold the plan up
   p = at({ ...web2, networks: { ...web2.networks, [back]: [] } });
   assert.deepEqual(p, { steps: [], waiting: [] });
+});
+
+test('a release without the privilege-widening settings keeps the config hash it always had', () => {
+  const r = releaseDoc('shop', '1.0.0', { volumes: { data: {} } }, {
+    web: service(IMG1, { ports: [{ target: 8080, published: 18080, protocol: 'tcp' }], volumes: [{ type: 'volume', source: 'data', target: '/data', readOnly: false }], user: '1000' }),
+  });
+  // computed by the agent before capAdd, networkMode and the rest existed: an upgrade recreates no container
+  assert.equal(desiredStack(AGENT, r).containers[0]!.configHash, '42bc8aa3694941fc00f892e4c8924a8184b6caaadafd7d9a58d5045115fdf2fd');
+  const widened = releaseDoc('shop', '1.0.0', { volumes: { data: {} } }, { web: { ...r.services.web!, capAdd: ['NET_ADMIN'] } });
+  assert.notEqual(desiredStack(AGENT, widened).containers[0]!.configHash, desiredStack(AGENT, r).containers[0]!.configHash, 'each setting is part of the hash');
+});
+
+test('a service with a network mode joins none of the stack networks, has no alias, and is not drained', () => {
+  const d = desiredStack(AGENT, releaseDoc('edge', '1.0.0', {}, { proxy: service(IMG1, { networkMode: 'host', capAdd: ['NET_BIND_SERVICE'], updateOrder: 'start-first' }) }));
+  assert.deepEqual(d.networks, [], 'no default network when no service uses it');
+  const spec = d.containers[0]!.spec;
+  assert.deepEqual({ networks: spec.networks, aliases: spec.aliases, networkMode: spec.networkMode, capAdd: spec.capAdd }, { networks: [], aliases: [], networkMode: 'host', capAdd: ['NET_BIND_SERVICE'] });
+  // running as the engine reports a host-network container: converged, nothing to alias
+  const old = running(d, 'proxy', { networks: { host: [] } });
+  assert.deepEqual(plan({ containers: [old], networks: [], volumes: [], images: [IMG1] }, [d], facts), { steps: [], waiting: [] });
+  // a start-first update: the new one starts, then the old one stops without a drain on `host`
+  const d2 = desiredStack(AGENT, releaseDoc('edge', '2.0.0', {}, { proxy: service(IMG2, { networkMode: 'host', updateOrder: 'start-first' }) }));
+  const fresh = running(d2, 'proxy', { networks: { host: [] } });
+  const p = plan({ containers: [old, fresh], networks: [], volumes: [], images: [IMG1, IMG2] }, [d2], facts);
+  assert.deepEqual(kinds(p.steps), [`stop:${old.name}`, `remove:${old.name}`]);
+  assert.equal((p.steps[0] as Extract<Step, { kind: 'stop' }>).drain, undefined);
 });

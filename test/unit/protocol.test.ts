@@ -68,3 +68,17 @@ test('hub messages decode on the agent side', () => {
   assert.equal(code(() => decodeHubMessage(JSON.stringify({ ...w, heartbeatMs: -1 }))), 'FERRY_E_PROTOCOL_INVALID');
   assert.equal(code(() => decodeHubMessage(encode(hello))), 'FERRY_E_PROTOCOL_UNKNOWN_TYPE');
 });
+
+test('a status may carry the agent\'s alarms; an alarm is checked field by field like the rest', () => {
+  const status = {
+    type: 'status' as const,
+    releases: [],
+    services: [],
+    alarms: [{ at: '2026-11-02T10:00:00.000Z', code: 'FERRY_E_AUDIT_INCONSISTENT', message: 'history was rewritten', kind: 'checkpoint' as const }],
+  };
+  assert.deepEqual(decodeAgentMessage(encode(status)), status);
+  const { alarms: _a, ...without } = status;
+  assert.deepEqual(decodeAgentMessage(encode(without)), without, 'alarms are optional');
+  assert.equal(code(() => decodeAgentMessage(JSON.stringify({ ...status, alarms: [{ ...status.alarms[0], severity: 'high' }] }))), 'FERRY_E_PROTOCOL_INVALID');
+  assert.equal(code(() => decodeAgentMessage(JSON.stringify({ ...status, alarms: Array.from({ length: 21 }, () => status.alarms[0]) }))), 'FERRY_E_PROTOCOL_INVALID');
+});

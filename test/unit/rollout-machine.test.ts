@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FerryError } from '../../shared/errors.js';
+import { parseWaves, planWaves } from '../../hub/rollouts/waves.js';
 import { command, decide, type AgentFacts, type Decision, type Rollout, type Target } from '../../hub/rollouts/machine.js';
 
 type Behaviour = 'ok' | 'fail' | 'offline' | 'window' | 'silent';
@@ -74,7 +75,10 @@ const started = (s: ReturnType<typeof sim>) => s.log.filter((d) => d.kind === 's
 
 for (const [n, expected] of [[1, [1]], [7, [1, 4, 7]], [100, [1, 10, 50, 100]]] as const) {
   test(`waves 1,10%,50%,100% on ${n} agents: each wave waits for the bake of the one before`, () => {
-    const s = sim(n, [...expected]);
+    // from the operator's text, through the parser and the planner, to the machine
+    const waves = planWaves(parseWaves('1,10%,50%,100%'), n);
+    assert.deepEqual(waves, expected);
+    const s = sim(n, waves);
     let maxStartedBeyond = 0;
     s.runUntil(() => {
       // no target beyond the current wave is ever issued

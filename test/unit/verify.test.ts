@@ -8,8 +8,10 @@ import { encodePublicKey } from '../../shared/keys.js';
 import { canonicalJson, type Directive } from '../../shared/release.js';
 import { rootFingerprint } from '../../shared/trust.js';
 import { NO_POLICY, parsePolicy } from '../../agent/policy.js';
-import { EMPTY_STATE, verifyBundle, type Bundle, type Facts, type TrustState } from '../../agent/verify.js';
-import { IMAGE, releaseDoc, rootDoc, seededKey, service, signed } from '../helpers/signing.js';
+import { EMPTY_STATE, boundTrustedTime, currentRoot, verifyBundle, type Bundle, type Facts, type TrustState } from '../../agent/verify.js';
+import { checkCheckpoint } from '../../agent/witness.js';
+import type { CheckpointMessage } from '../../shared/protocol.js';
+import { releaseDoc, rootDoc, seededKey, service, signed } from '../helpers/signing.js';
 
 const L = (1n << 252n) + 27742317777372353535851937790883648493n;
 const NOW = 1_800_000_000_000;
@@ -200,9 +202,17 @@ test('an image by tag, or from a registry the policy does not allow', () => {
   refused('FERRY_E_POLICY_DIGEST', () => accept(EMPTY_STATE, bundle(directive({}, [byTag]), [byTag])));
   const policy = parsePolicy('registries: ["registry.bank-a.internal"]\n', 'policy.yaml');
   refused('FERRY_E_POLICY_REGISTRY', () => accept(EMPTY_STATE, bundle(directive()), facts({ policy })));
+  // the registry is matched as host:port, exactly: the same host on another port is another registry
+  const pinned = `127.0.0.1:5000/ferry/web@sha256:${'b'.repeat(64)}`;
+  const onBank = signed('release', releaseDoc('payments', '1.0.0', {}, { web: service(pinned) }), [m1, m2]);
+  const hostOnly = parsePolicy('registries: ["127.0.0.1"]\n', 'policy.yaml');
+  refused('FERRY_E_POLICY_REGISTRY', () => accept(EMPTY_STATE, bundle(directive({}, [onBank]), [onBank]), facts({ policy: hostOnly })));
   const ok = parsePolicy('registries: ["127.0.0.1:5000"]\n', 'policy.yaml');
-  assert.equal(accept(EMPTY_STATE, bundle(directive()), facts({ policy: ok })).releases.length, 1);
-  assert.ok(IMAGE.startsWith('127.0.0.1:5000/'));
+  assert.equal(accept(EMPTY_STATE, bundle(directive({}, [onBank]), [onBank]), facts({ policy: ok })).releases[0]!.release.services.web!.image, pinned);
+  // an image without a registry host comes from Docker Hub, which this policy does not list
+  const dockerHub = signed('release', releaseDoc('payments', '1.0.0', {}, { web: service(`ferry/web@sha256:${'b'.repeat(64)}`) }), [m1, m2]);
+  const e = refused('FERRY_E_POLICY_REGISTRY', () => accept(EMPTY_STATE, bundle(directive({}, [dockerHub]), [dockerHub]), facts({ policy: ok })));
+  assert.match(e.message, /registry docker\.io \(allowed: 127\.0\.0\.1:5000\)/);
 });
 
 test('a release below the floor', () => {
@@ -237,4 +247,54 @@ test('a directive naming a release it does not carry, or carrying another', () =
   refused('FERRY_E_DIRECTIVE_RELEASE', () => accept(EMPTY_STATE, bundle(d, [other])));
   refused('FERRY_E_ROOT_MISSING', () => accept(EMPTY_STATE, bundle(d, [rel()], [])));
   refused('FERRY_E_ENVELOPE_INVALID', () => accept(EMPTY_STATE, { directive: { payloadType: 1 }, releases: [], roots: [root1] }));
+});
+
+const YEARS_10 = 3652 * 86_400_000;
+
+test('a directive dated beyond the allowed skew is refused, says whose clock is wrong, and never becomes trusted time', () => {
+  const s1 = accept(EMPTY_STATE, bundle(directive({ seq: 1, issuedAt: NOW }))).state;
+  const future = directive({ seq: 2, issuedAt: NOW + YEARS_10, expiresAt: NOW + YEARS_10 + 3600_000 });
+  // the hub's clock agreed with ours at connect: the document is what is wrong
+  let e = refused('FERRY_E_CLOCK_AHEAD', () => accept(s1, bundle(future), facts({ hubClockOffsetMs: 200 })));
+  assert.match(e.message, /directive seq 2 is dated 2\d{3}-.*, 3652 days ahead of this host's clock \(.*; allowed 5 min\); this host's clock is not at fault: the hub's clock agreed with it at connect \(\+200 ms\)/);
+  // the hub said its clock is ten years ahead: the hub's clock (or ours) is wrong
+  e = refused('FERRY_E_CLOCK_AHEAD', () => accept(s1, bundle(future), facts({ hubClockOffsetMs: YEARS_10 })));
+  assert.match(e.message, /the hub's clock was 3652 days ahead of this host's at connect/);
+  e = refused('FERRY_E_CLOCK_AHEAD', () => accept(s1, bundle(future), facts()));
+  assert.match(e.message, /could not be compared/);
+  // a later directive dated now is accepted as if the future one had never come
+  const next = accept(s1, bundle(directive({ seq: 2, issuedAt: NOW + 1000 })));
+  assert.equal(next.state.maxIssuedAt, NOW + 1000);
+  // within the skew is fine (clocks differ a little); a configured skew is honoured
+  assert.equal(accept(s1, bundle(directive({ seq: 2, issuedAt: NOW + 4 * 60_000 }))).state.maxIssuedAt, NOW + 4 * 60_000);
+  refused('FERRY_E_CLOCK_AHEAD', () => accept(s1, bundle(directive({ seq: 2, issuedAt: NOW + 2000 })), facts({ maxSkewMs: 1000 })));
+});
+
+test('trusted time poisoned by an earlier version is bounded once to the clock plus the skew; a clock set back later is not', () => {
+  const { issuedAtBounded: _b, ...old } = accept(EMPTY_STATE, bundle(directive({ seq: 1, issuedAt: NOW }))).state;
+  const poisoned: TrustState = { ...old, maxIssuedAt: NOW + YEARS_10 }; // what an earlier version stored after a future directive
+  const fresh = directive({ seq: 2, issuedAt: NOW + 1000 });
+  refused('FERRY_E_DIRECTIVE_EXPIRED', () => accept(poisoned, bundle(fresh)));
+  const b = boundTrustedTime(poisoned, { now: NOW });
+  assert.deepEqual({ clampedFrom: b.clampedFrom, maxIssuedAt: b.state.maxIssuedAt, bounded: b.state.issuedAtBounded, changed: b.changed }, { clampedFrom: NOW + YEARS_10, maxIssuedAt: NOW + 300_000, bounded: true, changed: true });
+  const after = accept(b.state, bundle(fresh));
+  assert.equal(after.directive.seq, 2);
+  // an old state within bounds is only marked; a bounded state is left as it is, even with the clock set back 30 days
+  assert.deepEqual(boundTrustedTime(old, { now: NOW }), { state: { ...old, issuedAtBounded: true }, clampedFrom: null, changed: true });
+  const later = boundTrustedTime(after.state, { now: NOW - 30 * 86_400_000 });
+  assert.deepEqual(later, { state: after.state, clampedFrom: null, changed: false });
+});
+
+test('an audit checkpoint dated beyond the skew is refused before anything else about it counts', () => {
+  const root = currentRoot(accept(EMPTY_STATE, bundle(directive())).state)!;
+  const cp = (at: number): CheckpointMessage => ({
+    type: 'checkpoint',
+    checkpoint: signed('checkpoint', { _type: 'checkpoint', log: 'bank-a', size: 1, root: 'ab'.repeat(32), at }, [hub]),
+    fromSize: null,
+    consistency: [],
+    entries: [],
+  });
+  assert.equal(checkCheckpoint(null, cp(NOW), root, 'bank-a', { now: NOW }).size, 1);
+  const e = refused('FERRY_E_CLOCK_AHEAD', () => checkCheckpoint(null, cp(NOW + YEARS_10), root, 'bank-a', { now: NOW, hubClockOffsetMs: -50 }));
+  assert.match(e.message, /audit checkpoint of size 1 is dated .* 3652 days ahead .*this host's clock is not at fault/);
 });

@@ -49,3 +49,11 @@ test('the agent runs under its unit\'s node flags (no JIT, no WebAssembly) and s
   const probe = spawnSync(process.execPath, [...AGENT_NODE_FLAGS, '-e', 'process.stdout.write(typeof WebAssembly)'], { encoding: 'utf8' });
   assert.equal(probe.stdout, 'undefined');
 });
+
+test('no test hook ships in the agent: nothing under dist/agent reads a FERRY_TEST_ variable', async () => {
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const files = (readdirSync(`${dist}agent`, { recursive: true, encoding: 'utf8' }) as string[]).filter((f) => f.endsWith('.js'));
+  assert.ok(files.length > 20, `${files.length} agent modules`);
+  const hooked = files.filter((f) => /FERRY_TEST_/.test(readFileSync(`${dist}agent/${f}`, 'utf8')));
+  assert.deepEqual(hooked, [], 'fault injection is test code loaded with --import (test/helpers/crash-hook.ts), never part of the agent');
+});

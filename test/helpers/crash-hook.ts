@@ -1,0 +1,27 @@
+// Fault injection for test/integration/reconcile-faults.test.ts, loaded into
+// an agent process only by the test: `node --import <this file>
+// dist/agent/main.js run ...` (see CRASH_HOOK_ARGS). The agent itself has no
+// hook and reads no variable for it, so an installed agent cannot have it
+// switched on: its systemd unit runs node with fixed flags (agent/node-flags.ts)
+// and no code of this file.
+//
+// With FERRY_TEST_CRASH_AT=<kind> the process SIGKILLs itself right before
+// the first step of that kind runs (just after its journal record is
+// fsynced); with <kind>:after, right after it ran (before it is journaled as
+// done). It hooks the journal, which the executor writes around every step.
+import { fileURLToPath } from 'node:url';
+import { Journal, type JournalRecord } from '../../agent/reconcile/journal.js';
+
+/** Node arguments that load this hook into a process. */
+export const CRASH_HOOK_ARGS: readonly string[] = ['--import', fileURLToPath(import.meta.url)];
+
+const at = process.env.FERRY_TEST_CRASH_AT;
+if (at && process.argv.some((a) => a.endsWith('/agent/main.js'))) {
+  const [kind, when] = at.split(':') as [string, string | undefined];
+  const write = Journal.prototype.write;
+  Journal.prototype.write = function (this: Journal, r: JournalRecord): void {
+    if (when === 'after' && r.event === 'step-done' && r.kind === kind) process.kill(process.pid, 'SIGKILL');
+    write.call(this, r);
+    if (when === undefined && r.event === 'step' && r.kind === kind) process.kill(process.pid, 'SIGKILL');
+  };
+}
