@@ -11,7 +11,8 @@ import { encodePublicKey, fingerprint, generateKeyPair, keyId, privateKeyFromPem
 import { canonicalJson, parseRelease, type Release } from '../shared/release.js';
 import { parseRoot } from '../shared/trust.js';
 import { withHub } from './client.js';
-import { importCompose } from './compose.js';
+import { buildAndPush, checkPushTo } from './compose-build.js';
+import { ComposeRefused, importCompose, type ComposeImport } from './compose.js';
 import type { HubTarget } from './contexts.js';
 import { table } from './format.js';
 import { pinImages } from './registry.js';
@@ -55,6 +56,21 @@ interface DirectiveView {
   code: string | null;
   message: string | null;
   sent: boolean;
+}
+
+interface CreateOptions {
+  compose: string;
+  envFile: string[];
+  profile: string[];
+  projectDirectory?: string;
+  build?: boolean;
+  pushTo?: string;
+  floor?: string;
+  registryUser?: string;
+  registryPassword?: string;
+  insecureRegistry: string[];
+  registry?: string;
+  json?: boolean;
 }
 
 const enc = encodeURIComponent;
@@ -219,30 +235,53 @@ export function registerReleaseCommands(program: Command, io: CliIo): void {
   release
     .command('create')
     .description('import a compose file, pin every image to its registry digest, and upload the (unsigned) release')
-    .argument('<stack>', 'stack name')
-    .argument('<version>', 'semver version')
-    .requiredOption('--compose <file>', 'docker-compose.yml')
+    .argument('<stack-or-version>', 'stack name, then the version; or only the version when the compose file has name:')
+    .argument('[version]', 'semver version')
+    .requiredOption('--compose <file>', 'docker-compose.yml (the file your developers run)')
+    .option('--env-file <file>', 'variables for ${VAR} interpolation (repeatable, later wins); default: the project directory\'s .env', collect, [])
+    .option('--profile <name>', 'activate a compose profile (repeatable)', collect, [])
+    .option('--project-directory <dir>', 'where relative paths resolve (default: the compose file\'s directory)')
+    .option('--build', 'build services that have build: with the local Docker engine and push them (needs --push-to)')
+    .option('--push-to <registry/prefix>', 'with --build: push to REGISTRY/PREFIX/<service>:<version> and pin those digests')
     .option('--floor <version>', 'refuse older releases of this stack on agents that see this one')
     .addOption(new Option('--registry-user <user>', 'registry user for digest lookups').env('FERRY_REGISTRY_USER'))
     .addOption(new Option('--registry-password <password>', 'registry password').env('FERRY_REGISTRY_PASSWORD'))
     .option('--insecure-registry <host>', 'registry host reached over plain http (repeatable)', collect, [])
     .option('--registry <host>', 'send the registry credentials only to this registry host[:port]')
     .option('--json', 'print the API answer as JSON')
-    .action(async (stack: string, version: string, o: { compose: string; floor?: string; registryUser?: string; registryPassword?: string; insecureRegistry: string[]; registry?: string; json?: boolean }, cmd: Command) => {
-      let text: string;
+    .action(async (first: string, second: string | undefined, o: CreateOptions, cmd: Command) => {
+      if (o.build && !o.pushTo) throw new FerryError('FERRY_E_VALIDATION', '--build needs --push-to REGISTRY/PREFIX: where the built images are pushed');
+      if (o.pushTo && !o.build) throw new FerryError('FERRY_E_VALIDATION', '--push-to goes with --build');
+      if (o.pushTo) checkPushTo(o.pushTo);
+      let imported: ComposeImport;
       try {
-        text = readFileSync(o.compose, 'utf8');
+        imported = importCompose({ file: o.compose, env: process.env, envFiles: o.envFile, profiles: o.profile, projectDir: o.projectDirectory, build: !!o.build });
       } catch (err) {
-        throw new FerryError('FERRY_E_COMPOSE_INVALID', `${o.compose}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        if (err instanceof ComposeRefused) for (const w of err.warnings) io.note(`warning: ${w}`);
+        throw err;
       }
-      const imported = importCompose(text, { file: o.compose, env: process.env as Record<string, string>, baseDir: dirname(resolve(o.compose)) });
+      const stack = second === undefined ? imported.name : first;
+      const version = second ?? first;
+      if (!stack) throw new FerryError('FERRY_E_VALIDATION', `give the stack name: ferry release create STACK ${version} (${o.compose} has no top-level name:)`);
+      if (imported.name && imported.name !== stack) throw new FerryError('FERRY_E_VALIDATION', `${o.compose} names the stack ${imported.name} (name:), the command ${stack}; give one of them`);
       for (const w of imported.warnings) io.note(`warning: ${w}`);
-      io.note(`Resolving ${Object.keys(imported.services).length} image(s) to digests...`);
-      const services = await pinImages(imported.services, {
+      for (const s of imported.skipped) io.note(`note: service ${s} is left out: none of its profiles is active (--profile)`);
+      if (imported.policyGated.length) {
+        io.note("Each bank's agent policy has to allow these settings, or its agents refuse the release:");
+        for (const p of imported.policyGated) io.note(`  ${p}`);
+      }
+      const compose = { ...imported.services };
+      if (Object.keys(imported.builds).length) {
+        const built = await buildAndPush(imported.builds, { pushTo: o.pushTo!, version, note: io.note });
+        for (const [svc, ref] of Object.entries(built)) compose[svc] = { ...compose[svc]!, imageRef: ref };
+      }
+      io.note(`Resolving ${Object.keys(compose).length} image(s) to digests...`);
+      const services = await pinImages(compose, {
         username: o.registryUser,
         password: o.registryPassword,
         credentialsFor: o.registry,
         insecure: o.insecureRegistry,
+        imageAt: imported.imageAt,
       });
       const doc: Release = {
         _type: 'release',
@@ -260,6 +299,8 @@ export function registerReleaseCommands(program: Command, io: CliIo): void {
       if (o.json) return void io.printJson(r);
       io.out(`${r.stack}@${r.version} ${r.digest}\n`);
       for (const [svc, img] of Object.entries(r.services)) io.note(`  ${svc}: ${img}`);
+      const secrets = [...new Set(Object.values(services).flatMap((x) => [...(x.secrets ?? []).map((f) => `secret ${f.name}`), ...(x.configs ?? []).map((f) => `config ${f.name}`)]))];
+      if (secrets.length) io.note(`The bank provides on each agent host (values never pass the hub): ${secrets.join(', ')}`);
       io.note(`Release managers now sign it: ferry release sign ${r.stack}@${r.version} --key FILE`);
     });
   release
