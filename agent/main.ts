@@ -6,6 +6,7 @@ import { Command, Option } from 'commander';
 import { FerryError } from '../shared/errors.js';
 import { runMain } from '../shared/exit.js';
 import { createLogger } from '../shared/logger.js';
+import { usageOnError } from '../shared/usage.js';
 import { VERSION } from '../shared/version.js';
 import { loadAgentConfig } from './config.js';
 import { runAgent, targetsOf } from './runtime.js';
@@ -180,5 +181,6 @@ program
 
 registerServiceCommands(program);
 registerSecretCommands(program, stateDir);
+usageOnError(program);
 
 await runMain(() => program.parseAsync(process.argv).then(() => undefined), { json: () => process.argv.includes('--json') });

@@ -197,7 +197,10 @@ function dependencies(r: Reader, services: Record<string, ComposeService>, field
     for (const dep of Object.keys(services[name]!.dependsOn)) visit(dep, [...trail, name]);
     state.set(name, 'done');
   };
-  for (const name of Object.keys(services)) r.attempt(() => visit(name, []));
+  for (const name of Object.keys(services)) {
+    r.attempt(() => visit(name, []));
+    for (const [n, st] of state) if (st === 'visiting') state.set(n, 'done'); // a cycle is reported once, not from each member
+  }
 }
 
 /** What a bank's agent policy must allow for this release to run there, one line per setting. */

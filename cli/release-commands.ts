@@ -15,6 +15,7 @@ import { buildAndPush, checkPushTo } from './compose-build.js';
 import { ComposeRefused, importCompose, type ComposeImport } from './compose.js';
 import type { HubTarget } from './contexts.js';
 import { table } from './format.js';
+import type { AgentView } from './views.js';
 import { pinImages } from './registry.js';
 
 export interface CliIo {
@@ -108,13 +109,13 @@ function parseRef(ref: string): { stack: string; version: string } {
   return { stack: m[1]!, version: m[2]! };
 }
 
-function rootSummary(v: RootView): string {
+function rootSummary(v: RootView, withNeeds = true): string {
   const r = v.root;
   const name = (id: string) => r.keys[id]?.name ?? id.slice(0, 12);
   return [
     `root v${r.version} for tenant ${r.tenant}${v.active ? ' (active)' : ' (pending signatures)'}`,
     ...(['root', 'release', 'hub'] as const).map((role) => `  ${role.padEnd(8)} ${r.roles[role].threshold} of ${r.roles[role].keyids.map(name).join(', ')}`),
-    ...v.needs.map((n) => `  signed by ${n.have} of ${n.threshold} needed from ${n.role}`),
+    ...(withNeeds ? v.needs.map((n) => `  signed by ${n.have} of ${n.threshold} needed from ${n.role}`) : []),
   ].join('\n');
 }
 
@@ -217,7 +218,7 @@ export function registerReleaseCommands(program: Command, io: CliIo): void {
         if (!v.pending) throw new FerryError('FERRY_E_NOT_FOUND', `no pending root for tenant ${o.tenant}`);
         const payload = payloadBytes(v.pending.envelope);
         const root = parseRoot(payload); // what we sign is what we show
-        io.note(rootSummary({ ...v.pending, root }));
+        io.note(`Signing:\n${rootSummary({ ...v.pending, root }, false)}`); // what we sign; its counts follow once signed
         const sig = Buffer.from(sign(pae(PAYLOAD_TYPES.root, payload), kp.secretKey)).toString('base64');
         return h.post<{ active: boolean; version: number; fingerprint: string | null; pending: RootView | null }>(`/v1/tenants/${enc(o.tenant)}/trust/signatures`, {
           version: root.version,
@@ -320,11 +321,21 @@ export function registerReleaseCommands(program: Command, io: CliIo): void {
         io.note(`Signing ${stack}@${version}:`);
         for (const [svc, s] of Object.entries(rel.services)) io.note(`  ${svc}: ${s.image}`);
         const sig = Buffer.from(sign(pae(PAYLOAD_TYPES.release, payload), kp.secretKey)).toString('base64');
-        return h.post<ReleaseView>(`/v1/releases/${enc(stack)}/${enc(version)}/signatures`, { publicKey: encodePublicKey(kp.publicKey), sig });
+        const after = await h.post<ReleaseView>(`/v1/releases/${enc(stack)}/${enc(version)}/signatures`, { publicKey: encodePublicKey(kp.publicKey), sig });
+        return { before: v, after };
       });
-      if (o.json) return void io.printJson(r);
-      io.out(`signed ${r.stack}@${r.version}; ${r.signers.length} signature(s)\n`);
-      for (const t of r.tenants) io.note(`  tenant ${t.tenant}: ${t.have} of ${t.threshold}${t.met ? ' — deployable' : ''}`);
+      const { before, after } = r;
+      if (o.json) io.printJson(after);
+      else {
+        io.out(`signed ${after.stack}@${after.version}; ${after.signers.length} signature(s)\n`);
+        for (const t of after.tenants) io.note(`  tenant ${t.tenant}: ${t.have} of ${t.threshold}${t.met ? ' — deployable' : ''}`);
+      }
+      // A key no tenant's root names raises no tenant's count: the signature is stored but counts for nobody.
+      const keyid = keyId(kp.publicKey);
+      const counted = after.tenants.some((t) => t.have > (before.tenants.find((b) => b.tenant === t.tenant)?.have ?? 0));
+      if (!counted && !before.signers.some((s) => s.keyid === keyid)) {
+        throw new FerryError('FERRY_E_SIG_UNKNOWN_KEY', `key ${keyid.slice(0, 16)}… (${o.key}): this signature counts for no tenant${after.tenants.length ? ` (${after.tenants.map((t) => `${t.tenant} ${t.have} of ${t.threshold}`).join(', ')})` : ', no tenant has an active root'}; the hub kept it, but it will never make ${ref} deployable`);
+      }
     });
   release
     .command('ls')
@@ -374,12 +385,25 @@ export function registerReleaseCommands(program: Command, io: CliIo): void {
       const { stack, version } = parseRef(ref);
       const wait = o.wait === undefined ? 0 : o.wait === true ? 60 : Number(o.wait);
       if (!Number.isInteger(wait) || wait < 0 || wait > 600) throw new FerryError('FERRY_E_VALIDATION', '--wait takes 0 to 600 seconds');
-      if (wait) io.note(`Waiting up to ${wait} s for agent ${o.agent} to acknowledge...`);
-      const d = await withHub(io.target(cmd), (h) => h.post<DirectiveView>('/v1/deploy', { stack, version, agent: o.agent, wait }));
+      const { d, seen } = await withHub(io.target(cmd), async (h) => {
+        if (wait) {
+          // Say we wait only for what exists: a missing release or agent is reported at once.
+          await h.get(`/v1/releases/${enc(stack)}/${enc(version)}`);
+          await h.get(`/v1/agents/${enc(o.agent)}`);
+          io.note(`Waiting up to ${wait} s for agent ${o.agent} to acknowledge...`);
+        }
+        // The hub holds the answer until the agent acks or the wait ends: the client waits that long, and a little more.
+        const d = await h.post<DirectiveView>('/v1/deploy', { stack, version, agent: o.agent, wait }, { timeoutMs: (wait + 30) * 1000 });
+        const seen = wait && d.status === 'pending' ? await h.get<AgentView>(`/v1/agents/${enc(o.agent)}`).catch(() => undefined) : undefined;
+        return { d, seen };
+      });
       if (o.json) io.printJson(d);
       else io.out(`directive ${d.seq} for ${o.agent}: ${stack}@${version} ${d.status}${d.sent ? '' : ' (agent offline; delivered when it connects)'}\n`);
       if (d.status === 'refused') throw new FerryError(isCode(d.code) ? d.code : 'FERRY_E_INTERNAL', `agent ${o.agent} refused directive ${d.seq}: ${d.message ?? ''}`);
-      if (wait && d.status === 'pending') throw new FerryError('FERRY_E_UNAVAILABLE', `agent ${o.agent} did not acknowledge directive ${d.seq} within ${wait} s; it stays pending and is delivered when the agent connects`);
+      if (wait && d.status === 'pending') {
+        const state = !seen ? '' : seen.status === 'connected' ? ' (connected, but it did not acknowledge)' : ` (${seen.status}${seen.lastSeenAt ? `, last seen ${seen.lastSeenAt}` : ', never seen'})`;
+        throw new FerryError('FERRY_E_AGENT_NO_ANSWER', `agent ${o.agent}${state} did not answer directive ${d.seq} within ${wait} s; it stays pending and is delivered when the agent connects`);
+      }
     });
 }
 

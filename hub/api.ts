@@ -10,6 +10,7 @@ import { decodePublicKey, decodeSignature, fingerprint, verify } from '../shared
 import type { Logger } from '../shared/logger.js';
 import { CHALLENGE_PATH, ENROLL_PATH } from '../shared/auth.js';
 import { CLOSE } from '../shared/protocol.js';
+import { VERSION } from '../shared/version.js';
 import { auditRoutes } from './api-audit.js';
 import { releaseRoutes } from './api-releases.js';
 import { rolloutRoutes } from './api-rollouts.js';
@@ -169,7 +170,7 @@ export function createApi(ctx: ApiContext) {
   };
 
   // ---- probes ------------------------------------------------------------------
-  route('GET', '/livez', null, () => ({ status: 'ok' }));
+  route('GET', '/livez', null, () => ({ status: 'ok', version: VERSION }));
   route('GET', '/readyz', null, ({ res }) => {
     if (!ctx.isReady()) throw new FerryError('FERRY_E_UNAVAILABLE');
     ctx.store.db.prepare('SELECT 1').get();

@@ -43,13 +43,13 @@ program
   .description('serve the agent endpoint, the HTTP API and the probes')
   .addOption(dataDir())
   .addOption(new Option('--listen <host:port>', 'address to listen on').env('FERRY_HUB_LISTEN').default('127.0.0.1:7443'))
-  .addOption(new Option('--tls-cert <file>', 'PEM certificate chain (enables HTTPS/WSS)').env('FERRY_HUB_TLS_CERT'))
+  .addOption(new Option('--tls-cert <file>', 'PEM certificate chain (enables HTTPS/WSS; default: plain HTTP)').env('FERRY_HUB_TLS_CERT'))
   .addOption(new Option('--tls-key <file>', 'PEM private key for --tls-cert').env('FERRY_HUB_TLS_KEY'))
-  .addOption(new Option('--public-url <url>', 'URL agents dial; handshakes must be signed for its host').env('FERRY_HUB_PUBLIC_URL'))
-  .addOption(new Option('--heartbeat-ms <ms>', 'ping interval; an agent missing one is dropped').env('FERRY_HUB_HEARTBEAT_MS'))
-  .addOption(new Option('--checkpoint-ms <ms>', 'how often grown audit logs are checkpointed and sent to agents').env('FERRY_HUB_CHECKPOINT_MS'))
+  .addOption(new Option('--public-url <url>', 'URL agents dial; handshakes must be signed for its host (default: the request\'s Host)').env('FERRY_HUB_PUBLIC_URL'))
+  .addOption(new Option('--heartbeat-ms <ms>', 'ping interval; an agent missing one is dropped (default 15000)').env('FERRY_HUB_HEARTBEAT_MS'))
+  .addOption(new Option('--checkpoint-ms <ms>', 'how often grown audit logs are checkpointed and sent to agents (default 60000)').env('FERRY_HUB_CHECKPOINT_MS'))
   .addOption(new Option('--tick <ms>', `how often rollouts are re-examined for bake times, retries and timeouts (${TICK_MIN_MS}-${TICK_MAX_MS}; default 1000)`).env('FERRY_HUB_TICK_MS'))
-  .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent').env('FERRY_HUB_LOG_LEVEL'))
+  .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)').env('FERRY_HUB_LOG_LEVEL'))
   .action(async (o: Record<string, unknown>) => {
     const { tick, ...rest } = o;
     const cfg = loadServeConfig({ ...rest, tickMs: tick });
