@@ -198,3 +198,22 @@ export const KEYS: Readonly<Record<string, Readonly<Record<string, Disposition>>
 
 /** The policy-gated keys of a service, in the order the README lists them. */
 export const POLICY_KEYS = Object.entries(KEYS.service!).filter(([, d]) => d.kind === 'policy').map(([k]) => k);
+
+/** Where a scope's map sits in a compose file, as README.md names keys: `services.*.deploy`. */
+const SCOPE_PATH: Readonly<Record<string, string>> = {
+  top: '', include: 'include[]', service: 'services.*', 'service.build': 'services.*.build', 'service.deploy': 'services.*.deploy',
+  'service.deploy.update_config': 'services.*.deploy.update_config', 'service.deploy.restart_policy': 'services.*.deploy.restart_policy',
+  'service.deploy.resources': 'services.*.deploy.resources', 'service.deploy.resources.limits': 'services.*.deploy.resources.limits',
+  'service.deploy.resources.reservations': 'services.*.deploy.resources.reservations', 'service.healthcheck': 'services.*.healthcheck',
+  'service.port': 'services.*.ports[]', 'service.volume': 'services.*.volumes[]', 'service.volume.bind': 'services.*.volumes[].bind',
+  'service.volume.volume': 'services.*.volumes[].volume', 'service.volume.tmpfs': 'services.*.volumes[].tmpfs', 'service.network': 'services.*.networks.*',
+  'service.depends_on': 'services.*.depends_on.*', 'service.logging': 'services.*.logging', 'service.extends': 'services.*.extends',
+  'service.secret': 'services.*.secrets[]', 'service.config': 'services.*.configs[]', 'service.device': 'services.*.devices[]',
+  'service.ulimit': 'services.*.ulimits.*', 'service.env_file': 'services.*.env_file[]', network: 'networks.*', volume: 'volumes.*', secret: 'secrets.*', config: 'configs.*',
+};
+
+/** The key as README.md names it: `services.*.platform`, `networks.*.ipam`, `version`. */
+export function keyPath(scope: string, key: string): string {
+  const at = SCOPE_PATH[scope] ?? scope;
+  return at ? `${at}.${key}` : key;
+}

@@ -17,6 +17,8 @@ export interface Context {
   volumes: ReadonlySet<string>;
   secrets: ReadonlySet<string>;
   configs: ReadonlySet<string>;
+  /** `--build`: services with build: are built; without it a service needs image:. */
+  build: boolean;
   /** Directory relative paths in `file` resolve against. */
   dirOf(file: string): string;
 }
@@ -57,6 +59,7 @@ export function service(r: Reader, f: Field, ctx: Context): { svc: ComposeServic
       return ref;
     }) ?? '';
   } else if (!build) r.attempt(() => r.fail(f, 'has no image:'));
+  else if (!ctx.build) r.attempt(() => r.fail(f, 'has build: but no image: build and push it with `ferry release create --build --push-to REGISTRY/PREFIX`, or add image: with a pushed name'));
   const deploy = opt('deploy', (d) => r.keys(d, 'service.deploy')) ?? {};
   const sub = (x: Field | undefined, scope: string) => (x && !r.isNull(x) ? r.attempt(() => r.keys(x, scope)) ?? {} : {});
   const update = sub(deploy.update_config, 'service.deploy.update_config');
@@ -102,7 +105,7 @@ export function service(r: Reader, f: Field, ctx: Context): { svc: ComposeServic
     ...(opt('tty', (x) => ({ tty: r.bool(x) }))),
     ...(opt('init', (x) => ({ init: r.bool(x) }))),
     ...(opt('read_only', (x) => ({ readOnly: r.bool(x) }))),
-    ...(opt('extra_hosts', (x) => ({ extraHosts: r.pairs(x, x.value.kind === 'seq' && r.strings(x).some((s) => s.includes('=')) ? '=' : ':').map(([h, ip, at]) => (ip === undefined ? r.fail(at, 'needs host:ip') : `${h}:${ip}`)) }))),
+    ...(opt('extra_hosts', (x) => ({ extraHosts: extraHosts(r, x) }))),
     ...(opt('dns', (x) => ({ dns: r.list(x).map((i) => r.str(i)) }))),
     ...(opt('dns_opt', (x) => ({ dnsOptions: r.list(x).map((i) => r.str(i)) }))),
     ...(opt('dns_search', (x) => ({ dnsSearch: r.list(x).map((i) => r.str(i)) }))),
@@ -152,6 +155,17 @@ function device(r: Reader, f: Field): NonNullable<Service['devices']>[number] {
   const [host = '', container = host, permissions = 'rwm'] = r.str(f).split(':');
   if (!host.startsWith('/') || !container.startsWith('/') || !/^[rwm]{1,3}$/.test(permissions)) r.fail(f, 'must be HOST_PATH[:CONTAINER_PATH[:rwm]]');
   return { host, container, permissions };
+}
+
+/** `host:ip` or `host=ip` lines (or a map), as `host:ip`: the form the engine takes. */
+function extraHosts(r: Reader, f: Field): string[] {
+  if (f.value.kind === 'map') return r.pairs(f).map(([h, ip, at]) => (ip === undefined ? r.fail(at, 'needs an address') : `${h}:${ip}`));
+  return r.items(f).map((i) => {
+    const s = r.str(i);
+    const at = s.includes('=') ? s.indexOf('=') : s.indexOf(':');
+    if (at <= 0 || at === s.length - 1) r.fail(i, `must be host:ip or host=ip (got ${JSON.stringify(s)})`);
+    return `${s.slice(0, at)}:${s.slice(at + 1)}`;
+  });
 }
 
 function links(r: Reader, f: Field): void {

@@ -113,10 +113,10 @@ function convert(r: Reader, root: Field, opts: ComposeOptions & { dirOf(file: st
       if (!r.isNull(f)) r.attempt(() => r.keys(f, scope));
       return f.key!;
     }));
-  const ctx: Context = { networks: new Set(Object.keys(networks)), volumes: new Set(Object.keys(volumes)), secrets: declared(top.secrets, 'secret'), configs: declared(top.configs, 'config'), dirOf: opts.dirOf };
+  const ctx: Context = { networks: new Set(Object.keys(networks)), volumes: new Set(Object.keys(volumes)), secrets: declared(top.secrets, 'secret'), configs: declared(top.configs, 'config'), build: !!opts.build, dirOf: opts.dirOf };
   if (r.isNull(top.services)) return r.fail(root, 'has no services:');
   const fields = r.entries(top.services!).filter((f) => active(r, f, opts.profiles ?? []));
-  const skipped = r.entries(top.services!).filter((f) => !fields.includes(f)).map((f) => f.key!);
+  const skipped = r.entries(top.services!).filter((f) => !fields.some((x) => x.key === f.key)).map((f) => f.key!);
   if (fields.length < 1 || fields.length > 100) r.fail(top.services!, `must list 1 to 100 services${skipped.length ? ` (${skipped.join(', ')} need a --profile)` : ''}`);
   const services: Record<string, ComposeService> = {};
   const imageAt: Record<string, string> = {};
@@ -126,7 +126,6 @@ function convert(r: Reader, root: Field, opts: ComposeOptions & { dirOf(file: st
     const got = r.attempt(() => service(r, f, ctx));
     if (!svcName || !got) continue;
     if (got.build && opts.build) builds[svcName] = got.build;
-    else if (got.build && !got.svc.imageRef) r.attempt(() => r.fail(f, 'has build: but no image: build and push it with `ferry release create --build --push-to REGISTRY/PREFIX`, or add image: with a pushed name'));
     else if (got.build) r.warn(`${f.path}.build is ignored: Ferry uses the pushed image ${got.svc.imageRef} (give --build to build it)`);
     services[svcName] = got.svc;
     imageAt[svcName] = got.imageAt;
