@@ -199,8 +199,8 @@ test('token create prints only a token the hub accepts; agent ls/show show the e
   assert.equal(enrolled.tenant, 'acme');
 
   const ls = await ok(['agent', 'ls'], env);
-  assert.match(ls.stdout, /^ID\s+TENANT\s+NAME\s+STATUS\s+LAST SEEN\s+VERSION\s+LABELS\n/);
-  assert.match(ls.stdout, new RegExp(`^${enrolled.agentId}\\s+acme\\s+web-1\\s+disconnected\\s+-\\s+-\\s+env=prod$`, 'm'));
+  assert.match(ls.stdout, /^ID\s+TENANT\s+NAME\s+STATUS\s+LAST SEEN\s+VERSION\s+DOCKER\s+LABELS\n/);
+  assert.match(ls.stdout, new RegExp(`^${enrolled.agentId}\\s+acme\\s+web-1\\s+disconnected\\s+-\\s+-\\s+-\\s+env=prod$`, 'm'));
   const lj = JSON.parse((await ok(['agent', 'ls', '--json', '--tenant', 'acme'], env)).stdout);
   assert.equal(lj.agents.length, 1);
   assert.equal(lj.agents[0].id, enrolled.agentId);
