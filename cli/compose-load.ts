@@ -100,7 +100,7 @@ class Loader {
       const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
       throw new ComposeError(from.file, from.line, from.path ? `${from.path} names ${display}, which cannot be read: ${code}` : `cannot be read: ${code}`, 'file');
     }
-    const value = parseYaml(text, display);
+    const value = parseYaml(text, display, (line, message) => this.r.warn(`${display}:${line}: ${message}`));
     this.files.set(display, { display, dir, lookup });
     this.parsed.set(display, value);
     return value;
@@ -198,9 +198,11 @@ class Loader {
   }
 }
 
-function parseYaml(text: string, file: string): Value {
+/** Parses one file; the YAML parser's own warnings go to `warn`, so the user sees them. */
+function parseYaml(text: string, file: string, warn: (line: number, message: string) => void): Value {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: true });
+  for (const w of doc.warnings) if (w.code !== 'TAG_RESOLVE_FAILED') warn(w.linePos?.[0].line ?? 1, w.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, ''));
   const yamlError = doc.errors[0];
   if (yamlError) {
     // An error found at the very end (an unclosed quote, say) is reported on the last line, not past it.

@@ -253,7 +253,15 @@ function volume(r: Reader, f: Field, ctx: Context): Mount {
   const baseDir = ctx.dirOf(f.file);
   let m: Mount;
   if (f.value.kind !== 'map') {
-    const spec = r.str(f);
+    let spec = r.str(f);
+    const parts = spec.split(':');
+    const opts = parts.length === 3 ? parts[2]!.split(',') : [];
+    if (opts.some((o) => o === 'z' || o === 'Z')) {
+      // SELinux relabelling: nothing to relabel on a named volume; on a host path it is the institution's choice.
+      if (/^[./]/.test(parts[0]!)) r.fail(f, `relabels host path ${parts[0]} for SELinux (:${opts.join(',')}); that is the institution's choice: drop :z/:Z`);
+      r.warn(`${f.path} option :z/:Z is ignored: it relabels host paths for SELinux, and a named volume is not one`);
+      spec = [parts[0], parts[1], opts.filter((o) => o !== 'z' && o !== 'Z').join(',')].filter(Boolean).join(':');
+    }
     m = r.check(f, () => parseVolumeSpec(spec, baseDir));
   } else {
     const k = r.keys(f, 'service.volume');
@@ -416,11 +424,15 @@ export function parseVolumeSpec(spec: string, baseDir: string): Mount {
   if (parts.length > 3) throw new Error(`is not a volume like name:/path[:ro] (got ${JSON.stringify(spec)})`);
   const [source, target, mode = ''] = parts as [string, string, string?];
   let readOnly = false;
+  let noCopy = false;
   for (const opt of mode.split(',').filter(Boolean)) {
-    if (opt !== 'ro' && opt !== 'rw') throw new Error(`uses volume option ${JSON.stringify(opt)}; Ferry supports ro and rw`);
-    readOnly = opt === 'ro';
+    if (opt !== 'ro' && opt !== 'rw' && opt !== 'nocopy') throw new Error(`uses volume option ${JSON.stringify(opt)}; Ferry supports ro, rw and nocopy`);
+    if (opt === 'nocopy') noCopy = true;
+    else readOnly = opt === 'ro';
   }
-  return mount(source, target, readOnly, baseDir);
+  const m = mount(source, target, readOnly, baseDir);
+  if (noCopy && m.type !== 'volume') throw new Error('uses nocopy, which is for named volumes');
+  return noCopy ? { ...m, noCopy } : m;
 }
 
 function mount(source: string, target: string, readOnly: boolean, baseDir: string, type?: 'volume' | 'bind'): Mount {
