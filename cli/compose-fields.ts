@@ -162,7 +162,10 @@ export class Reader {
       const key = e.key!;
       if (key.startsWith('x-')) continue;
       const d: Disposition | undefined = Object.hasOwn(table, key) ? table[key] : undefined;
-      if (!d) this.attempt(() => this.fail(e, `is not a compose key (known here: ${Object.keys(table).join(', ')})`));
+      if (!d) {
+        const near = Object.keys(table).filter((k) => distance(k, key) <= 2);
+        this.attempt(() => this.fail(e, `is not a compose key${near.length ? ` (did you mean ${near.join(' or ')}?)` : ' here (README.md lists the keys Ferry reads)'}`));
+      }
       else if (d.kind === 'refuse') this.attempt(() => this.fail(e, `is not supported by Ferry: ${d.why}`));
       else if (d.kind === 'ignore') this.warn(`${e.path} is ignored: ${d.why}`);
       else out[key] = e;
@@ -270,4 +273,15 @@ export class Reader {
     };
     return this.check(f, () => interpolate(s, this.lookup(f.file), onUnset));
   }
+}
+
+/** Edit distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length]!;
 }

@@ -334,7 +334,9 @@ export function registerReleaseCommands(program: Command, io: CliIo): void {
       const keyid = keyId(kp.publicKey);
       const counted = after.tenants.some((t) => t.have > (before.tenants.find((b) => b.tenant === t.tenant)?.have ?? 0));
       if (!counted && !before.signers.some((s) => s.keyid === keyid)) {
-        throw new FerryError('FERRY_E_SIG_UNKNOWN_KEY', `key ${keyid.slice(0, 16)}… (${o.key}): this signature counts for no tenant${after.tenants.length ? ` (${after.tenants.map((t) => `${t.tenant} ${t.have} of ${t.threshold}`).join(', ')})` : ', no tenant has an active root'}; the hub kept it, but it will never make ${ref} deployable`);
+        // Not an error: an institution's own approver signs with a key only its local policy names (cosigners).
+        const w = new FerryError('FERRY_E_SIG_UNKNOWN_KEY', `key ${keyid.slice(0, 16)}… (${o.key}): this signature counts for no tenant${after.tenants.length ? ` (${after.tenants.map((t) => `${t.tenant} ${t.have} of ${t.threshold}`).join(', ')})` : ', no tenant has an active root'}; it counts only on agents whose local policy names this key as a co-signer`);
+        io.note(`warning ${w.code}: ${w.message}\n  ${w.hint}`);
       }
     });
   release
