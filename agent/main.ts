@@ -6,12 +6,15 @@ import { Command, Option } from 'commander';
 import { FerryError } from '../shared/errors.js';
 import { runMain } from '../shared/exit.js';
 import { createLogger } from '../shared/logger.js';
+import { usageOnError } from '../shared/usage.js';
 import { VERSION } from '../shared/version.js';
 import { loadAgentConfig } from './config.js';
 import { runAgent, targetsOf } from './runtime.js';
 import { DockerEngine } from './engine/docker.js';
 import { createTransport } from './proxy.js';
 import { registerServiceCommands } from './service.js';
+import { registerSecretCommands } from './secret-commands.js';
+import { fileProvider } from './secrets.js';
 import { loadIdentity, loadKey } from './state.js';
 import { DEFAULT_POLICY_PATH, loadPolicy } from './policy.js';
 import { currentRoot } from './verify.js';
@@ -137,12 +140,14 @@ program
   .description('show what the agent would do now to make the engine match the accepted releases (changes nothing)')
   .addOption(stateDir())
   .addOption(configFile())
+  .addOption(policyFile())
   .option('--json', 'print as JSON')
-  .action(async (o: { stateDir: string; config?: string; json?: boolean }) => {
-    const cfg = loadAgentConfig({ stateDir: o.stateDir, configFile: o.config });
+  .action(async (o: { stateDir: string; config?: string; policy?: string; json?: boolean }) => {
+    const cfg = loadAgentConfig({ stateDir: o.stateDir, configFile: o.config, policyFile: o.policy });
     const identity = loadIdentity(cfg.stateDir);
     const engine = new DockerEngine({ socketPath: cfg.dockerSocket });
-    const r = new Reconciler({ engine, agentId: identity.agentId, stateDir: cfg.stateDir, log: createLogger({ name: 'ferry-agent', level: 'silent' }) });
+    const files = fileProvider(cfg.stateDir, loadPolicy(cfg.policyFile).files);
+    const r = new Reconciler({ engine, agentId: identity.agentId, stateDir: cfg.stateDir, files, log: createLogger({ name: 'ferry-agent', level: 'silent' }) });
     try {
       const desired = loadTrust(cfg.stateDir).desired;
       const p = await r.dryRun(targetsOf(desired), desired?.seq ?? 0);
@@ -219,5 +224,7 @@ program
   });
 
 registerServiceCommands(program);
+registerSecretCommands(program, stateDir);
+usageOnError(program);
 
 await runMain(() => program.parseAsync(process.argv).then(() => undefined), { json: () => process.argv.includes('--json') });

@@ -10,8 +10,9 @@ import { LineCounter, parseDocument, isMap, isScalar } from 'yaml';
 import { z } from 'zod';
 import { FerryError } from '../shared/errors.js';
 import { decodePublicKey, keyId } from '../shared/keys.js';
-import { DIGEST_REF, registryOf, type Release } from '../shared/release.js';
+import { DIGEST_REF, FILE_REF_NAME, registryOf, type Release } from '../shared/release.js';
 import { ContainersSection, DEFAULT_LIMITS, badRange, containerLimits, judge, refusal, type ContainerLimits, type LimitKey } from './policy-containers.js';
+import type { PolicyFiles } from './secrets.js';
 
 export const DEFAULT_POLICY_PATH = '/etc/ferry/policy.yaml';
 export const OPERATIONS = ['deploy', 'rollback', 'restart', 'logs', 'exec'] as const;
@@ -33,6 +34,9 @@ const PolicyFile = z.strictObject({
       deny: z.array(z.enum(OPERATIONS)).optional(),
     })
     .optional(),
+  /** Files holding secret and config values, by name (they win over `ferry-agent secret set`). */
+  secrets: z.record(z.string().regex(FILE_REF_NAME), z.string().regex(/^\//, 'an absolute path')).optional(),
+  configs: z.record(z.string().regex(FILE_REF_NAME), z.string().regex(/^\//, 'an absolute path')).optional(),
   maintenanceWindows: z.array(z.strictObject({ days: z.array(z.enum(DAYS)).min(1).optional(), start: HHMM, end: HHMM })).max(32).optional(),
   /** What a container may be (policy-containers.ts); absent: the strict defaults. */
   containers: ContainersSection.optional(),
@@ -47,9 +51,11 @@ export interface Policy {
   readonly deny: readonly string[];
   readonly windows: readonly { days: readonly string[]; start: number; end: number }[];
   readonly containers: ContainerLimits;
+  /** Where secret and config values are read from, when the policy names their files. */
+  readonly files: PolicyFiles;
 }
 
-export const NO_POLICY: Policy = Object.freeze({ source: null, registries: null, cosigners: null, allow: null, deny: [], windows: [], containers: DEFAULT_LIMITS });
+export const NO_POLICY: Policy = Object.freeze({ source: null, registries: null, cosigners: null, allow: null, deny: [], windows: [], containers: DEFAULT_LIMITS, files: { secret: new Map(), config: new Map() } });
 
 export function parsePolicy(text: string, source: string): Policy {
   const lines = new LineCounter();
@@ -96,6 +102,7 @@ export function parsePolicy(text: string, source: string): Policy {
     deny: p.operations?.deny ?? [],
     windows: (p.maintenanceWindows ?? []).map((w) => ({ days: w.days ?? [...DAYS], start: minutes(w.start), end: minutes(w.end) })),
     containers: containerLimits(p.containers, lineOf),
+    files: { secret: new Map(Object.entries(p.secrets ?? {})), config: new Map(Object.entries(p.configs ?? {})) },
   });
 }
 

@@ -17,6 +17,7 @@ import { LABEL } from './reconcile/model.js';
 import { Reconciler, type Target } from './reconcile/reconciler.js';
 import { describeStep } from './reconcile/execute.js';
 import { Journal } from './reconcile/journal.js';
+import { fileProvider } from './secrets.js';
 import type { Identity } from './state.js';
 import { readAlarms, type Desired, type Refusal } from './trust-store.js';
 import { currentRoot } from './verify.js';
@@ -61,6 +62,7 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
     bakeMs: cfg.reconcile.bakeMs,
     applyTimeoutMs: cfg.reconcile.applyTimeoutMs,
     minFreeBytes: cfg.reconcile.minFreeBytes,
+    files: fileProvider(cfg.stateDir, policy.files),
     report: (releases, services, drift) => {
       const alarms = activeAlarms(cfg.stateDir);
       send({ type: 'status', releases, services, ...(drift.length ? { drift: drift.slice(0, 100).map((d) => d.slice(0, 512)) } : {}), ...(alarms.length ? { alarms } : {}) });

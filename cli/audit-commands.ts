@@ -75,7 +75,15 @@ export function registerAuditCommands(program: Command, io: CliIo): void {
     .action(async (o: { tenant?: string; hubLog?: boolean; since?: string; limit: string; json?: boolean }, cmd: Command) => {
       const log = o.hubLog ? HUB_LOG : o.tenant;
       if (!log) throw new FerryError('FERRY_E_VALIDATION', 'give --tenant NAME or --hub-log');
-      const r = await withHub(io.target(cmd), (h) => h.get<{ log: string; size: number; entries: EntryView[] }>(`/v1/audit/${enc(log)}/entries`, { since: o.since, limit: o.limit }));
+      const r = await withHub(io.target(cmd), async (h) => {
+        const got = await h.get<{ log: string; size: number; entries: EntryView[] }>(`/v1/audit/${enc(log)}/entries`, { since: o.since, limit: o.limit });
+        // The hub answers an empty log for a name it does not know: an empty log of no tenant is a typo, not a quiet tenant.
+        if (got.size === 0 && log !== HUB_LOG) {
+          const { tenants } = await h.get<{ tenants: { name: string }[] }>('/v1/tenants');
+          if (!tenants.some((t) => t.name === log)) throw new FerryError('FERRY_E_NOT_FOUND', `tenant ${log}; see \`ferry tenant ls\``);
+        }
+        return got;
+      });
       if (o.json) return void io.printJson(r);
       io.out(
         table(

@@ -46,8 +46,9 @@ export class HubClient {
     return this.#call<T>('GET', path, undefined, query);
   }
 
-  post<T>(path: string, body: unknown = {}): Promise<T> {
-    return this.#call<T>('POST', path, body, {});
+  /** `timeoutMs`: how long to wait for the answer (default 30 s); a call that waits on the hub's side needs more. */
+  post<T>(path: string, body: unknown = {}, opts: { timeoutMs?: number } = {}): Promise<T> {
+    return this.#call<T>('POST', path, body, {}, false, opts.timeoutMs);
   }
 
   /** A non-JSON answer (the audit export's NDJSON), as text. */
@@ -119,7 +120,7 @@ export class HubClient {
     }
   }
 
-  async #call<T>(method: 'GET' | 'POST', path: string, body: unknown, query: Record<string, string | undefined>, raw = false): Promise<T> {
+  async #call<T>(method: 'GET' | 'POST', path: string, body: unknown, query: Record<string, string | undefined>, raw = false, timeoutMs = TIMEOUT_MS): Promise<T> {
     const url = new URL(this.hub + path);
     for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
     let status: number;
@@ -135,8 +136,8 @@ export class HubClient {
           ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
         },
         body: body !== undefined ? JSON.stringify(body) : undefined,
-        headersTimeout: TIMEOUT_MS,
-        bodyTimeout: TIMEOUT_MS,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
       });
       status = res.statusCode;
       text = await res.body.text();
@@ -177,6 +178,10 @@ export function transportError(err: unknown, hub: string): FerryError {
   const e = err as Error & { code?: string; cause?: { code?: string }; errors?: { code?: string }[] };
   const code = e.code ?? e.cause?.code ?? e.errors?.[0]?.code ?? '';
   const what = code || e.message;
+  // An https URL to a plain-HTTP server: the TLS hello is answered with HTTP, which OpenSSL reads as a bad record.
+  if (hub.startsWith('https:') && (/WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|HTTP_REQUEST/i.test(code) || /wrong version number|packet length too long|http request/i.test(e.message))) {
+    return new FerryError('FERRY_E_HUB_NOT_TLS', `${hub}: the server answered in plain HTTP (${what}); use ${hub.replace(/^https:/, 'http:')}`, { cause: err });
+  }
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|HOSTNAME|ERR_SSL/i.test(code) || /certificate/i.test(e.message)) {
     return new FerryError('FERRY_E_HUB_TLS', `${hub}: ${what}`, { cause: err });
   }

@@ -1,6 +1,5 @@
 // Output for people: aligned tables, key/value blocks, relative times and
 // durations. Pure functions; the commands decide what goes to stdout.
-import { FerryError } from '../shared/errors.js';
 
 /** Columns padded to their widest cell, two spaces apart; the last column is not padded. */
 export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
@@ -21,15 +20,8 @@ export function keyValues(rows: readonly (readonly [string, string])[]): string 
 
 const UNITS = { s: 1, m: 60, h: 3600, d: 86_400 } as const;
 
-/**
- * Parses a duration such as `90s`, `30m`, `1h` or `2d` into whole seconds.
- * Throws FERRY_E_VALIDATION naming `what` (the flag) when it is not one.
- */
-export function parseDuration(text: string, what: string): number {
-  const m = /^(\d{1,9})([smhd])$/.exec(text.trim());
-  if (!m) throw new FerryError('FERRY_E_VALIDATION', `${what} ${JSON.stringify(text)}: use a whole number and a unit s, m, h or d, e.g. 90s, 30m, 1h, 2d`);
-  return Number(m[1]) * UNITS[m[2] as keyof typeof UNITS];
-}
+/** A duration flag in whole seconds (`90s`, `30m`, `1h`, `2d`): the one parser in shared/duration.ts. */
+export { durationSeconds as parseDuration } from '../shared/duration.js';
 
 /** The largest whole unit that fits: 90 -> "1m", 7200 -> "2h", 0 -> "0s". */
 export function formatDuration(seconds: number): string {

@@ -22,6 +22,7 @@ import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { FerryError } from '../shared/errors.js';
 import { runMain } from '../shared/exit.js';
+import { usageOnError } from '../shared/usage.js';
 import { VERSION } from '../shared/version.js';
 import { withHub } from './client.js';
 import { CONTEXT_NAME, configPath, loadConfig, normaliseHub, resolveTarget, saveConfig, type GlobalOptions } from './contexts.js';
@@ -196,5 +197,34 @@ registerPeopleCommands(program, { target, out, note, printJson });
 registerReleaseCommands(program, { target, out, note, printJson });
 registerAuditCommands(program, { target, out, note, printJson });
 registerRolloutCommands(program, { target, out, note, printJson });
+
+program
+  .command('version')
+  .description("show this CLI's version and the hub's (when a hub is configured)")
+  .option('--json', 'print as JSON')
+  .action(async (o: { json?: boolean }, cmd: Command) => {
+    const g = cmd.optsWithGlobals<GlobalOptions>();
+    const cfg = loadConfig(configPath());
+    const ctx = g.context || cfg.current ? cfg.contexts[(g.context || cfg.current)!] : undefined;
+    const hub = g.hub ? normaliseHub(g.hub) : ctx?.hub;
+    let hubVersion: string | null = null;
+    let why = hub ? '' : 'no hub configured (--hub, FERRY_HUB or ferry login)';
+    if (hub) {
+      try {
+        // /livez needs no token: the hub's version is shown even before login.
+        const live = await withHub({ hub, token: '', caFile: g.caFile ?? ctx?.caFile }, (h) => h.get<{ version?: string }>('/livez'));
+        hubVersion = live.version ?? null;
+        if (!hubVersion) why = 'the hub does not say (older than this CLI)';
+      } catch (err) {
+        const e = err as FerryError;
+        why = `${e.code ?? 'error'}: ${e.message}`;
+      }
+    }
+    if (o.json) return void printJson({ client: VERSION, hub: hub ?? null, hubVersion });
+    out(`ferry ${VERSION}\n`);
+    out(hub ? `hub   ${hubVersion ?? '-'} at ${hub}${why ? ` (${why})` : ''}\n` : `hub   - (${why})\n`);
+  });
+
+usageOnError(program);
 
 await runMain(() => program.parseAsync(process.argv).then(() => undefined), { json: () => process.argv.includes('--json') });

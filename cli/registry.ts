@@ -8,23 +8,11 @@
 import { createHash } from 'node:crypto';
 import { Agent, type Dispatcher, request } from 'undici';
 import { FerryError } from '../shared/errors.js';
-import { DIGEST_REF, type Service } from '../shared/release.js';
-import type { ComposeService } from './compose.js';
+import type { Service } from '../shared/release.js';
+import type { ComposeService } from './compose-service.js';
+import { parseImageRef, type ImageRef } from './image-ref.js';
 
-export interface ImageRef {
-  /** The reference as written. */
-  ref: string;
-  /** Registry and repository as written, without tag or digest: the pinned reference's left side. */
-  name: string;
-  /** host[:port] of the registry; `docker.io` when none is written. */
-  registry: string;
-  /** Repository on that registry (`library/nginx` for `nginx`). */
-  repository: string;
-  /** The tag, `latest` when neither tag nor digest is written; undefined for a bare digest reference. */
-  tag?: string;
-  /** `sha256:…` when the reference already pins one. */
-  digest?: string;
-}
+export { parseImageRef, type ImageRef } from './image-ref.js';
 
 export interface RegistryOptions {
   username?: string;
@@ -42,8 +30,6 @@ export interface RegistryOptions {
   signal?: AbortSignal;
 }
 
-const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const TAG = /^\w[\w.-]{0,127}$/;
 const SHA256 = /^sha256:[0-9a-f]{64}$/;
 const MANIFEST_TYPES = [
   'application/vnd.docker.distribution.manifest.v2+json',
@@ -52,36 +38,6 @@ const MANIFEST_TYPES = [
   'application/vnd.oci.image.index.v1+json',
 ].join(', ');
 const MAX_BODY = 4 * 1024 * 1024; // registries refuse manifests above 4 MiB
-
-/** Parses an image reference like Docker; throws FERRY_E_VALIDATION naming what is wrong. */
-export function parseImageRef(ref: string): ImageRef {
-  const bad = (why: string) => new FerryError('FERRY_E_VALIDATION', `image ${JSON.stringify(ref)}: ${why}`);
-  let name = ref;
-  let digest: string | undefined;
-  let tag: string | undefined;
-  const at = name.indexOf('@');
-  if (at >= 0) {
-    digest = name.slice(at + 1);
-    name = name.slice(0, at);
-    if (!SHA256.test(digest)) throw bad('the digest must be sha256: and 64 lowercase hex digits');
-  }
-  const colon = name.lastIndexOf(':');
-  if (colon > name.lastIndexOf('/')) {
-    tag = name.slice(colon + 1);
-    name = name.slice(0, colon);
-    if (!TAG.test(tag)) throw bad('a tag is up to 128 letters, digits, _ . and -, not starting with . or -');
-  }
-  const slash = name.indexOf('/');
-  const first = name.slice(0, slash);
-  const hasHost = slash > 0 && (first.includes('.') || first.includes(':') || first === 'localhost');
-  let repository = hasHost ? name.slice(slash + 1) : name;
-  if (!repository.split('/').every((c) => COMPONENT.test(c))) throw bad('a repository is lowercase letters and digits, with . _ - separators and / between parts');
-  // The release schema's pattern is what agents accept; refuse here what it would refuse there.
-  if (!DIGEST_REF.test(`${name}@sha256:${'0'.repeat(64)}`)) throw bad('write the registry as a lowercase host name or IPv4 address, with an optional :port');
-  const registry = !hasHost || first === 'index.docker.io' ? 'docker.io' : first;
-  if (registry === 'docker.io' && !repository.includes('/')) repository = `library/${repository}`;
-  return { ref, name, registry, repository, ...(digest ? { digest } : { tag: tag ?? 'latest' }) };
-}
 
 /** `ref` pinned as `name@sha256:…`; a reference with a digest is checked to exist and kept. */
 export async function resolveImage(ref: string, opts: RegistryOptions = {}): Promise<string> {
@@ -94,7 +50,7 @@ export async function resolveImage(ref: string, opts: RegistryOptions = {}): Pro
  * reference is resolved once, a few at a time; the first failure is thrown,
  * naming the services that use the image.
  */
-export async function pinImages(services: Readonly<Record<string, ComposeService>>, opts: RegistryOptions = {}): Promise<Record<string, Service>> {
+export async function pinImages(services: Readonly<Record<string, ComposeService>>, opts: RegistryOptions & { imageAt?: Readonly<Record<string, string>> } = {}): Promise<Record<string, Service>> {
   const refs = [...new Set(Object.values(services).map((s) => s.imageRef))];
   const images = refs.map(parseImageRef);
   const pinned = new Map<string, string>();
@@ -105,7 +61,9 @@ export async function pinImages(services: Readonly<Record<string, ComposeService
       } catch (err) {
         const users = Object.keys(services).filter((s) => services[s]!.imageRef === image.ref);
         if (!(err instanceof FerryError)) throw err;
-        throw new FerryError(err.code, `${err.detail} (service${users.length > 1 ? 's' : ''} ${users.join(', ')})`, { cause: err });
+        const at = opts.imageAt?.[users[0]!];
+        const where = at ? `${at}: services.${users[0]}.image: ` : '';
+        throw new FerryError(err.code, `${where}${err.detail} (service${users.length > 1 ? 's' : ''} ${users.join(', ')})`, { cause: err });
       }
     }),
   );

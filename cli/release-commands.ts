@@ -11,9 +11,11 @@ import { encodePublicKey, fingerprint, generateKeyPair, keyId, privateKeyFromPem
 import { canonicalJson, parseRelease, type Release } from '../shared/release.js';
 import { parseRoot } from '../shared/trust.js';
 import { withHub } from './client.js';
-import { importCompose } from './compose.js';
+import { buildAndPush, checkPushTo } from './compose-build.js';
+import { ComposeRefused, importCompose, type ComposeImport } from './compose.js';
 import type { HubTarget } from './contexts.js';
 import { table } from './format.js';
+import type { AgentView } from './views.js';
 import { pinImages } from './registry.js';
 
 export interface CliIo {
@@ -57,6 +59,21 @@ interface DirectiveView {
   sent: boolean;
 }
 
+interface CreateOptions {
+  compose: string;
+  envFile: string[];
+  profile: string[];
+  projectDirectory?: string;
+  build?: boolean;
+  pushTo?: string;
+  floor?: string;
+  registryUser?: string;
+  registryPassword?: string;
+  insecureRegistry: string[];
+  registry?: string;
+  json?: boolean;
+}
+
 const enc = encodeURIComponent;
 
 /** Reads an Ed25519 private key file; refuses one that others can read. */
@@ -92,13 +109,13 @@ function parseRef(ref: string): { stack: string; version: string } {
   return { stack: m[1]!, version: m[2]! };
 }
 
-function rootSummary(v: RootView): string {
+function rootSummary(v: RootView, withNeeds = true): string {
   const r = v.root;
   const name = (id: string) => r.keys[id]?.name ?? id.slice(0, 12);
   return [
     `root v${r.version} for tenant ${r.tenant}${v.active ? ' (active)' : ' (pending signatures)'}`,
     ...(['root', 'release', 'hub'] as const).map((role) => `  ${role.padEnd(8)} ${r.roles[role].threshold} of ${r.roles[role].keyids.map(name).join(', ')}`),
-    ...v.needs.map((n) => `  signed by ${n.have} of ${n.threshold} needed from ${n.role}`),
+    ...(withNeeds ? v.needs.map((n) => `  signed by ${n.have} of ${n.threshold} needed from ${n.role}`) : []),
   ].join('\n');
 }
 
@@ -201,7 +218,7 @@ export function registerReleaseCommands(program: Command, io: CliIo): void {
         if (!v.pending) throw new FerryError('FERRY_E_NOT_FOUND', `no pending root for tenant ${o.tenant}`);
         const payload = payloadBytes(v.pending.envelope);
         const root = parseRoot(payload); // what we sign is what we show
-        io.note(rootSummary({ ...v.pending, root }));
+        io.note(`Signing:\n${rootSummary({ ...v.pending, root }, false)}`); // what we sign; its counts follow once signed
         const sig = Buffer.from(sign(pae(PAYLOAD_TYPES.root, payload), kp.secretKey)).toString('base64');
         return h.post<{ active: boolean; version: number; fingerprint: string | null; pending: RootView | null }>(`/v1/tenants/${enc(o.tenant)}/trust/signatures`, {
           version: root.version,
@@ -219,30 +236,53 @@ export function registerReleaseCommands(program: Command, io: CliIo): void {
   release
     .command('create')
     .description('import a compose file, pin every image to its registry digest, and upload the (unsigned) release')
-    .argument('<stack>', 'stack name')
-    .argument('<version>', 'semver version')
-    .requiredOption('--compose <file>', 'docker-compose.yml')
+    .argument('<stack-or-version>', 'stack name, then the version; or only the version when the compose file has name:')
+    .argument('[version]', 'semver version')
+    .requiredOption('--compose <file>', 'docker-compose.yml (the file your developers run)')
+    .option('--env-file <file>', 'variables for ${VAR} interpolation (repeatable, later wins); default: the project directory\'s .env', collect, [])
+    .option('--profile <name>', 'activate a compose profile (repeatable)', collect, [])
+    .option('--project-directory <dir>', 'where relative paths resolve (default: the compose file\'s directory)')
+    .option('--build', 'build services that have build: with the local Docker engine and push them (needs --push-to)')
+    .option('--push-to <registry/prefix>', 'with --build: push to REGISTRY/PREFIX/<service>:<version> and pin those digests')
     .option('--floor <version>', 'refuse older releases of this stack on agents that see this one')
     .addOption(new Option('--registry-user <user>', 'registry user for digest lookups').env('FERRY_REGISTRY_USER'))
     .addOption(new Option('--registry-password <password>', 'registry password').env('FERRY_REGISTRY_PASSWORD'))
     .option('--insecure-registry <host>', 'registry host reached over plain http (repeatable)', collect, [])
     .option('--registry <host>', 'send the registry credentials only to this registry host[:port]')
     .option('--json', 'print the API answer as JSON')
-    .action(async (stack: string, version: string, o: { compose: string; floor?: string; registryUser?: string; registryPassword?: string; insecureRegistry: string[]; registry?: string; json?: boolean }, cmd: Command) => {
-      let text: string;
+    .action(async (first: string, second: string | undefined, o: CreateOptions, cmd: Command) => {
+      if (o.build && !o.pushTo) throw new FerryError('FERRY_E_VALIDATION', '--build needs --push-to REGISTRY/PREFIX: where the built images are pushed');
+      if (o.pushTo && !o.build) throw new FerryError('FERRY_E_VALIDATION', '--push-to goes with --build');
+      if (o.pushTo) checkPushTo(o.pushTo);
+      let imported: ComposeImport;
       try {
-        text = readFileSync(o.compose, 'utf8');
+        imported = importCompose({ file: o.compose, env: process.env, envFiles: o.envFile, profiles: o.profile, projectDir: o.projectDirectory, build: !!o.build });
       } catch (err) {
-        throw new FerryError('FERRY_E_COMPOSE_INVALID', `${o.compose}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        if (err instanceof ComposeRefused) for (const w of err.warnings) io.note(`warning: ${w}`);
+        throw err;
       }
-      const imported = importCompose(text, { file: o.compose, env: process.env as Record<string, string>, baseDir: dirname(resolve(o.compose)) });
+      const stack = second === undefined ? imported.name : first;
+      const version = second ?? first;
+      if (!stack) throw new FerryError('FERRY_E_VALIDATION', `give the stack name: ferry release create STACK ${version} (${o.compose} has no top-level name:)`);
+      if (imported.name && imported.name !== stack) throw new FerryError('FERRY_E_VALIDATION', `${o.compose} names the stack ${imported.name} (name:), the command ${stack}; give one of them`);
       for (const w of imported.warnings) io.note(`warning: ${w}`);
-      io.note(`Resolving ${Object.keys(imported.services).length} image(s) to digests...`);
-      const services = await pinImages(imported.services, {
+      for (const s of imported.skipped) io.note(`note: service ${s} is left out: none of its profiles is active (--profile)`);
+      if (imported.policyGated.length) {
+        io.note("Each bank's agent policy has to allow these settings, or its agents refuse the release:");
+        for (const p of imported.policyGated) io.note(`  ${p}`);
+      }
+      const compose = { ...imported.services };
+      if (Object.keys(imported.builds).length) {
+        const built = await buildAndPush(imported.builds, { pushTo: o.pushTo!, version, note: io.note });
+        for (const [svc, ref] of Object.entries(built)) compose[svc] = { ...compose[svc]!, imageRef: ref };
+      }
+      io.note(`Resolving ${Object.keys(compose).length} image(s) to digests...`);
+      const services = await pinImages(compose, {
         username: o.registryUser,
         password: o.registryPassword,
         credentialsFor: o.registry,
         insecure: o.insecureRegistry,
+        imageAt: imported.imageAt,
       });
       const doc: Release = {
         _type: 'release',
@@ -260,6 +300,8 @@ export function registerReleaseCommands(program: Command, io: CliIo): void {
       if (o.json) return void io.printJson(r);
       io.out(`${r.stack}@${r.version} ${r.digest}\n`);
       for (const [svc, img] of Object.entries(r.services)) io.note(`  ${svc}: ${img}`);
+      const secrets = [...new Set(Object.values(services).flatMap((x) => [...(x.secrets ?? []).map((f) => `secret ${f.name}`), ...(x.configs ?? []).map((f) => `config ${f.name}`)]))];
+      if (secrets.length) io.note(`The bank provides on each agent host (values never pass the hub): ${secrets.join(', ')}`);
       io.note(`Release managers now sign it: ferry release sign ${r.stack}@${r.version} --key FILE`);
     });
   release
@@ -279,11 +321,23 @@ export function registerReleaseCommands(program: Command, io: CliIo): void {
         io.note(`Signing ${stack}@${version}:`);
         for (const [svc, s] of Object.entries(rel.services)) io.note(`  ${svc}: ${s.image}`);
         const sig = Buffer.from(sign(pae(PAYLOAD_TYPES.release, payload), kp.secretKey)).toString('base64');
-        return h.post<ReleaseView>(`/v1/releases/${enc(stack)}/${enc(version)}/signatures`, { publicKey: encodePublicKey(kp.publicKey), sig });
+        const after = await h.post<ReleaseView>(`/v1/releases/${enc(stack)}/${enc(version)}/signatures`, { publicKey: encodePublicKey(kp.publicKey), sig });
+        return { before: v, after };
       });
-      if (o.json) return void io.printJson(r);
-      io.out(`signed ${r.stack}@${r.version}; ${r.signers.length} signature(s)\n`);
-      for (const t of r.tenants) io.note(`  tenant ${t.tenant}: ${t.have} of ${t.threshold}${t.met ? ' — deployable' : ''}`);
+      const { before, after } = r;
+      if (o.json) io.printJson(after);
+      else {
+        io.out(`signed ${after.stack}@${after.version}; ${after.signers.length} signature(s)\n`);
+        for (const t of after.tenants) io.note(`  tenant ${t.tenant}: ${t.have} of ${t.threshold}${t.met ? ' — deployable' : ''}`);
+      }
+      // A key no tenant's root names raises no tenant's count: the signature is stored but counts for nobody.
+      const keyid = keyId(kp.publicKey);
+      const counted = after.tenants.some((t) => t.have > (before.tenants.find((b) => b.tenant === t.tenant)?.have ?? 0));
+      if (!counted && !before.signers.some((s) => s.keyid === keyid)) {
+        // Not an error: an institution's own approver signs with a key only its local policy names (cosigners).
+        const w = new FerryError('FERRY_E_SIG_UNKNOWN_KEY', `key ${keyid.slice(0, 16)}… (${o.key}): this signature counts for no tenant${after.tenants.length ? ` (${after.tenants.map((t) => `${t.tenant} ${t.have} of ${t.threshold}`).join(', ')})` : ', no tenant has an active root'}; it counts only on agents whose local policy names this key as a co-signer`);
+        io.note(`warning ${w.code}: ${w.message}\n  ${w.hint}`);
+      }
     });
   release
     .command('offer')
@@ -345,12 +399,25 @@ export function registerReleaseCommands(program: Command, io: CliIo): void {
       const { stack, version } = parseRef(ref);
       const wait = o.wait === undefined ? 0 : o.wait === true ? 60 : Number(o.wait);
       if (!Number.isInteger(wait) || wait < 0 || wait > 600) throw new FerryError('FERRY_E_VALIDATION', '--wait takes 0 to 600 seconds');
-      if (wait) io.note(`Waiting up to ${wait} s for agent ${o.agent} to acknowledge...`);
-      const d = await withHub(io.target(cmd), (h) => h.post<DirectiveView>('/v1/deploy', { stack, version, agent: o.agent, wait }));
+      const { d, seen } = await withHub(io.target(cmd), async (h) => {
+        if (wait) {
+          // Say we wait only for what exists: a missing release or agent is reported at once.
+          await h.get(`/v1/releases/${enc(stack)}/${enc(version)}`);
+          await h.get(`/v1/agents/${enc(o.agent)}`);
+          io.note(`Waiting up to ${wait} s for agent ${o.agent} to acknowledge...`);
+        }
+        // The hub holds the answer until the agent acks or the wait ends: the client waits that long, and a little more.
+        const d = await h.post<DirectiveView>('/v1/deploy', { stack, version, agent: o.agent, wait }, { timeoutMs: (wait + 30) * 1000 });
+        const seen = wait && d.status === 'pending' ? await h.get<AgentView>(`/v1/agents/${enc(o.agent)}`).catch(() => undefined) : undefined;
+        return { d, seen };
+      });
       if (o.json) io.printJson(d);
       else io.out(`directive ${d.seq} for ${o.agent}: ${stack}@${version} ${d.status}${d.sent ? '' : ' (agent offline; delivered when it connects)'}\n`);
       if (d.status === 'refused') throw new FerryError(isCode(d.code) ? d.code : 'FERRY_E_INTERNAL', `agent ${o.agent} refused directive ${d.seq}: ${d.message ?? ''}`);
-      if (wait && d.status === 'pending') throw new FerryError('FERRY_E_UNAVAILABLE', `agent ${o.agent} did not acknowledge directive ${d.seq} within ${wait} s; it stays pending and is delivered when the agent connects`);
+      if (wait && d.status === 'pending') {
+        const state = !seen ? '' : seen.status === 'connected' ? ' (connected, but it did not acknowledge)' : ` (${seen.status}${seen.lastSeenAt ? `, last seen ${seen.lastSeenAt}` : ', never seen'})`;
+        throw new FerryError('FERRY_E_AGENT_NO_ANSWER', `agent ${o.agent}${state} did not answer directive ${d.seq} within ${wait} s; it stays pending and is delivered when the agent connects`);
+      }
     });
 }
 

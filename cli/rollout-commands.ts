@@ -11,7 +11,7 @@ import { Command, Option } from 'commander';
 import { FerryError, asFerryError } from '../shared/errors.js';
 import type { GapData, RolloutEvent } from '../shared/events.js';
 import { sleep } from '../shared/sleep.js';
-import { parseDurationMs } from '../hub/rollouts/waves.js';
+import { durationMs as parseDurationMs } from '../shared/duration.js';
 import { withHub, type HubClient } from './client.js';
 import { keyValues, labelList, table } from './format.js';
 import type { CliIo } from './release-commands.js';

@@ -30,6 +30,8 @@ export interface AgentView {
   connectedAt: string | null;
   remote: string | null;
   agentVersion: string | null;
+  /** What the agent said in its hello: host and Docker engine facts. */
+  facts?: { host?: { hostname?: string; cpus?: number; memoryBytes?: number }; engine?: { version?: string; containersRunning?: number; containers?: number; error?: { code?: string } } } | null;
   lastDirective?: { seq: number; status: string; code: string | null } | null;
   /** Security alarms the agent raised and its institution has not acknowledged. */
   alarms?: { at: string; code: string; message: string; kind?: string }[];
@@ -47,10 +49,18 @@ export function tenantTable(tenants: readonly TenantView[], now: number): string
   );
 }
 
+/** The Docker engine an agent reported: `Docker 20.10.24, 3/5 running`, or why it could not be read. */
+export function dockerFacts(a: AgentView): string {
+  const e = a.facts?.engine;
+  if (!e) return '-';
+  if (e.error) return `unreachable (${e.error.code ?? 'error'})`;
+  return `Docker ${e.version ?? '?'}, ${e.containersRunning ?? 0}/${e.containers ?? 0} running`;
+}
+
 export function agentTable(agents: readonly AgentView[], now: number): string {
   return table(
-    ['ID', 'TENANT', 'NAME', 'STATUS', 'LAST SEEN', 'VERSION', 'LABELS'],
-    agents.map((a) => [a.id, a.tenant, a.name, a.status, ago(a.lastSeenAt, now), a.agentVersion ?? '-', labelList(a.labels)]),
+    ['ID', 'TENANT', 'NAME', 'STATUS', 'LAST SEEN', 'VERSION', 'DOCKER', 'LABELS'],
+    agents.map((a) => [a.id, a.tenant, a.name, a.status, ago(a.lastSeenAt, now), a.agentVersion ?? '-', dockerFacts(a), labelList(a.labels)]),
   );
 }
 
@@ -67,6 +77,8 @@ export function agentDetail(a: AgentView, now: number): string {
     ['connected', when(a.connectedAt, now)],
     ['remote', a.remote ?? '-'],
     ['version', a.agentVersion ?? '-'],
+    ['docker', dockerFacts(a)],
+    ['host', a.facts?.host ? `${a.facts.host.hostname ?? '?'}, ${a.facts.host.cpus ?? '?'} CPUs, ${Math.round((a.facts.host.memoryBytes ?? 0) / 1048576)} MiB` : '-'],
     ['revoked', when(a.revokedAt, now)],
     ...(a.alarms ?? []).map((x) => ['ALARM', `${x.at} ${x.code}${x.kind ? ` (${x.kind})` : ''}: ${x.message}`] as const),
     ['directive', a.lastDirective ? `seq ${a.lastDirective.seq} ${a.lastDirective.status}${a.lastDirective.code ? ` (${a.lastDirective.code})` : ''}` : '-'],

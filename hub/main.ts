@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { FerryError } from '../shared/errors.js';
 import { runMain } from '../shared/exit.js';
+import { usageOnError } from '../shared/usage.js';
 import { fingerprint } from '../shared/keys.js';
 import { createLogger } from '../shared/logger.js';
 import { VERSION } from '../shared/version.js';
@@ -19,7 +20,6 @@ import { openStore } from './store/store.js';
 const program = new Command('ferry-hub')
   .description('The Ferry hub: tenants, agents, releases and rollouts over one outbound agent channel')
   .version(VERSION)
-  .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
 const dataDir = () => new Option('--data-dir <dir>', 'directory holding the hub signing key, and the sqlite database unless --database is given').env('FERRY_HUB_DATA_DIR').makeOptionMandatory();
@@ -66,7 +66,7 @@ program
   .addOption(new Option('--db-statement-timeout <ms>', 'PostgreSQL per-statement limit in ms, 0 for none (default 30000)').env('FERRY_HUB_DB_STATEMENT_TIMEOUT'))
   .addOption(new Option('--db-ca <file>', 'CA certificate (PEM) to verify the PostgreSQL server with; turns on TLS (verify-full)').env('FERRY_HUB_DB_CA'))
   .addOption(new Option('--listen <host:port>', 'address to listen on; one other hosts can reach needs --public-url and TLS (or --insecure-http)').env('FERRY_HUB_LISTEN').default('127.0.0.1:7443'))
-  .addOption(new Option('--tls-cert <file>', 'PEM certificate chain (enables HTTPS/WSS)').env('FERRY_HUB_TLS_CERT'))
+  .addOption(new Option('--tls-cert <file>', 'PEM certificate chain (enables HTTPS/WSS; default: plain HTTP, on a loopback address only)').env('FERRY_HUB_TLS_CERT'))
   .addOption(new Option('--tls-key <file>', 'PEM private key for --tls-cert').env('FERRY_HUB_TLS_KEY'))
   .addOption(new Option('--public-url <url>', 'URL agents and browsers use (https://hub.example.com:7443); agents must connect to and sign for its host').env('FERRY_HUB_PUBLIC_URL'))
   .addOption(new Option('--insecure-http', 'serve plain HTTP on an address other hosts can reach (closed lab networks only; warned at every start)').env('FERRY_HUB_INSECURE_HTTP'))
@@ -131,4 +131,5 @@ function readSecretFile(path: string): string {
   }
 }
 
+usageOnError(program);
 await runMain(() => program.parseAsync(process.argv).then(() => undefined));

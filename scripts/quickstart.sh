@@ -342,7 +342,10 @@ status() {
   bash scripts/test-env.sh status | sed 's/^/  /'
 }
 
+usage() { sed -n '10,18p' "$0" | sed 's/^# \{0,1\}//'; }
+
 case "${1:-up}" in
+  -h | --help | help) usage ;;
   up | start) up ;;
   stop)
     stop_pid agent "$QS/agent.pid" # first: a running agent would put its containers back
@@ -357,5 +360,5 @@ case "${1:-up}" in
     say "removing $QS"
     rm -rf "$QS"
     ;;
-  *) die "usage: $0 [up|stop|status|reset]" ;;
+  *) usage >&2; die "unknown command ${1}: use up, stop, status or reset (or --help)" ;;
 esac

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Brings up what Ferry's integration tests run against, on a Debian host:
 #   - Debian packages: docker.io, docker-registry, busybox-static, iproute2,
-#     sqlite3, openssl, curl, procps, systemd and util-linux (systemd-analyze and
-#     the private systemd the service tests boot; installed only when missing);
+#     sqlite3, openssl, curl, procps, docker-compose (the peer of the compose
+#     equivalence test), postgresql, systemd and util-linux (systemd-analyze and
+#     the private systemd the service tests boot); installed only when missing;
 #   - a Docker engine (dockerd started by hand when `docker info` does not
 #     answer: CI machines and sandboxes have no systemd);
 #   - a local registry on 127.0.0.1:5000 (Debian's docker-registry with a
@@ -21,7 +22,7 @@
 #   FERRY_TEST_ENV_FORCE_APT=1 run apt-get update/install even if nothing is missing
 set -euo pipefail
 
-PACKAGES=(docker.io docker-registry busybox-static iproute2 sqlite3 openssl postgresql
+PACKAGES=(docker.io docker-registry docker-compose busybox-static iproute2 sqlite3 openssl postgresql
   # and what this script and the tests use around them (minimal images lack some)
   ca-certificates curl procps cgroupfs-mount
   # the service tests: systemd-analyze, and a systemd booted in namespaces (unshare, nsenter)

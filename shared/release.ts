@@ -11,6 +11,8 @@ import { FerryError } from './errors.js';
 import { parseStrictJson } from './strict-json.js';
 
 export const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+/** Secret and config names, as compose allows them. */
+export const FILE_REF_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 export const DIGEST_REF = /^(?<repo>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)@sha256:[0-9a-f]{64}$/;
 
 const name = z.string().regex(NAME, 'lowercase letters, digits, _ and -, up to 63');
@@ -27,17 +29,30 @@ export const Port = z.strictObject({
 
 export type Port = z.infer<typeof Port>;
 
+const absPath = text(1024).regex(/^\//, 'an absolute path');
+
+/**
+ * `volume`: a named volume of the release (source names it); `bind`: a host
+ * path (source); `anonymous`: a volume of this replica alone (no source),
+ * owned and kept across updates like named ones; `tmpfs`: memory-backed.
+ */
 export const Mount = z.strictObject({
-  type: z.enum(['volume', 'bind']),
+  type: z.enum(['volume', 'bind', 'anonymous', 'tmpfs']),
   source: text(1024),
-  target: text(1024).regex(/^\//, 'an absolute path'),
+  target: absPath,
   readOnly: z.boolean(),
+  /** volume.nocopy: do not copy the image's files into a new volume. */
+  noCopy: z.boolean().optional(),
+  /** tmpfs.size in bytes, tmpfs.mode. */
+  tmpfsSize: z.number().int().positive().optional(),
+  tmpfsMode: z.number().int().min(0).max(0o7777).optional(),
 });
 
 export type Mount = z.infer<typeof Mount>;
 
 export const Healthcheck = z.strictObject({
-  test: z.array(text()).min(1).max(64),
+  /** ['NONE'] disables the image's own healthcheck; absent: the image's test with these timings. */
+  test: z.array(text()).min(1).max(64).optional(),
   intervalMs: ms.optional(),
   timeoutMs: ms.optional(),
   retries: z.number().int().min(0).max(1000).optional(),
@@ -45,6 +60,19 @@ export const Healthcheck = z.strictObject({
 });
 
 export type Healthcheck = z.infer<typeof Healthcheck>;
+
+/** A secret or config the service mounts: the release names it, the bank provides its value on the agent host. */
+export const FileRef = z.strictObject({
+  name: z.string().regex(FILE_REF_NAME, 'letters, digits, . _ and -, up to 128'),
+  target: absPath,
+  /** File mode in the container (compose's default 0444). */
+  mode: z.number().int().min(0).max(0o777).optional(),
+  uid: z.string().regex(/^\d{1,10}$/).optional(),
+  gid: z.string().regex(/^\d{1,10}$/).optional(),
+});
+export type FileRef = z.infer<typeof FileRef>;
+
+const bytes = z.number().int().positive().max(2 ** 53 - 1);
 
 export const Service = z.strictObject({
   /** repo@sha256:… — enforced by every agent's policy check (FERRY_E_POLICY_DIGEST), and by the hub on upload. */
@@ -64,6 +92,44 @@ export const Service = z.strictObject({
   stopGracePeriodMs: ms,
   replicas: z.number().int().min(0).max(100),
   updateOrder: z.enum(['stop-first', 'start-first']),
+
+  // Optional settings: absent means Docker's default, and canonicalJson drops
+  // undefined, so releases made before a field existed keep their exact bytes.
+  /** compose expose: ports the container listens on without publishing them. */
+  expose: z.array(z.strictObject({ target: z.number().int().min(1).max(65535), protocol: z.enum(['tcp', 'udp']) })).max(64).optional(),
+  /** compose container_name: only for a service with one replica and stop-first updates. */
+  containerName: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/).optional(),
+  hostname: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/).optional(),
+  domainname: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/).optional(),
+  stopSignal: z.string().regex(/^(SIG)?[A-Z][A-Z0-9+-]{0,15}$|^\d{1,2}$/).optional(),
+  stdinOpen: z.boolean().optional(),
+  tty: z.boolean().optional(),
+  init: z.boolean().optional(),
+  readOnly: z.boolean().optional(),
+  /** `host:ip` lines for /etc/hosts. */
+  extraHosts: z.array(text(512)).max(256).optional(),
+  dns: z.array(text(64)).max(16).optional(),
+  dnsOptions: z.array(text(256)).max(16).optional(),
+  dnsSearch: z.array(text(256)).max(16).optional(),
+  groupAdd: z.array(text(64)).max(64).optional(),
+  shmSizeBytes: bytes.optional(),
+  /** compose tmpfs: mount point -> options ("" or "size=64m,mode=1777"). */
+  tmpfs: z.record(absPath, text(256)).optional(),
+  /** Only no-new-privileges: settings that change confinement otherwise are not imported. */
+  securityOpt: z.array(z.enum(['no-new-privileges', 'no-new-privileges:true'])).max(1).optional(),
+  resources: z
+    .strictObject({
+      nanoCpus: z.number().int().positive().optional(),
+      memoryBytes: bytes.optional(),
+      memoryReservationBytes: bytes.optional(),
+      pids: z.number().int().min(-1).max(2 ** 31).optional(),
+    })
+    .optional(),
+  ulimits: z.record(z.string().regex(/^[a-z]{1,32}$/), z.strictObject({ soft: z.number().int().min(-1), hard: z.number().int().min(-1) })).optional(),
+  logging: z.strictObject({ driver: z.string().regex(/^[a-z0-9][a-z0-9_.:/-]{0,127}$/), options: z.record(z.string().max(256), text(4096)) }).optional(),
+  secrets: z.array(FileRef).max(64).optional(),
+  configs: z.array(FileRef).max(64).optional(),
+
   /** Linux capabilities added / dropped, without the CAP_ prefix, upper case (compose cap_add / cap_drop; "ALL" allowed). */
   capAdd: z.array(z.string().regex(/^[A-Z_]{1,64}$/)).max(64).optional(),
   capDrop: z.array(z.string().regex(/^[A-Z_]{1,64}$/)).max(64).optional(),
@@ -85,8 +151,8 @@ export const Release = z.strictObject({
   floor: SemVer.optional(),
   createdAt: z.number().int().nonnegative(),
   services: z.record(name, Service).refine((s) => Object.keys(s).length >= 1 && Object.keys(s).length <= 100, '1 to 100 services'),
-  networks: z.record(name, z.strictObject({ internal: z.boolean() })),
-  volumes: z.record(name, z.strictObject({})),
+  networks: z.record(name, z.strictObject({ internal: z.boolean(), labels: z.record(z.string().max(256), text(4096)).optional() })),
+  volumes: z.record(name, z.strictObject({ labels: z.record(z.string().max(256), text(4096)).optional() })),
 });
 export type Release = z.infer<typeof Release>;
 
@@ -128,6 +194,7 @@ export function parseRelease(payload: Uint8Array): Release {
     for (const n of s.networks) if (n !== 'default' && !rel.networks[n]) throw new FerryError('FERRY_E_PAYLOAD_INVALID', `release: ${svc} uses undeclared network ${n}`);
     if (s.networkMode && s.networks.length) throw new FerryError('FERRY_E_PAYLOAD_INVALID', `release: ${svc} has networkMode ${s.networkMode} and networks; a service has one or the other`);
     for (const m of s.volumes) if (m.type === 'volume' && !rel.volumes[m.source]) throw new FerryError('FERRY_E_PAYLOAD_INVALID', `release: ${svc} uses undeclared volume ${m.source}`);
+    if (s.containerName && (s.replicas > 1 || s.updateOrder === 'start-first')) throw new FerryError('FERRY_E_PAYLOAD_INVALID', `release: ${svc} has a container name but ${s.replicas > 1 ? 'several replicas' : 'start-first updates'}`);
   }
   return rel;
 }

@@ -288,17 +288,20 @@ export class DockerEngine implements Engine {
 }
 
 /** Ferry's spec as the engine's create body: the first network at create, the others joined afterwards. */
-function createOptions(spec: ContainerSpec): Docker.ContainerCreateOptions {
+export function createOptions(spec: ContainerSpec): Docker.ContainerCreateOptions {
   const exposed: Record<string, object> = {};
   const bindings: Record<string, { HostPort: string; HostIp?: string }[]> = {};
+  for (const p of spec.expose ?? []) exposed[`${p.target}/${p.protocol}`] = {};
   for (const p of spec.ports) {
     const key = `${p.target}/${p.protocol}`;
     exposed[key] = {};
-    if (p.published !== undefined) (bindings[key] ??= []).push({ HostPort: String(p.published), ...(p.hostIp ? { HostIp: p.hostIp } : {}) });
+    // No published port: the engine picks a free one, as compose asks it to.
+    (bindings[key] ??= []).push({ HostPort: p.published === undefined ? '' : String(p.published), ...(p.hostIp ? { HostIp: p.hostIp } : {}) });
   }
   const hc = spec.healthcheck;
   const ns = (ms?: number) => (ms === undefined ? undefined : ms * 1_000_000);
   const first = spec.networks[0];
+  const r = spec.resources;
   return {
     name: spec.name,
     Image: spec.image,
@@ -308,12 +311,24 @@ function createOptions(spec: ContainerSpec): Docker.ContainerCreateOptions {
     ...(spec.entrypoint ? { Entrypoint: spec.entrypoint } : {}),
     ...(spec.user ? { User: spec.user } : {}),
     ...(spec.workingDir ? { WorkingDir: spec.workingDir } : {}),
+    ...(spec.hostname ? { Hostname: spec.hostname } : {}),
+    ...(spec.domainname ? { Domainname: spec.domainname } : {}),
+    ...(spec.stopSignal ? { StopSignal: spec.stopSignal } : {}),
+    ...(spec.stdinOpen ? { OpenStdin: true } : {}),
+    ...(spec.tty ? { Tty: true } : {}),
     ExposedPorts: exposed,
     StopTimeout: Math.ceil(spec.stopGraceMs / 1000),
-    ...(hc ? { Healthcheck: { Test: hc.test, Interval: ns(hc.intervalMs), Timeout: ns(hc.timeoutMs), StartPeriod: ns(hc.startPeriodMs), Retries: hc.retries } } : {}),
+    ...(hc ? { Healthcheck: { ...(hc.test ? { Test: hc.test } : {}), Interval: ns(hc.intervalMs), Timeout: ns(hc.timeoutMs), StartPeriod: ns(hc.startPeriodMs), Retries: hc.retries } } : {}),
     HostConfig: {
       PortBindings: bindings,
-      Mounts: spec.mounts.map((m) => ({ Type: m.type, Source: m.source, Target: m.target, ReadOnly: m.readOnly })),
+      Mounts: spec.mounts.map((m) => ({
+        Type: m.type,
+        Target: m.target,
+        ReadOnly: m.readOnly,
+        Source: m.type === 'tmpfs' ? '' : m.source,
+        ...(m.noCopy ? { VolumeOptions: { NoCopy: true } } : {}),
+        ...(m.type === 'tmpfs' && (m.tmpfsSize || m.tmpfsMode !== undefined) ? { TmpfsOptions: { ...(m.tmpfsSize ? { SizeBytes: m.tmpfsSize } : {}), ...(m.tmpfsMode !== undefined ? { Mode: m.tmpfsMode } : {}) } } : {}),
+      })) as Docker.MountSettings[], // dockerode's types want every option; the API takes any subset
       RestartPolicy: { Name: spec.restart === 'no' ? '' : spec.restart, MaximumRetryCount: 0 },
       ...(spec.networkMode ? { NetworkMode: spec.networkMode } : first ? { NetworkMode: first } : {}),
       // what the institution's policy allowed, each only when the release asks for it
@@ -324,6 +339,22 @@ function createOptions(spec: ContainerSpec): Docker.ContainerCreateOptions {
       ...(spec.ipc ? { IpcMode: spec.ipc } : {}),
       ...(spec.devices ? { Devices: spec.devices.map((d) => ({ PathOnHost: d.host, PathInContainer: d.container, CgroupPermissions: d.permissions })) } : {}),
       ...(spec.sysctls ? { Sysctls: spec.sysctls } : {}),
+      ...(spec.init ? { Init: true } : {}),
+      ...(spec.readOnly ? { ReadonlyRootfs: true } : {}),
+      ...(spec.extraHosts ? { ExtraHosts: spec.extraHosts } : {}),
+      ...(spec.dns ? { Dns: spec.dns } : {}),
+      ...(spec.dnsOptions ? { DnsOptions: spec.dnsOptions } : {}),
+      ...(spec.dnsSearch ? { DnsSearch: spec.dnsSearch } : {}),
+      ...(spec.groupAdd ? { GroupAdd: spec.groupAdd } : {}),
+      ...(spec.shmSizeBytes ? { ShmSize: spec.shmSizeBytes } : {}),
+      ...(spec.tmpfs ? { Tmpfs: spec.tmpfs } : {}),
+      ...(spec.securityOpt ? { SecurityOpt: spec.securityOpt } : {}),
+      ...(r?.nanoCpus ? { NanoCpus: r.nanoCpus } : {}),
+      ...(r?.memoryBytes ? { Memory: r.memoryBytes } : {}),
+      ...(r?.memoryReservationBytes ? { MemoryReservation: r.memoryReservationBytes } : {}),
+      ...(r?.pids !== undefined ? { PidsLimit: r.pids } : {}),
+      ...(spec.ulimits ? { Ulimits: Object.entries(spec.ulimits).map(([Name, u]) => ({ Name, Soft: u.soft, Hard: u.hard })) } : {}),
+      ...(spec.logging ? { LogConfig: { Type: spec.logging.driver, Config: spec.logging.options } } : {}),
     },
     ...(first ? { NetworkingConfig: { EndpointsConfig: { [first]: { Aliases: spec.aliases } } } } : {}),
   };

@@ -30,10 +30,10 @@ export function executors(engine: Engine, opts: ExecutorOptions): Executors {
       await engine.pullImage(s.image, opts.auth(s.image), signal);
     },
     createNetwork: async (s) => {
-      await engine.createNetwork(s.name, { [LABEL.agent]: opts.agentId, [LABEL.stack]: s.stack }, s.internal);
+      await engine.createNetwork(s.name, { ...s.labels, [LABEL.agent]: opts.agentId, [LABEL.stack]: s.stack }, s.internal);
     },
     createVolume: async (s) => {
-      await engine.createVolume(s.name, { [LABEL.agent]: opts.agentId, [LABEL.stack]: s.stack });
+      await engine.createVolume(s.name, { ...s.labels, [LABEL.agent]: opts.agentId, [LABEL.stack]: s.stack });
     },
     stop: async (s, signal) => {
       if (s.drain) {

@@ -5,7 +5,8 @@
 // the desired side computes from the full container spec and the observed
 // side reads from the `ferry.config-hash` label it was created with.
 import { createHash } from 'node:crypto';
-import { canonicalJson, type Release, type Service } from '../../shared/release.js';
+import { FerryError } from '../../shared/errors.js';
+import { canonicalJson, type FileRef, type Release, type Service } from '../../shared/release.js';
 
 export const LABEL = {
   agent: 'ferry.agent',
@@ -28,14 +29,37 @@ export interface ContainerSpec {
   entrypoint?: string[];
   user?: string;
   workingDir?: string;
+  /** Published ports; without `published` the engine picks a free host port (on `hostIp` when given). */
   ports: { target: number; published?: number; protocol: 'tcp' | 'udp'; hostIp?: string }[];
-  mounts: { type: 'volume' | 'bind'; source: string; target: string; readOnly: boolean }[];
+  /** Engine volume names (named and anonymous volumes resolved), host paths, tmpfs. */
+  mounts: { type: 'volume' | 'bind' | 'tmpfs'; source: string; target: string; readOnly: boolean; noCopy?: boolean; tmpfsSize?: number; tmpfsMode?: number }[];
   /** Engine network names; the container joins each with its service name as alias. */
   networks: string[];
   aliases: string[];
   restart: Service['restart'];
-  healthcheck?: { test: string[]; intervalMs?: number; timeoutMs?: number; retries?: number; startPeriodMs?: number };
+  healthcheck?: { test?: string[]; intervalMs?: number; timeoutMs?: number; retries?: number; startPeriodMs?: number };
   stopGraceMs: number;
+  // Optional settings (compose keys); absent means the engine's default, and
+  // the config hash of a container that uses none of them is what it was before they existed.
+  expose?: { target: number; protocol: 'tcp' | 'udp' }[];
+  hostname?: string;
+  domainname?: string;
+  stopSignal?: string;
+  stdinOpen?: boolean;
+  tty?: boolean;
+  init?: boolean;
+  readOnly?: boolean;
+  extraHosts?: string[];
+  dns?: string[];
+  dnsOptions?: string[];
+  dnsSearch?: string[];
+  groupAdd?: string[];
+  shmSizeBytes?: number;
+  tmpfs?: Record<string, string>;
+  securityOpt?: string[];
+  resources?: Service['resources'];
+  ulimits?: Service['ulimits'];
+  logging?: Service['logging'];
   // Privilege-widening settings, each only when the release sets it (absent: Docker's default). The
   // institution's policy (agent/policy.ts) has allowed them before a container is ever created.
   capAdd?: string[];
@@ -48,6 +72,15 @@ export interface ContainerSpec {
   devices?: NonNullable<Service['devices']>;
   sysctls?: Record<string, string>;
 }
+
+/** A secret's or config's value prepared on this host: the file mounted read-only, and its digest (kept locally, never sent). */
+export interface ProvidedFile {
+  path: string;
+  digest: string;
+}
+
+/** Finds the prepared file for a service's secret or config; undefined when the bank has not provided it. */
+export type FileProvider = (kind: 'secret' | 'config', ref: FileRef) => ProvidedFile | undefined;
 
 export interface ObservedContainer {
   id: string;
@@ -103,8 +136,11 @@ export interface DesiredContainer {
 export interface DesiredStack {
   stack: string;
   version: string;
-  networks: { name: string; internal: boolean }[];
+  networks: { name: string; internal: boolean; labels?: Record<string, string> }[];
+  /** Named volumes of the release and each replica's anonymous ones. */
   volumes: string[];
+  /** The release's labels for some of `volumes`. */
+  volumeLabels?: Record<string, Record<string, string>>;
   containers: DesiredContainer[];
 }
 
@@ -115,6 +151,9 @@ export function agentPrefix(agentId: string): string {
 
 export const networkName = (prefix: string, stack: string, net: string) => `${prefix}_${stack}_${net}`;
 export const volumeName = (prefix: string, stack: string, vol: string) => `${prefix}_${stack}_${vol}`;
+/** A replica's own volume for an anonymous mount at `target`: the same name across updates, so its data stays. */
+export const anonymousVolumeName = (prefix: string, stack: string, service: string, replica: number, target: string) =>
+  `${prefix}_${stack}_${service}_${replica}_anon_${createHash('sha256').update(target).digest('hex').slice(0, 12)}`;
 
 /** The hash over everything that shapes a container except its own name and Ferry's bookkeeping labels. */
 export function configHash(spec: Omit<ContainerSpec, 'name'>): string {
@@ -123,19 +162,33 @@ export function configHash(spec: Omit<ContainerSpec, 'name'>): string {
   return createHash('sha256').update(canonicalJson({ ...rest, labels: userLabels })).digest('hex');
 }
 
-/** The containers, networks and volumes a release asks for on this agent. */
-export function desiredStack(agentId: string, release: Release): DesiredStack {
+/** The containers, networks and volumes a release asks for on this agent. `files` finds the prepared secrets and configs. */
+export function desiredStack(agentId: string, release: Release, files: FileProvider = () => undefined): DesiredStack {
   const prefix = agentPrefix(agentId);
   const stack = release.stack;
-  const declared = Object.entries(release.networks).map(([n, v]) => ({ name: networkName(prefix, stack, n), internal: v.internal }));
+  const declared = Object.entries(release.networks).map(([n, v]) => ({ name: networkName(prefix, stack, n), internal: v.internal, ...(v.labels && { labels: v.labels }) }));
   const usesDefault = Object.values(release.services).some((s) => !s.networkMode && (s.networks.length === 0 || s.networks.includes('default')));
   const networks = usesDefault && !release.networks.default ? [{ name: networkName(prefix, stack, 'default'), internal: false }, ...declared] : declared;
   const volumes = Object.keys(release.volumes).map((v) => volumeName(prefix, stack, v));
+  const volumeLabels = Object.fromEntries(Object.entries(release.volumes).flatMap(([v, x]) => (x.labels ? [[volumeName(prefix, stack, v), x.labels]] : [])));
   const containers: DesiredContainer[] = [];
+  const missing: string[] = [];
   for (const [service, s] of Object.entries(release.services).sort(([a], [b]) => a.localeCompare(b))) {
     // A service with a network mode (host, none, bridge) joins none of the stack's networks, and has no alias there.
     const nets = s.networkMode ? [] : (s.networks.length ? s.networks : ['default']).map((n) => networkName(prefix, stack, n));
-    const base: Omit<ContainerSpec, 'name'> = {
+    const fileMounts = [...(s.secrets ?? []).map((f) => ['secret', f] as const), ...(s.configs ?? []).map((f) => ['config', f] as const)].flatMap(([kind, ref]) => {
+      const got = files(kind, ref);
+      if (!got) missing.push(`${kind} ${ref.name} (for ${service})`);
+      return got ? [{ type: 'bind' as const, source: got.path, target: ref.target, readOnly: true }] : [];
+    });
+    const replicaMounts = (replica: number): ContainerSpec['mounts'] =>
+      s.volumes.map((m) => {
+        const { type, source, ...rest } = m;
+        if (type === 'anonymous') return { ...rest, type: 'volume', source: anonymousVolumeName(prefix, stack, service, replica, m.target) };
+        if (type === 'volume') return { ...rest, type, source: volumeName(prefix, stack, source) };
+        return { ...rest, type, source };
+      });
+    const base = (replica: number): Omit<ContainerSpec, 'name'> => defined({
       image: s.image,
       labels: { ...s.labels },
       env: Object.entries(s.environment)
@@ -146,26 +199,48 @@ export function desiredStack(agentId: string, release: Release): DesiredStack {
       ...(s.user ? { user: s.user } : {}),
       ...(s.workingDir ? { workingDir: s.workingDir } : {}),
       ports: s.ports,
-      mounts: s.volumes.map((m) => ({ ...m, source: m.type === 'volume' ? volumeName(prefix, stack, m.source) : m.source })),
+      mounts: [...replicaMounts(replica), ...fileMounts],
       networks: nets,
       aliases: s.networkMode ? [] : [service],
       restart: s.restart,
       ...(s.healthcheck ? { healthcheck: s.healthcheck } : {}),
       stopGraceMs: s.stopGracePeriodMs,
-      // absent when unset, so the config hash of a release without them is what it always was
-      ...(s.capAdd ? { capAdd: s.capAdd } : {}),
-      ...(s.capDrop ? { capDrop: s.capDrop } : {}),
-      ...(s.privileged !== undefined ? { privileged: s.privileged } : {}),
-      ...(s.networkMode ? { networkMode: s.networkMode } : {}),
-      ...(s.pid ? { pid: s.pid } : {}),
-      ...(s.ipc ? { ipc: s.ipc } : {}),
-      ...(s.devices ? { devices: s.devices } : {}),
-      ...(s.sysctls ? { sysctls: s.sysctls } : {}),
-    };
-    const hash = configHash(base);
+      expose: s.expose,
+      hostname: s.hostname,
+      domainname: s.domainname,
+      stopSignal: s.stopSignal,
+      stdinOpen: s.stdinOpen,
+      tty: s.tty,
+      init: s.init,
+      readOnly: s.readOnly,
+      extraHosts: s.extraHosts,
+      dns: s.dns,
+      dnsOptions: s.dnsOptions,
+      dnsSearch: s.dnsSearch,
+      groupAdd: s.groupAdd,
+      shmSizeBytes: s.shmSizeBytes,
+      tmpfs: s.tmpfs,
+      securityOpt: s.securityOpt,
+      resources: s.resources,
+      ulimits: s.ulimits,
+      logging: s.logging,
+      // privilege-widening settings: the institution's policy (agent/policy.ts) has allowed them before any container is created
+      capAdd: s.capAdd,
+      capDrop: s.capDrop,
+      privileged: s.privileged,
+      networkMode: s.networkMode,
+      pid: s.pid,
+      ipc: s.ipc,
+      devices: s.devices,
+      sysctls: s.sysctls,
+    });
     for (let replica = 0; replica < s.replicas; replica++) {
+      const spec = base(replica);
+      for (const m of spec.mounts) if (m.type === 'volume' && !volumes.includes(m.source)) volumes.push(m.source);
+      // Anonymous volumes differ per replica by name only: hash replica 0's spec, so replicas share one hash.
+      const hash = configHash(replica === 0 || !s.volumes.some((m) => m.type === 'anonymous') ? spec : base(0));
       const labels = {
-        ...base.labels,
+        ...spec.labels,
         [LABEL.agent]: agentId,
         [LABEL.stack]: stack,
         [LABEL.service]: service,
@@ -178,13 +253,19 @@ export function desiredStack(agentId: string, release: Release): DesiredStack {
         service,
         replica,
         release: release.version,
-        spec: { ...base, labels, name: `${prefix}_${stack}_${service}_${replica}_${hash.slice(0, 8)}` },
+        spec: { ...spec, labels, name: s.containerName ?? `${prefix}_${stack}_${service}_${replica}_${hash.slice(0, 8)}` },
         configHash: hash,
         dependsOn: s.dependsOn,
         updateOrder: s.updateOrder,
-        hasHealthcheck: !!s.healthcheck,
+        hasHealthcheck: !!s.healthcheck?.test && s.healthcheck.test[0] !== 'NONE',
       });
     }
   }
-  return { stack, version: release.version, networks, volumes, containers };
+  if (missing.length) throw new FerryError('FERRY_E_SECRET_MISSING', `${stack}@${release.version} needs ${[...new Set(missing)].join(', ')}`);
+  return { stack, version: release.version, networks, volumes, ...(Object.keys(volumeLabels).length && { volumeLabels }), containers };
+}
+
+/** The object without its undefined properties (so specs compare and print as they hash). */
+function defined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }

@@ -19,8 +19,9 @@ import { LABEL } from './model.js';
 
 export type Step =
   | { kind: 'pull'; image: string }
-  | { kind: 'createNetwork'; name: string; stack: string; internal: boolean }
-  | { kind: 'createVolume'; name: string; stack: string }
+  /** `labels`: the release's own labels, besides Ferry's. */
+  | { kind: 'createNetwork'; name: string; stack: string; internal: boolean; labels?: Record<string, string> }
+  | { kind: 'createVolume'; name: string; stack: string; labels?: Record<string, string> }
   /** `drain`: first re-join these networks without the service's aliases, so the name stops resolving to it while it still answers. */
   | { kind: 'stop'; id: string; name: string; graceMs: number; reason: string; drain?: string[] }
   | { kind: 'remove'; id: string; name: string; reason: string }
@@ -48,6 +49,8 @@ export interface Plan {
 export interface PlanFacts {
   /** Default stop grace for containers whose desired spec is unknown (removed services). */
   defaultGraceMs: number;
+  /** Stacks to leave exactly as they run (their release waits for a secret): nothing of theirs is removed. */
+  keep?: readonly string[];
 }
 
 const live = (c: ObservedContainer) => c.status === 'running' || c.status === 'restarting' || c.status === 'paused';
@@ -86,8 +89,8 @@ export function plan(current: Current, desired: readonly DesiredStack[], facts: 
   for (const stack of desired) {
     const missingNets = stack.networks.filter((n) => !netByName.has(n.name));
     const missingVols = stack.volumes.filter((v) => !volumes.has(v));
-    for (const n of missingNets) steps.push({ kind: 'createNetwork', name: n.name, stack: stack.stack, internal: n.internal });
-    for (const v of missingVols) steps.push({ kind: 'createVolume', name: v, stack: stack.stack });
+    for (const n of missingNets) steps.push({ kind: 'createNetwork', name: n.name, stack: stack.stack, internal: n.internal, ...(n.labels && { labels: n.labels }) });
+    for (const v of missingVols) steps.push({ kind: 'createVolume', name: v, stack: stack.stack, ...(stack.volumeLabels?.[v] && { labels: stack.volumeLabels[v] }) });
     const infraReady = missingNets.length === 0 && missingVols.length === 0;
     // The matching containers of each service, for depends_on conditions.
     const byService = new Map<string, { dc: DesiredContainer; c: ObservedContainer | undefined }[]>();
@@ -177,8 +180,9 @@ export function plan(current: Current, desired: readonly DesiredStack[], facts: 
 
   // Everything owned but not wanted: other stacks, removed services, surplus replicas.
   const desiredKeys = new Set(desired.flatMap((s) => s.containers.map((dc) => slotKey(dc.stack, dc.service, dc.replica))));
+  const keep = new Set(facts.keep ?? []);
   for (const c of current.containers) {
-    if (wanted.has(c.id)) continue;
+    if (wanted.has(c.id) || keep.has(c.labels[LABEL.stack] ?? '')) continue;
     const k = slotKey(c.labels[LABEL.stack] ?? '', c.labels[LABEL.service] ?? '', c.labels[LABEL.replica] ?? '');
     if (desiredKeys.has(k)) continue; // stale container of a desired slot: handled above
     stopAndRemove(c, facts.defaultGraceMs, `${c.labels[LABEL.stack]}/${c.labels[LABEL.service]} is no longer desired`);
@@ -188,8 +192,8 @@ export function plan(current: Current, desired: readonly DesiredStack[], facts: 
   // A network no release asks for goes once nothing of ours uses it: for a stack no longer desired, once all
   // its containers are gone; for a network dropped from a desired stack, once no container is attached to it.
   for (const n of current.networks) {
-    if (desiredNets.has(n.name)) continue;
     const stack = n.labels[LABEL.stack] ?? '';
+    if (desiredNets.has(n.name) || keep.has(stack)) continue;
     const stackGone = !desiredStacks.has(stack);
     const users = current.containers.filter((c) => Object.hasOwn(c.networks, n.name) || (stackGone && c.labels[LABEL.stack] === stack));
     if (users.length === 0) steps.push({ kind: 'removeNetwork', id: n.id, name: n.name });

@@ -17,7 +17,7 @@ import type { Release } from '../../shared/release.js';
 import type { Engine, PullAuth } from '../engine/engine.js';
 import { describeStep, executors, runSteps, type Executors } from './execute.js';
 import { Journal } from './journal.js';
-import { LABEL, desiredStack, type Current, type DesiredStack, type ObservedContainer } from './model.js';
+import { LABEL, desiredStack, type Current, type DesiredStack, type FileProvider, type ObservedContainer } from './model.js';
 import { plan, type Plan } from './plan.js';
 
 export const RECONCILE_FILE = 'reconcile.json';
@@ -62,6 +62,14 @@ export interface ReconcilerOptions {
   drainMs?: number;
   report?: (releases: ReleaseStatus[], services: ServiceStatus[], drift: string[]) => void;
   now?: () => number;
+  /** Secret and config values prepared on this host (agent/secrets.ts); default: none are provided. */
+  files?: FileProvider;
+}
+
+/** A release that cannot be started yet: a secret or config has no value here. Its stack is left as it runs. */
+interface Blocked {
+  target: Target;
+  error: FerryError;
 }
 
 /** Pure: is every desired container up? 'pending' while some are still starting. */
@@ -113,11 +121,13 @@ export class Reconciler {
   private readonly exec: Executors;
   private readonly journal: Journal;
   private readonly o: Required<Omit<ReconcilerOptions, 'auth' | 'report'>> & Pick<ReconcilerOptions, 'report'>;
+  /** Digests of the releases waiting for a secret or config, retried on every drift pass. */
+  private blocked = new Set<string>();
   private targets: Target[] = [];
   private seq = 0;
 
   constructor(opts: ReconcilerOptions) {
-    this.o = { bakeMs: 10_000, pollMs: 500, applyTimeoutMs: 300_000, concurrency: 4, minFreeBytes: 256 * 1024 * 1024, drainMs: 2000, now: Date.now, ...opts };
+    this.o = { bakeMs: 10_000, pollMs: 500, applyTimeoutMs: 300_000, concurrency: 4, minFreeBytes: 256 * 1024 * 1024, drainMs: 2000, now: Date.now, files: () => undefined, ...opts };
     this.exec = executors(opts.engine, { agentId: opts.agentId, auth: opts.auth ?? (() => undefined), minFreeBytes: this.o.minFreeBytes, drainMs: this.o.drainMs });
     this.journal = new Journal(opts.stateDir);
     this.persisted = load(opts.stateDir);
@@ -139,8 +149,13 @@ export class Reconciler {
   /** One pass toward the current targets without a bake: drift repair. Returns what it did. */
   repair(signal: AbortSignal): Promise<string[]> {
     return this.enqueue(async () => {
-      const desired = this.desired(this.effective(this.targets, this.seq));
-      const done = await this.converge(desired, signal, this.o.applyTimeoutMs);
+      const { stacks: desired, blocked } = this.resolve(this.effective(this.targets, this.seq));
+      if ([...this.blocked].some((d) => !blocked.some((b) => b.target.digest === d))) {
+        // A value the bank was asked for is here now: apply (with its bake) what waited for it.
+        await this.applyNow(this.seq, this.targets, signal);
+        return ['applied releases whose secrets and configs were provided'];
+      }
+      const done = await this.converge(desired, signal, this.o.applyTimeoutMs, blocked);
       this.o.log.debug({ steps: done.length }, 'drift pass');
       if (done.length) {
         this.journal.write({ event: 'drift-repaired', what: done });
@@ -153,8 +168,9 @@ export class Reconciler {
 
   /** What one pass would do now, without doing it (`ferry-agent plan`). */
   async dryRun(targets: Target[], seq = this.seq): Promise<Plan> {
-    const desired = this.desired(this.effective(targets, seq));
-    return plan(await this.observe(desired), desired, { defaultGraceMs: 10_000 });
+    const { stacks, blocked } = this.resolve(this.effective(targets, seq));
+    const p = plan(await this.observe(stacks), stacks, { defaultGraceMs: 10_000, keep: blocked.map((b) => b.target.stack) });
+    return { steps: p.steps, waiting: [...p.waiting, ...blocked.map((b) => `${b.target.stack}@${b.target.version} waits: ${b.error.message}`)] };
   }
 
   private enqueue<T>(fn: () => Promise<T>): Promise<T> {
@@ -172,22 +188,42 @@ export class Reconciler {
     });
   }
 
-  private desired(targets: Target[]): DesiredStack[] {
-    return targets.map((t) => desiredStack(this.o.agentId, t.release));
+  /** The desired stacks, and the targets whose secrets or configs are not all here yet. */
+  private resolve(targets: Target[]): { stacks: DesiredStack[]; blocked: Blocked[] } {
+    const stacks: DesiredStack[] = [];
+    const blocked: Blocked[] = [];
+    for (const t of targets) {
+      try {
+        stacks.push(desiredStack(this.o.agentId, t.release, this.o.files));
+      } catch (err) {
+        const e = asFerryError(err);
+        if (e.code !== 'FERRY_E_SECRET_MISSING' && e.code !== 'FERRY_E_SECRET_FILE') throw e;
+        blocked.push({ target: t, error: e });
+      }
+    }
+    return { stacks, blocked };
   }
 
   private async applyNow(seq: number, targets: Target[], signal: AbortSignal): Promise<void> {
     this.targets = targets;
     this.seq = seq;
     const effective = this.effective(targets, seq);
-    const changed = effective.filter((t) => this.persisted.lastGood[t.stack]?.digest !== t.digest);
+    const { stacks: desired, blocked } = this.resolve(effective);
     const log = this.o.log.child({ seq });
+    this.blocked = new Set(blocked.map((b) => b.target.digest));
+    for (const b of blocked) {
+      // Not started and not counted failed: it waits, and is retried on every drift pass until the value is here.
+      log.warn({ code: b.error.code, detail: b.error.detail }, 'release waits for secrets or configs');
+      this.persisted.statuses[b.target.stack] = { stack: b.target.stack, version: b.target.version, state: 'failed', code: b.error.code, message: b.error.message.slice(0, 1000), since: new Date(this.o.now()).toISOString(), runningVersion: this.persisted.lastGood[b.target.stack]?.version ?? null };
+    }
+    const ready = effective.filter((t) => !this.blocked.has(t.digest));
+    const changed = ready.filter((t) => this.persisted.lastGood[t.stack]?.digest !== t.digest);
     this.journal.write({ event: 'apply-start', seq, targets: effective.map(({ stack, version, digest }) => ({ stack, version, digest })) });
     for (const t of changed) this.setStatus(t, 'applying');
+    this.save();
     await this.report();
-    const desired = this.desired(effective);
     try {
-      await this.converge(desired, signal, this.o.applyTimeoutMs);
+      await this.converge(desired, signal, this.o.applyTimeoutMs, blocked);
       await this.bake(desired, signal);
     } catch (err) {
       const e = asFerryError(err);
@@ -196,9 +232,9 @@ export class Reconciler {
       this.journal.write({ event: 'failed', seq, code: e.code, message: e.message });
       for (const t of changed) this.persisted.failed[t.stack] = [...(this.persisted.failed[t.stack] ?? []).filter((f) => f.digest !== t.digest), { digest: t.digest, seq }].slice(-20);
       this.save();
-      const back = this.effective(targets, seq);
+      const back = this.resolve(this.effective(targets, seq));
       try {
-        await this.converge(this.desired(back), signal, this.o.applyTimeoutMs);
+        await this.converge(back.stacks, signal, this.o.applyTimeoutMs, back.blocked);
       } catch (err2) {
         log.error({ err: asFerryError(err2).message }, 'rollback did not converge');
       }
@@ -211,7 +247,7 @@ export class Reconciler {
       await this.report();
       return;
     }
-    for (const t of effective) {
+    for (const t of ready) {
       this.persisted.lastGood[t.stack] = t;
       if (changed.includes(t)) this.setStatus(t, 'applied');
     }
@@ -241,7 +277,8 @@ export class Reconciler {
   }
 
   /** observe -> plan -> execute until nothing is left to do. Returns the steps it ran. */
-  private async converge(desired: DesiredStack[], signal: AbortSignal, timeoutMs: number): Promise<string[]> {
+  private async converge(desired: DesiredStack[], signal: AbortSignal, timeoutMs: number, blocked: readonly Blocked[] = []): Promise<string[]> {
+    const keep = blocked.map((b) => b.target.stack);
     const deadline = this.o.now() + timeoutMs;
     const done: string[] = [];
     for (;;) {
@@ -249,7 +286,7 @@ export class Reconciler {
       const current = await this.observe(desired);
       const broken = failing(current, desired);
       if (broken) throw broken; // a new container that already failed will not become ready by waiting
-      const p = plan(current, desired, { defaultGraceMs: 10_000 });
+      const p = plan(current, desired, { defaultGraceMs: 10_000, keep });
       if (p.steps.length === 0 && p.waiting.length === 0) return done;
       if (this.o.now() > deadline) throw new FerryError('FERRY_E_APPLY_TIMEOUT', p.waiting.join('; ') || 'steps still pending');
       if (p.steps.length) {

@@ -66,13 +66,5 @@ export function showWave(s: WaveSpec): string {
   return s.kind === 'count' ? String(s.n) : `${s.p}%`;
 }
 
-const UNITS_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-
-/** `30s`, `10m`, `1h`, `2d` (or `0`) in milliseconds; FERRY_E_VALIDATION naming the flag otherwise. */
-export function parseDurationMs(text: string, what: string): number {
-  const t = String(text).trim();
-  if (t === '0') return 0;
-  const m = /^(\d{1,9})(ms|s|m|h|d)$/.exec(t);
-  if (!m) throw new FerryError('FERRY_E_VALIDATION', `${what} ${JSON.stringify(text)}: a whole number and a unit ms, s, m, h or d, e.g. 30s, 10m`);
-  return Number(m[1]) * UNITS_MS[m[2] as keyof typeof UNITS_MS];
-}
+// Durations are parsed by the one parser in shared/ (CLI, hub and compose import).
+export { durationMs as parseDurationMs } from '../../shared/duration.js';

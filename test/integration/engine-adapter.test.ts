@@ -269,7 +269,8 @@ test('a container from a spec: ports, volume, env, command, healthcheck, aliases
   assert.equal(inspect.Config.StopTimeout, 9, 'ceil(8.5 s)');
   assert.deepEqual(inspect.Config.Healthcheck, { Test: spec.healthcheck!.test, Interval: 500e6, Timeout: 2e9, Retries: 3 });
   assert.deepEqual(Object.keys(inspect.Config.ExposedPorts).sort(), ['8080/tcp', '9000/udp']);
-  assert.deepEqual(inspect.HostConfig.PortBindings, { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(port) }] });
+  // A port without a published one is published on a port the engine picks, as compose does.
+  assert.deepEqual(inspect.HostConfig.PortBindings, { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(port) }], '9000/udp': [{ HostIp: '', HostPort: '' }] });
   assert.deepEqual(Object.keys(inspect.NetworkSettings.Networks).sort(), [netA, netB].sort(), 'joined both networks before start');
 
   await engine.startContainer(id);

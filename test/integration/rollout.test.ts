@@ -220,6 +220,8 @@ test(`[${b}] the CLI: create, status --watch --json, label, and bad selectors an
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, new RegExp(`error ${code}`), bad.stderr);
   }
+  const none = await run('ferry', ['rollout', 'create', 'payments@1.0.0', '--to', 'env=staging'], { env });
+  assert.equal(none.code, 4, 'a selector that matches nothing is "not found" (exit 4), not a conflict');
   const created = await run('ferry', ['rollout', 'create', 'payments@1.0.0', '--to', 'tenant=bank-a,env!=dev', '--waves', '1,100%', '--bake', '0', '--json'], { env });
   assert.equal(created.code, 0, created.stderr);
   const id = JSON.parse(created.stdout).id as string;
