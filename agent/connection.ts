@@ -3,7 +3,8 @@
 // the WebSocket with the proof in the upgrade headers. Lost connections are
 // retried with exponential backoff and full jitter; a revoked or unknown agent
 // stops for good. The agent never listens on any socket.
-import { sleep } from '../shared/sleep.js';
+import { backoffDelay, sleep } from '../shared/sleep.js';
+export { backoffDelay } from '../shared/sleep.js';
 import { EventEmitter } from 'node:events';
 import { hostname, platform, release, arch, cpus, totalmem } from 'node:os';
 import WebSocket from 'ws';
@@ -21,12 +22,6 @@ import type { Identity } from './state.js';
 const FATAL = new Set(['FERRY_E_AGENT_REVOKED', 'FERRY_E_AGENT_UNKNOWN']);
 const HIGH_WATER = 4 * 1024 * 1024;
 const DEFAULT_HEARTBEAT_MS = 15_000;
-
-/** Full-jitter exponential backoff (AWS architecture blog): uniform in [0, min(cap, base * 2^attempt)). */
-export function backoffDelay(attempt: number, baseMs: number, capMs: number, random: () => number = Math.random): number {
-  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 30));
-  return Math.floor(random() * ceiling);
-}
 
 export function hostFacts(): HostFacts {
   return { hostname: hostname().slice(0, 255), platform: platform(), release: release().slice(0, 128), arch: arch(), cpus: cpus().length, memoryBytes: totalmem() };

@@ -11,6 +11,8 @@ import type { Policy } from './policy.js';
 import { loadTrust, readRefusals, type Refusal } from './trust-store.js';
 import { currentRoot } from './verify.js';
 import { validSigners } from '../shared/dsse.js';
+import type { ImageRelay } from '../shared/protocol.js';
+import { readRelayImages } from './relay/relay.js';
 import { trustedKeys } from '../shared/trust.js';
 
 export interface TrustStatus {
@@ -24,6 +26,8 @@ export interface TrustStatus {
   refusals: Refusal[];
   /** What the reconciler last recorded per stack: applying, applied, rolled back (and what runs). */
   applied: { stack: string; version: string; state: string; code?: string; runningVersion: string | null; since: string }[];
+  /** Images the relay placed (or is placing) in the bank's registry. */
+  relay: ImageRelay[];
 }
 
 function readApplied(stateDir: string): TrustStatus['applied'] {
@@ -67,6 +71,7 @@ export function describeTrust(stateDir: string, policy: Policy): TrustStatus {
     },
     refusals: readRefusals(stateDir, 5),
     applied: readApplied(stateDir),
+    relay: readRelayImages(stateDir),
   };
 }
 
@@ -90,6 +95,17 @@ export function formatTrust(t: TrustStatus): string {
     out.push(`  windows    ${p.windows || 'always'}`);
   }
   for (const a of t.applied) out.push(`running      ${a.stack}@${a.runningVersion ?? '-'} (${a.version} ${a.state}${a.code ? `: ${a.code}` : ''}, since ${a.since})`);
+  for (const i of t.relay) out.push(formatImage(i));
   for (const r of t.refusals) out.push(`refused      ${r.at} seq ${r.seq ?? '-'} ${r.code}`);
   return out.join('\n') + '\n';
+}
+
+const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+
+/** One image of the relay: where it goes, how far, and per registry when one is behind. */
+export function formatImage(i: ImageRelay): string {
+  const short = (ref: string) => ref.replace(/@sha256:([0-9a-f]{12})[0-9a-f]{52}$/, '@sha256:$1…');
+  const speed = i.state === 'copying' && i.bytesPerSecond ? `, ${mb(i.bytesPerSecond)}/s` : '';
+  const regs = i.registries.filter((r) => r.state !== 'present').map((r) => `${r.registry} ${r.state}${r.code ? ` ${r.code}` : ''}`);
+  return `image        ${short(i.target)} ${i.state}${i.code ? ` ${i.code}` : ''} (${mb(i.bytesDone)} of ${mb(i.bytesTotal)}${speed})${regs.length ? `; ${regs.join(', ')}` : ''}`;
 }

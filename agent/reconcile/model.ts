@@ -112,8 +112,13 @@ export function configHash(spec: Omit<ContainerSpec, 'name'>): string {
   return createHash('sha256').update(canonicalJson({ ...rest, labels: userLabels })).digest('hex');
 }
 
-/** The containers, networks and volumes a release asks for on this agent. */
-export function desiredStack(agentId: string, release: Release): DesiredStack {
+/**
+ * The containers, networks and volumes a release asks for on this agent.
+ * `pull` maps a pinned image to the reference it is pulled and run from (the
+ * bank's registry, same digest); the config hash stays the pinned image's, so
+ * running from a standby instead of the primary recreates nothing.
+ */
+export function desiredStack(agentId: string, release: Release, pull: Readonly<Record<string, string>> = {}): DesiredStack {
   const prefix = agentPrefix(agentId);
   const stack = release.stack;
   const declared = Object.entries(release.networks).map(([n, v]) => ({ name: networkName(prefix, stack, n), internal: v.internal }));
@@ -142,6 +147,7 @@ export function desiredStack(agentId: string, release: Release): DesiredStack {
       stopGraceMs: s.stopGracePeriodMs,
     };
     const hash = configHash(base);
+    base.image = pull[s.image] ?? s.image;
     for (let replica = 0; replica < s.replicas; replica++) {
       const labels = {
         ...base.labels,

@@ -27,6 +27,8 @@ export interface Target {
   version: string;
   digest: string;
   release: Release;
+  /** Pinned image -> the reference it runs from (the bank's registry); absent: as pinned. */
+  pull?: Record<string, string>;
 }
 
 interface Persisted {
@@ -61,6 +63,12 @@ export interface ReconcilerOptions {
   /** How long a start-first update's old container keeps running once the service name no longer resolves to it. */
   drainMs?: number;
   report?: (releases: ReleaseStatus[], services: ServiceStatus[], drift: string[]) => void;
+  /**
+   * Before a changed release starts: place its images where they run from
+   * (agent/relay) and return each pinned image's pull reference. A failure
+   * fails the release before anything is stopped (state failed, with the code).
+   */
+  prepare?: (targets: Target[], signal: AbortSignal) => Promise<Record<string, string>>;
   now?: () => number;
 }
 
@@ -112,7 +120,7 @@ export class Reconciler {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly exec: Executors;
   private readonly journal: Journal;
-  private readonly o: Required<Omit<ReconcilerOptions, 'auth' | 'report'>> & Pick<ReconcilerOptions, 'report'>;
+  private readonly o: Required<Omit<ReconcilerOptions, 'auth' | 'report' | 'prepare'>> & Pick<ReconcilerOptions, 'report' | 'prepare'>;
   private targets: Target[] = [];
   private seq = 0;
 
@@ -121,6 +129,11 @@ export class Reconciler {
     this.exec = executors(opts.engine, { agentId: opts.agentId, auth: opts.auth ?? (() => undefined), minFreeBytes: this.o.minFreeBytes, drainMs: this.o.drainMs });
     this.journal = new Journal(opts.stateDir);
     this.persisted = load(opts.stateDir);
+  }
+
+  /** The last good release of each stack: what runs, or is rolled back to. */
+  get running(): Target[] {
+    return Object.values(this.persisted.lastGood);
   }
 
   get statuses(): ReleaseStatus[] {
@@ -165,25 +178,48 @@ export class Reconciler {
   /** The targets with each release that failed under this directive (or a later one) replaced by the stack's last good one. */
   private effective(targets: Target[], seq: number): Target[] {
     return targets.flatMap((t) => {
-      if (!(this.persisted.failed[t.stack] ?? []).some((f) => f.digest === t.digest && f.seq >= seq)) return [t];
       const good = this.persisted.lastGood[t.stack];
+      // The last good target of the same release carries where its images were placed (pull).
+      if (!(this.persisted.failed[t.stack] ?? []).some((f) => f.digest === t.digest && f.seq >= seq)) return [good?.digest === t.digest ? good : t];
       return good ? [good] : [];
     });
   }
 
   private desired(targets: Target[]): DesiredStack[] {
-    return targets.map((t) => desiredStack(this.o.agentId, t.release));
+    return targets.map((t) => desiredStack(this.o.agentId, t.release, t.pull));
   }
 
   private async applyNow(seq: number, targets: Target[], signal: AbortSignal): Promise<void> {
     this.targets = targets;
     this.seq = seq;
-    const effective = this.effective(targets, seq);
+    let effective = this.effective(targets, seq);
     const changed = effective.filter((t) => this.persisted.lastGood[t.stack]?.digest !== t.digest);
     const log = this.o.log.child({ seq });
     this.journal.write({ event: 'apply-start', seq, targets: effective.map(({ stack, version, digest }) => ({ stack, version, digest })) });
     for (const t of changed) this.setStatus(t, 'applying');
     await this.report();
+    if (this.o.prepare && changed.length) {
+      let pull: Record<string, string>;
+      try {
+        pull = await this.o.prepare(changed, signal);
+      } catch (err) {
+        const e = asFerryError(err);
+        if (signal.aborted) throw e;
+        log.error({ code: e.code, detail: e.detail }, 'release not started: its images are not in place');
+        this.journal.write({ event: 'failed', seq, code: e.code, message: e.message });
+        const at = new Date(this.o.now()).toISOString();
+        for (const t of changed) {
+          this.persisted.failed[t.stack] = [...(this.persisted.failed[t.stack] ?? []).filter((f) => f.digest !== t.digest), { digest: t.digest, seq }].slice(-20);
+          this.persisted.statuses[t.stack] = { stack: t.stack, version: t.version, state: 'failed', code: e.code, message: e.message.slice(0, 1000), since: at, runningVersion: this.persisted.lastGood[t.stack]?.version ?? null };
+        }
+        this.save();
+        await this.report();
+        return;
+      }
+      // Unchanged stacks keep running from where they were placed before.
+      effective = effective.map((t) => (changed.includes(t) ? { ...t, pull } : t));
+      this.targets = targets.map((t) => effective.find((e) => e.digest === t.digest) ?? t);
+    }
     const desired = this.desired(effective);
     try {
       await this.converge(desired, signal, this.o.applyTimeoutMs);
@@ -212,7 +248,7 @@ export class Reconciler {
     }
     for (const t of effective) {
       this.persisted.lastGood[t.stack] = t;
-      if (changed.includes(t)) this.setStatus(t, 'applied');
+      if (changed.some((c) => c.stack === t.stack)) this.setStatus(t, 'applied');
     }
     for (const stack of Object.keys(this.persisted.lastGood)) {
       if (!effective.some((t) => t.stack === stack)) {
