@@ -29,11 +29,16 @@ export function challengeParams(challenge: string): Record<string, string> {
   return out;
 }
 
-/** The `errors[]` of a registry error body (MANIFEST_UNKNOWN, DENIED, …); empty when the body is not one. */
+/** The `errors[]` of a registry error body (MANIFEST_UNKNOWN, DENIED, …), detail folded into the message; empty when the body is not one. */
 export function registryErrors(body: Buffer): { code: string; message: string }[] {
   try {
-    const doc = JSON.parse(body.toString('utf8')) as { errors?: { code?: unknown; message?: unknown }[] };
-    return (doc.errors ?? []).filter((e) => typeof e.code === 'string').map((e) => ({ code: e.code as string, message: typeof e.message === 'string' ? e.message : '' }));
+    const doc = JSON.parse(body.toString('utf8')) as { errors?: { code?: unknown; message?: unknown; detail?: unknown }[] };
+    return (doc.errors ?? [])
+      .filter((e) => typeof e.code === 'string')
+      .map((e) => {
+        const detail = e.detail === undefined || e.detail === null ? '' : typeof e.detail === 'string' ? e.detail : JSON.stringify(e.detail);
+        return { code: e.code as string, message: [typeof e.message === 'string' ? e.message : '', detail].filter(Boolean).join(': ') };
+      });
   } catch {
     return [];
   }

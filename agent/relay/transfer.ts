@@ -178,8 +178,22 @@ export async function pushBlob(dest: RegistryClient, name: string, desc: Descrip
       up = next;
     }
     o.book.set(key, up);
+    crashHook();
   }
   const final = up;
   await withRetry(() => dest.finishUpload(name, final, desc.digest, o.signal), o.retry);
   o.book.delete(key);
+}
+
+let persistedChunks = 0;
+
+/**
+ * Fault injection for tests only (test/integration/relay-agent.test.ts): with
+ * FERRY_TEST_CRASH_AT=relay-chunk:<n> the process SIGKILLs itself right after
+ * the n-th upload chunk is acknowledged and its offset stored. Does nothing
+ * when the variable is unset.
+ */
+function crashHook(): void {
+  const m = /^relay-chunk:(\d+)$/.exec(process.env.FERRY_TEST_CRASH_AT ?? '');
+  if (m && ++persistedChunks === Number(m[1])) process.kill(process.pid, 'SIGKILL');
 }

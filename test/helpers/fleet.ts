@@ -36,7 +36,17 @@ export interface Fleet {
   waitRelease(agent: FleetAgent, stack: string, version: string, state: string, timeoutMs?: number): Promise<{ state: string; code?: string; runningVersion: string | null }>;
 }
 
-export async function fleet(t: TestContext, opts: { agents?: number; bakeMs?: number; driftIntervalMs?: number } = {}): Promise<Fleet> {
+export interface FleetOptions {
+  agents?: number;
+  bakeMs?: number;
+  driftIntervalMs?: number;
+  /** More agent config (YAML, top-level keys) for agent i, e.g. a bankRegistry section. */
+  agentConfig?: (i: number) => string;
+  /** The institution's policy file (YAML) for every agent. */
+  policy?: string;
+}
+
+export async function fleet(t: TestContext, opts: FleetOptions = {}): Promise<Fleet> {
   const th = await startHub(t, { checkpointMs: 3_600_000 });
   const tenant = 'bank-r';
   const root = seededKey('fleet-root');
@@ -54,14 +64,20 @@ export async function fleet(t: TestContext, opts: { agents?: number; bakeMs?: nu
     assert.equal(e.code, 0, e.stderr);
     const id = JSON.parse(e.stdout).agentId as string;
     const configFile = join(stateDir, '..', 'agent.yaml');
-    writeFileSync(configFile, `reconnect:\n  baseMs: 100\n  capMs: 1000\nreconcile:\n  bakeMs: ${opts.bakeMs ?? 1500}\n  driftIntervalMs: ${opts.driftIntervalMs ?? 2000}\n  applyTimeoutMs: 60000\n`);
+    writeFileSync(configFile, `reconnect:\n  baseMs: 100\n  capMs: 1000\nreconcile:\n  bakeMs: ${opts.bakeMs ?? 1500}\n  driftIntervalMs: ${opts.driftIntervalMs ?? 2000}\n  applyTimeoutMs: 60000\n${opts.agentConfig?.(i) ?? ''}`);
+    const policyArgs: string[] = [];
+    if (opts.policy !== undefined) {
+      const policyFile = join(stateDir, '..', 'policy.yaml');
+      writeFileSync(policyFile, opts.policy);
+      policyArgs.push('--policy', policyFile);
+    }
     const a: FleetAgent = {
       id,
       stateDir,
       configFile,
       daemon: undefined as unknown as Daemon,
       start(env = {}) {
-        a.daemon = daemon(t, 'agent', ['run', '--state-dir', stateDir, '--config', configFile], { env });
+        a.daemon = daemon(t, 'agent', ['run', '--state-dir', stateDir, '--config', configFile, ...policyArgs], { env });
         return a.daemon;
       },
       network: (stack, net = 'default') => networkName(agentPrefix(id), stack, net),

@@ -49,7 +49,7 @@ export async function startRegistry(t: TestContext, opts: { name: string; htpass
   const auth = opts.htpasswd ? `auth:\n  htpasswd:\n    realm: ferry-test\n    path: ${join(dir, 'htpasswd')}\n` : '';
   if (opts.htpasswd) writeFileSync(join(dir, 'htpasswd'), opts.htpasswd);
   const config = join(dir, 'config.yml');
-  writeFileSync(config, `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${data}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`);
+  writeFileSync(config, `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${data}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: ferry-test-${port}\n${auth}`);
   let child: ChildProcess | undefined;
   let log = '';
   const reg: TestRegistry = {
@@ -103,6 +103,10 @@ export interface CountingProxy {
   reset(): void;
   /** Bytes per second client -> server (null: no limit). */
   limit: number | null;
+  /** Bytes per second server -> client (null: no limit). */
+  downLimit: number | null;
+  /** Called with the running server -> client count after each chunk. */
+  onDown?: (total: number) => void;
   /** Called with the running client -> server count after each chunk. */
   onUp?: (total: number) => void;
 }
@@ -110,11 +114,12 @@ export interface CountingProxy {
 /** A TCP proxy to `target` on 127.0.0.1 that counts bytes each way and can slow the upstream. */
 export async function countingProxy(t: TestContext, targetPort: number): Promise<CountingProxy> {
   const sockets = new Set<Socket>();
-  const p: CountingProxy = { host: '', port: 0, up: 0, down: 0, limit: null, reset: () => ((p.up = 0), (p.down = 0)) };
+  const p: CountingProxy = { host: '', port: 0, up: 0, down: 0, limit: null, downLimit: null, reset: () => ((p.up = 0), (p.down = 0)) };
   const server = createServer((client) => {
     const upstream = connect(targetPort, '127.0.0.1');
     sockets.add(client).add(upstream);
     const bucket = { at: Date.now(), sent: 0 };
+    const downBucket = { at: Date.now(), sent: 0 };
     client.on('data', (d: Buffer) => {
       p.up += d.length;
       upstream.write(d);
@@ -131,6 +136,15 @@ export async function countingProxy(t: TestContext, targetPort: number): Promise
     upstream.on('data', (d: Buffer) => {
       p.down += d.length;
       client.write(d);
+      p.onDown?.(p.down);
+      if (p.downLimit) {
+        downBucket.sent += d.length;
+        const due = downBucket.at + (downBucket.sent * 1000) / p.downLimit - Date.now();
+        if (due > 5) {
+          upstream.pause();
+          setTimeout(() => upstream.resume(), due);
+        }
+      }
     });
     const end = () => (client.destroy(), upstream.destroy());
     client.on('close', end).on('error', end);
