@@ -8,12 +8,11 @@
 // digest. A destination that fails is dropped from the rest of this copy and
 // reported; the others carry on.
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { FerryError, asFerryError } from '../../shared/errors.js';
 import { parseManifest, sha256Digest, type Descriptor } from '../../shared/oci.js';
 import { withRetry, type RetryOptions, type Throttle } from './pace.js';
 import type { RegistryClient, UploadState } from './registry.js';
-import { pushBlob, spoolBlob, type Fetch, type UploadBook } from './transfer.js';
+import { pushBlob, spoolBlob, type Fetch, type Spool, type UploadBook } from './transfer.js';
 
 export interface Dest {
   client: RegistryClient;
@@ -69,7 +68,7 @@ export interface CopyStats {
 
 export class Copier {
   readonly stats: CopyStats = { fetchedBytes: 0, sentBytes: 0, mountedBlobs: 0, presentBlobs: 0 };
-  private readonly spools = new Map<string, { file: Promise<string>; users: number }>();
+  private readonly spools = new Map<string, { spool: Spool; users: number }>();
   private readonly slots: (() => void)[] = [];
   private active = 0;
 
@@ -150,7 +149,7 @@ export class Copier {
       const need = await this.lacking(live, (d) => withRetry(() => d.client.headBlob(req.name, b.digest, signal), retry).then((s) => s !== null), out);
       for (const d of live.filter((x) => !need.includes(x))) {
         this.remember(d, b.digest, req.name);
-        this.o.book.delete(`${d.client.host} ${req.name} ${b.digest}`);
+        await this.o.book.delete(`${d.client.host} ${req.name} ${b.digest}`);
       }
       if (need.length < live.length) this.stats.presentBlobs++;
       if (!need.length) return void p.done(b.size);
@@ -172,18 +171,22 @@ export class Copier {
         }
       }
       if (!need.length) return void p.done(b.size);
-      const file = await this.spool(req.source, b, p, retry, signal);
+      const spool = this.spool(req.source, b, p, retry, signal);
       try {
-        for (const d of need) {
-          try {
-            const started = upload.get(d);
-            await pushBlob(d.client, req.name, b, file, { book: this.o.book, chunkBytes: this.o.chunkBytes, retry, onBytes: (n) => (this.stats.sentBytes += n), ...(started ? { started } : {}), ...(signal ? { signal } : {}) });
-            this.remember(d, b.digest, req.name);
-          } catch (err) {
-            if (signal?.aborted) throw err;
-            out.fail(d, err);
-          }
-        }
+        await Promise.all(
+          need.map(async (d) => {
+            try {
+              const started = upload.get(d);
+              await pushBlob(d.client, req.name, b, spool, { book: this.o.book, chunkBytes: this.o.chunkBytes, retry, onBytes: (n) => (this.stats.sentBytes += n), ...(started ? { started } : {}), ...(signal ? { signal } : {}) });
+              this.remember(d, b.digest, req.name);
+            } catch (err) {
+              if (signal?.aborted) throw err;
+              out.fail(d, err);
+            }
+          }),
+        );
+        // A source failure (digest, unreachable) fails the image, not a destination.
+        await spool.verified;
       } finally {
         this.unspool(b);
       }
@@ -192,11 +195,11 @@ export class Copier {
     }
   }
 
-  /** The spool file of a blob, fetched once however many copies need it at the same time. */
-  private spool(src: Fetch, b: Descriptor, p: CopyProgress, retry: RetryOptions, signal?: AbortSignal): Promise<string> {
+  /** The spool of a blob, fetched once however many copies need it at the same time. */
+  private spool(src: Fetch, b: Descriptor, p: CopyProgress, retry: RetryOptions, signal?: AbortSignal): Spool {
     let s = this.spools.get(b.digest);
     if (!s) {
-      const file = spoolBlob(src, b, this.o.spoolDir, {
+      const spool = spoolBlob(src, b, this.o.spoolDir, {
         throttle: this.o.throttle,
         retry,
         onBytes: (n) => {
@@ -205,21 +208,24 @@ export class Copier {
         },
         ...(signal ? { signal } : {}),
       });
-      s = { file, users: 0 };
+      s = { spool, users: 0 };
       this.spools.set(b.digest, s);
-      file.catch(() => this.spools.delete(b.digest));
     } else {
-      s.file.then(() => p.done(b.size), () => undefined);
+      s.spool.verified.then(() => p.done(b.size), () => undefined);
     }
     s.users++;
-    return s.file;
+    return s.spool;
   }
 
   private unspool(b: Descriptor): void {
     const s = this.spools.get(b.digest);
     if (!s || --s.users > 0) return;
     this.spools.delete(b.digest);
-    rmSync(join(this.o.spoolDir, `${b.digest.slice('sha256:'.length)}.blob`), { force: true });
+    // Keep a partial download for the next attempt (Range resume); drop a finished or failed one.
+    void s.spool.verified.then(
+      (path) => rmSync(path, { force: true }),
+      () => undefined,
+    );
   }
 
   private remember(d: Dest, digest: string, name: string): void {

@@ -7,12 +7,12 @@
 // flight is sent again. Bytes that do not match their digest never leave the
 // spool.
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { FerryError } from '../../shared/errors.js';
-import { writeFileAtomic } from '../../shared/files.js';
+import { writeFileAtomicAsync } from '../../shared/files.js';
 import type { Descriptor } from '../../shared/oci.js';
 import { backoffDelay, sleep } from '../../shared/sleep.js';
 import { Retryable } from './http.js';
@@ -25,6 +25,8 @@ export const UPLOADS_FILE = 'uploads.json';
 export class UploadBook {
   private readonly file: string;
   private entries: Record<string, UploadState>;
+  private writing: Promise<void> = Promise.resolve();
+  private dirty = false;
 
   constructor(dir: string) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -40,19 +42,28 @@ export class UploadBook {
     return this.entries[key];
   }
 
-  set(key: string, s: UploadState): void {
+  /** Records a session; resolves once it is on disk (fsync), without blocking other transfers meanwhile. */
+  set(key: string, s: UploadState): Promise<void> {
     this.entries[key] = { location: s.location, offset: s.offset };
-    this.save();
+    return this.save();
   }
 
-  delete(key: string): void {
-    if (!(key in this.entries)) return;
+  delete(key: string): Promise<void> {
+    if (!(key in this.entries)) return Promise.resolve();
     delete this.entries[key];
-    this.save();
+    return this.save();
   }
 
-  private save(): void {
-    writeFileAtomic(this.file, JSON.stringify(this.entries) + '\n', 0o600);
+  /** Writes are serialised; one write carries every change made before it starts. */
+  private save(): Promise<void> {
+    this.dirty = true;
+    const run = this.writing.then(async () => {
+      if (!this.dirty) return;
+      this.dirty = false;
+      await writeFileAtomicAsync(this.file, JSON.stringify(this.entries) + '\n', 0o600);
+    });
+    this.writing = run.catch(() => undefined);
+    return run;
   }
 }
 
@@ -63,34 +74,66 @@ export interface Fetch {
 }
 
 /**
- * The verified spool file for `desc`, fetching what is missing from the
- * source. `onBytes` sees every byte read from the source or found in the
- * spool already.
+ * A blob on its way into the spool: uploads read the bytes already written
+ * (`wait`) while the rest arrives, and complete only once `verified`
+ * resolves, i.e. the whole file matched its digest.
  */
-export async function spoolBlob(src: Fetch, desc: Descriptor, dir: string, o: { throttle: Throttle; retry: RetryOptions; onBytes: (n: number) => void; signal?: AbortSignal }): Promise<string> {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const hex = desc.digest.slice('sha256:'.length);
-  const done = join(dir, `${hex}.blob`);
-  if (existsSync(done) && statSync(done).size === desc.size) {
-    o.onBytes(desc.size);
-    return done;
+export class Spool {
+  /** Bytes in the file so far. */
+  have = 0;
+  /** The file's path once its digest matched. */
+  readonly verified: Promise<string>;
+  private waiters: { n: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private failure: unknown;
+
+  constructor(readonly path: string, run: (spool: Spool) => Promise<string>) {
+    this.verified = run(this).then(
+      (p) => (this.grow(Number.MAX_SAFE_INTEGER), p),
+      (err) => {
+        this.failure = err;
+        for (const w of this.waiters.splice(0)) w.reject(err);
+        throw err;
+      },
+    );
+    this.verified.catch(() => undefined); // whoever uses the spool sees the failure
   }
-  const part = join(dir, `${hex}.part`);
-  for (let fresh = false; ; fresh = true) {
-    if (fresh) rmSync(part, { force: true });
-    const resumed = await fetchInto(src, desc, part, o);
-    const digest = `sha256:${resumed.hash.digest('hex')}`;
-    if (digest === desc.digest) break;
-    rmSync(part, { force: true });
-    // A spool torn by a power cut can fail the check; fetch once more from byte 0 before blaming the source.
-    if (resumed.from > 0 && !fresh) continue;
-    throw new FerryError('FERRY_E_REGISTRY_DIGEST', `blob ${desc.digest} from ${src.client.host} has digest ${digest}`);
+
+  /** Resolves once `n` bytes are in the file (rejects if fetching failed). */
+  wait(n: number): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.have >= n) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ n, resolve, reject }));
   }
-  renameSync(part, done);
-  return done;
+
+  grow(have: number): void {
+    this.have = Math.max(this.have, have);
+    this.waiters = this.waiters.filter((w) => (w.n <= this.have ? (w.resolve(), false) : true));
+  }
 }
 
-async function fetchInto(src: Fetch, desc: Descriptor, part: string, o: { throttle: Throttle; retry: RetryOptions; onBytes: (n: number) => void; signal?: AbortSignal }): Promise<{ hash: Hash; from: number }> {
+/**
+ * Fetches `desc` into the spool dir (what a previous run left there is kept
+ * and resumed with a Range request), checking its digest over the whole file.
+ * `onBytes` sees every byte read from the source or found in the spool.
+ * Fetched bytes are not fsync'd: the digest check catches a file torn by a
+ * power cut (then that blob fails once and is fetched anew next time).
+ */
+export function spoolBlob(src: Fetch, desc: Descriptor, dir: string, o: { throttle: Throttle; retry: RetryOptions; onBytes: (n: number) => void; signal?: AbortSignal }): Spool {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const hex = desc.digest.slice('sha256:'.length);
+  const part = join(dir, `${hex}.part`);
+  return new Spool(part, async (spool) => {
+    const resumed = await fetchInto(src, desc, part, spool, o);
+    const digest = `sha256:${resumed.hash.digest('hex')}`;
+    if (digest !== desc.digest) {
+      rmSync(part, { force: true });
+      throw new FerryError('FERRY_E_REGISTRY_DIGEST', `blob ${desc.digest} from ${src.client.host} has digest ${digest}${resumed.from ? ` (resumed at ${resumed.from}; fetched anew next time)` : ''}`);
+    }
+    return part;
+  });
+}
+
+async function fetchInto(src: Fetch, desc: Descriptor, part: string, spool: Spool, o: { throttle: Throttle; retry: RetryOptions; onBytes: (n: number) => void; signal?: AbortSignal }): Promise<{ hash: Hash; from: number }> {
   const hash = createHash('sha256');
   let have = existsSync(part) ? statSync(part).size : 0;
   if (have > desc.size) {
@@ -100,6 +143,7 @@ async function fetchInto(src: Fetch, desc: Descriptor, part: string, o: { thrott
   if (have > 0) {
     await pipeline(createReadStream(part, { end: have - 1 }), new Writable({ write: (c: Buffer, _e, cb) => (hash.update(c), cb()) }));
     o.onBytes(have);
+    spool.grow(have);
   }
   const from = have;
   const fd = openSync(part, 'a', 0o600);
@@ -123,6 +167,7 @@ async function fetchInto(src: Fetch, desc: Descriptor, part: string, o: { thrott
               writeSync(fd, c);
               have += c.length;
               o.onBytes(c.length);
+              spool.grow(have);
               cb();
             },
           }),
@@ -133,7 +178,6 @@ async function fetchInto(src: Fetch, desc: Descriptor, part: string, o: { thrott
       }
       if (have < desc.size) throw new Retryable(new FerryError('FERRY_E_REGISTRY_UNREACHABLE', `${src.client.host}: blob ${desc.digest} ended at ${have} of ${desc.size} bytes`));
     }, o.retry);
-    fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
@@ -141,16 +185,19 @@ async function fetchInto(src: Fetch, desc: Descriptor, part: string, o: { thrott
 }
 
 /**
- * Uploads a verified spool file to `dest` as `name@digest`, resuming a
- * session recorded in `book`. `onBytes` sees every byte sent.
+ * Uploads a spooled blob to `dest` as `name@digest`, chunk by chunk as the
+ * bytes arrive, resuming a session recorded in `book`; the upload is
+ * completed only after the spool's digest matched, and cancelled when it did
+ * not, so other bytes never become a blob in the bank. `onBytes` sees every
+ * byte sent.
  */
-export async function pushBlob(dest: RegistryClient, name: string, desc: Descriptor, file: string, o: { book: UploadBook; chunkBytes: number; retry: RetryOptions; onBytes: (n: number) => void; started?: UploadState; signal?: AbortSignal }): Promise<void> {
+export async function pushBlob(dest: RegistryClient, name: string, desc: Descriptor, spool: Spool, o: { book: UploadBook; chunkBytes: number; retry: RetryOptions; onBytes: (n: number) => void; started?: UploadState; signal?: AbortSignal }): Promise<void> {
   const key = `${dest.host} ${name} ${desc.digest}`;
   const recorded = o.book.get(key);
   let up: UploadState | null = null;
   if (recorded) up = await withRetry(() => dest.uploadStatus(name, recorded.location, o.signal), o.retry).catch(() => null);
   up ??= o.started ?? (await withRetry(() => dest.startUpload(name, o.signal), o.retry));
-  o.book.set(key, up);
+  await o.book.set(key, up);
   let failures = 0;
   const again = async (err: FerryError): Promise<UploadState> => {
     if (++failures >= o.retry.attempts) throw err;
@@ -159,16 +206,22 @@ export async function pushBlob(dest: RegistryClient, name: string, desc: Descrip
     const now = await withRetry(() => dest.uploadStatus(name, up!.location, o.signal), o.retry).catch(() => null);
     return now ?? (await withRetry(() => dest.startUpload(name, o.signal), o.retry));
   };
+  const cancel = async (err: unknown) => {
+    await dest.cancelUpload(name, up!.location);
+    await o.book.delete(key);
+    throw err;
+  };
   while (up.offset < desc.size) {
     const start = up.offset;
     const length = Math.min(o.chunkBytes, desc.size - start);
+    await spool.wait(start + length).catch(cancel);
     let next: UploadState | { mismatch: true };
     try {
-      next = await dest.patch(name, up, length, () => createReadStream(file, { start, end: start + length - 1 }), o.signal);
+      next = await dest.patch(name, up, length, () => createReadStream(spool.path, { start, end: start + length - 1 }), o.signal);
     } catch (err) {
       if (!(err instanceof Retryable) || o.signal?.aborted) throw err;
       up = await again(err.error);
-      o.book.set(key, up);
+      await o.book.set(key, up);
       continue;
     }
     if ('mismatch' in next) {
@@ -177,12 +230,13 @@ export async function pushBlob(dest: RegistryClient, name: string, desc: Descrip
       o.onBytes(Math.max(0, next.offset - start));
       up = next;
     }
-    o.book.set(key, up);
+    await o.book.set(key, up);
     crashHook();
   }
+  await spool.verified.catch(cancel);
   const final = up;
   await withRetry(() => dest.finishUpload(name, final, desc.digest, o.signal), o.retry);
-  o.book.delete(key);
+  await o.book.delete(key);
 }
 
 let persistedChunks = 0;

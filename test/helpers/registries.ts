@@ -109,12 +109,14 @@ export interface CountingProxy {
   onDown?: (total: number) => void;
   /** Called with the running client -> server count after each chunk. */
   onUp?: (total: number) => void;
+  /** When client -> server bytes last passed (ms since the epoch; 0: never). */
+  lastUpAt: number;
 }
 
 /** A TCP proxy to `target` on 127.0.0.1 that counts bytes each way and can slow the upstream. */
 export async function countingProxy(t: TestContext, targetPort: number): Promise<CountingProxy> {
   const sockets = new Set<Socket>();
-  const p: CountingProxy = { host: '', port: 0, up: 0, down: 0, limit: null, downLimit: null, reset: () => ((p.up = 0), (p.down = 0)) };
+  const p: CountingProxy = { host: '', port: 0, up: 0, down: 0, limit: null, downLimit: null, lastUpAt: 0, reset: () => ((p.up = 0), (p.down = 0)) };
   const server = createServer((client) => {
     const upstream = connect(targetPort, '127.0.0.1');
     sockets.add(client).add(upstream);
@@ -122,6 +124,7 @@ export async function countingProxy(t: TestContext, targetPort: number): Promise
     const downBucket = { at: Date.now(), sent: 0 };
     client.on('data', (d: Buffer) => {
       p.up += d.length;
+      p.lastUpAt = Date.now();
       upstream.write(d);
       p.onUp?.(p.up);
       if (p.limit) {
@@ -146,9 +149,10 @@ export async function countingProxy(t: TestContext, targetPort: number): Promise
         }
       }
     });
-    const end = () => (client.destroy(), upstream.destroy());
-    client.on('close', end).on('error', end);
-    upstream.on('close', end).on('error', end);
+    // A side that finishes lets the other flush what it still holds, then finish too; an error cuts both.
+    const cut = () => (client.destroy(), upstream.destroy());
+    client.on('end', () => upstream.end()).on('error', cut).on('close', () => upstream.end());
+    upstream.on('end', () => client.end()).on('error', cut).on('close', () => client.end());
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   p.port = (server.address() as { port: number }).port;
