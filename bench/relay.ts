@@ -36,10 +36,10 @@ function tmp(prefix: string): string {
   return d;
 }
 
-function relayConfig(dir: string, bankUrl: string, vendorHost: string, chunkKb = CHUNK_KB) {
+function relayConfig(dir: string, bankUrl: string, vendorHost: string, chunkKb = CHUNK_KB, parallel = 4) {
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'agent.yaml');
-  writeFileSync(file, `bankRegistry:\n  primary:\n    url: ${bankUrl}\n  prefix: vendor/acme\n  source: direct\n  chunkKb: ${chunkKb}\n  parallel: 4\n`);
+  writeFileSync(file, `bankRegistry:\n  primary:\n    url: ${bankUrl}\n  prefix: vendor/acme\n  source: direct\n  chunkKb: ${chunkKb}\n  parallel: ${parallel}\n`);
   const cfg = loadAgentConfig({ stateDir: join(dir, 'state'), configFile: file });
   const sources = relaySource({ cfg, policy: parsePolicy(`directRegistries: ["${vendorHost}"]\n`, 'bench'), hubUrl: 'http://127.0.0.1:1', agentId: 'agt_bench', key: generateKeyPair() });
   const relay = new Relay({ bank: cfg.bankRegistry!, stateDir: cfg.stateDir, log: silentLogger(), source: sources.source });
@@ -60,8 +60,8 @@ const rel = (version: string, ref: string) => releaseDoc('bench', version, {}, {
 
 /** Child mode: one relay copy in its own process, so the parent can kill -9 it. */
 async function child(): Promise<void> {
-  const [dir, bankUrl, vendorHost, ref, chunkKb] = process.argv.slice(3) as [string, string, string, string, string];
-  const r = relayConfig(dir, bankUrl, vendorHost, Number(chunkKb));
+  const [dir, bankUrl, vendorHost, ref, chunkKb, parallel] = process.argv.slice(3) as [string, string, string, string, string, string];
+  const r = relayConfig(dir, bankUrl, vendorHost, Number(chunkKb), Number(parallel));
   await r.relay.ensure([rel('9.0.0', ref)]);
   r.close();
 }
@@ -135,31 +135,45 @@ async function main(): Promise<void> {
     await bank.stop();
   }
 
-  // 3. kill -9 mid-layer: while fetching (killed by the parent on the source's byte count), then while uploading (after the 10th chunk).
-  const bank = await startRegistry(ctx, { name: 'bench-kill' });
-  const src = await countingProxy(ctx, vendor.port);
-  const dst = await countingProxy(ctx, bank.port);
-  src.downLimit = 100 * MB;
-  const dir = tmp('ferry-bench-kill-');
-  const args = [dir, `http://${dst.host}`, src.host, ref1.replace(vendor.host, src.host), String(CHUNK_KB)];
-  const first = runChild(args);
-  let killed = false;
-  src.onDown = (n) => {
-    if (!killed && n > full1 / 2) {
+  // 3. kill -9 mid-layer. (a) While fetching, between two upload chunks (the bank quiet for 5 ms, mid-chunk of the
+  // source); (b) right after an upload chunk was stored (FERRY_TEST_CRASH_AT=relay-chunk:3); then a clean finish.
+  // (c) Separately, at an arbitrary moment of an upload (mid-chunk): what Debian's registry costs when it voids
+  // the cut session.
+  const kill = async (mode: 'between' | 'mid-chunk') => {
+    const bank = await startRegistry(ctx, { name: `bench-kill-${mode}` });
+    const src = await countingProxy(ctx, vendor.port);
+    const dst = await countingProxy(ctx, bank.port);
+    const dir = tmp('ferry-bench-kill-');
+    // One blob at a time: with several uploads in flight, any kill cuts some of them mid-chunk.
+    const args = [dir, `http://${dst.host}`, src.host, ref1.replace(vendor.host, src.host), String(CHUNK_KB), '1'];
+    src.downLimit = 50 * MB;
+    const chunk = CHUNK_KB * 1024;
+    const first = runChild(args);
+    let killed = false;
+    const trigger = (n: number) => {
+      if (killed || n < full1 / 2) return;
+      if (mode === 'between' && !(n % chunk > chunk * 0.2 && n % chunk < chunk * 0.8 && Date.now() - dst.lastUpAt > 5)) return;
+      if (mode === 'mid-chunk' && Date.now() - dst.lastUpAt > 1) return;
       killed = true;
       first.kill();
-    }
+    };
+    src.onDown = trigger;
+    dst.onUp = () => trigger(src.down);
+    const exits = [await first.done];
+    src.downLimit = null;
+    if (mode === 'between') exits.push(await runChild(args, { FERRY_TEST_CRASH_AT: 'relay-chunk:3' }).done);
+    exits.push(await runChild(args).done);
+    await bank.stop();
+    return { exits, fetchedAgain: src.down - full1, sentAgain: dst.up - full1 };
   };
-  const s1 = await first.done;
-  src.downLimit = null;
-  const s2 = await runChild(args, { FERRY_TEST_CRASH_AT: 'relay-chunk:10' }).done;
-  const s3 = await runChild(args).done;
+  const between = await kill('between');
+  const midChunk = await kill('mid-chunk');
   const result = {
     machine: { cpus: (await import('node:os')).cpus().length, node: process.version, skopeo: skopeoVersion },
     image: { layers, bytes: full1 },
     throughput: { runs: rows, relayMiBps: relayMbps, skopeoMiBps: skopeoMbps, ratio: relayMbps / skopeoMbps },
     nextVersion: { bytes: full2, relayMoved: moved.relay, skopeoMoved: moved.skopeo, relayShare: moved.relay! / full2 },
-    killResume: { exits: [s1, s2, s3], fetchedAgain: src.down - full1, sentAgain: dst.up - full1, chunkBytes: CHUNK_KB * 1024 },
+    killResume: { chunkBytes: CHUNK_KB * 1024, between, midChunk },
   };
   mkdirSync('bench/out', { recursive: true });
   writeFileSync(join('bench/out', `relay-${Date.now()}.json`), JSON.stringify(result, null, 2));
@@ -168,7 +182,8 @@ async function main(): Promise<void> {
       `image: ${layers} layers, ${(full1 / 1e6).toFixed(0)} MB; ${skopeoVersion}`,
       `throughput (median of ${runs}): relay ${relayMbps.toFixed(1)} MiB/s, skopeo copy --all ${skopeoMbps.toFixed(1)} MiB/s: ${(relayMbps / skopeoMbps).toFixed(2)}x`,
       `next version (90% shared): relay moved ${(moved.relay! / 1e6).toFixed(1)} MB = ${((100 * moved.relay!) / full2).toFixed(1)}% of ${(full2 / 1e6).toFixed(0)} MB; skopeo moved ${(moved.skopeo! / 1e6).toFixed(1)} MB`,
-      `kill -9 (${s1}, ${s2}, ${s3}): fetched again ${src.down - full1} bytes, sent again ${dst.up - full1} bytes (chunk ${CHUNK_KB * 1024})`,
+      `kill -9 between upload chunks (${between.exits.join(', ')}): fetched again ${between.fetchedAgain} bytes, sent again ${between.sentAgain} bytes (chunk ${CHUNK_KB * 1024})`,
+      `kill -9 mid upload chunk (${midChunk.exits.join(', ')}): fetched again ${midChunk.fetchedAgain} bytes, sent again ${midChunk.sentAgain} bytes (the registry voids a cut session)`,
     ].join('\n') + '\n',
   );
 }

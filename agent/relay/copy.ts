@@ -7,7 +7,7 @@
 // checked against its digest before it is stored; the human tag after the
 // digest. A destination that fails is dropped from the rest of this copy and
 // reported; the others carry on.
-import { rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { FerryError, asFerryError } from '../../shared/errors.js';
 import { parseManifest, sha256Digest, type Descriptor } from '../../shared/oci.js';
 import { withRetry, type RetryOptions, type Throttle } from './pace.js';
@@ -223,7 +223,7 @@ export class Copier {
     this.spools.delete(b.digest);
     // Keep a partial download for the next attempt (Range resume); drop a finished or failed one.
     void s.spool.verified.then(
-      (path) => rmSync(path, { force: true }),
+      (path) => rm(path, { force: true }),
       () => undefined,
     );
   }

@@ -48,6 +48,11 @@ export class Throttle {
 
   constructor(private readonly bytesPerSecond: number | null, private readonly now: () => number = Date.now) {}
 
+  /** Whether there is a cap at all (without one, streams are not paced). */
+  get limited(): boolean {
+    return !!this.bytesPerSecond;
+  }
+
   /** Waits until `n` more bytes may pass. */
   async take(n: number, signal?: AbortSignal): Promise<void> {
     if (!this.bytesPerSecond) return;

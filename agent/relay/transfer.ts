@@ -7,7 +7,8 @@
 // flight is sent again. Bytes that do not match their digest never leave the
 // spool.
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
@@ -146,7 +147,8 @@ async function fetchInto(src: Fetch, desc: Descriptor, part: string, spool: Spoo
     spool.grow(have);
   }
   const from = have;
-  const fd = openSync(part, 'a', 0o600);
+  // Writes go through libuv's pool, so the event loop keeps every other transfer moving.
+  const fh = await open(part, 'a', 0o600);
   try {
     await withRetry(async () => {
       if (have >= desc.size) return;
@@ -158,17 +160,17 @@ async function fetchInto(src: Fetch, desc: Descriptor, part: string, spool: Spoo
       if (start === 0 && have > 0) throw new FerryError('FERRY_E_REGISTRY_FAILED', `${src.client.host} ignored the Range request for blob ${desc.digest}`);
       try {
         await pipeline(
-          stream,
-          o.throttle.stream(o.signal),
+          o.throttle.limited ? stream.pipe(o.throttle.stream(o.signal)) : stream,
           new Writable({
             write(c: Buffer, _e, cb) {
               if (have + c.length > desc.size) return cb(new FerryError('FERRY_E_REGISTRY_DIGEST', `blob ${desc.digest} from ${src.client.host} is longer than its manifest says (${desc.size} bytes)`));
               hash.update(c);
-              writeSync(fd, c);
-              have += c.length;
-              o.onBytes(c.length);
-              spool.grow(have);
-              cb();
+              fh.write(c).then(() => {
+                have += c.length;
+                o.onBytes(c.length);
+                spool.grow(have);
+                cb();
+              }, cb);
             },
           }),
         );
@@ -179,7 +181,7 @@ async function fetchInto(src: Fetch, desc: Descriptor, part: string, spool: Spoo
       if (have < desc.size) throw new Retryable(new FerryError('FERRY_E_REGISTRY_UNREACHABLE', `${src.client.host}: blob ${desc.digest} ended at ${have} of ${desc.size} bytes`));
     }, o.retry);
   } finally {
-    closeSync(fd);
+    await fh.close();
   }
   return { hash, from };
 }
@@ -217,7 +219,7 @@ export async function pushBlob(dest: RegistryClient, name: string, desc: Descrip
     await spool.wait(start + length).catch(cancel);
     let next: UploadState | { mismatch: true };
     try {
-      next = await dest.patch(name, up, length, () => createReadStream(spool.path, { start, end: start + length - 1 }), o.signal);
+      next = await dest.patch(name, up, length, () => createReadStream(spool.path, { start, end: start + length - 1, highWaterMark: 1 << 20 }), o.signal);
     } catch (err) {
       if (!(err instanceof Retryable) || o.signal?.aborted) throw err;
       up = await again(err.error);

@@ -4,7 +4,7 @@
 // hash staying the pinned image's whichever registry an image runs from.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadAgentConfig } from '../../agent/config.js';
@@ -88,8 +88,9 @@ test('images are named under the prefix by their repository, and tagged <stack>-
   assert.equal(releaseTag('payments', '2.4.0-rc.1+build.7'), 'payments-2.4.0-rc.1_build.7');
 });
 
-test('the bank registry config: defaults, units, and refusals by name', () => {
+test('the bank registry config: defaults, units, and refusals by name', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-cfg-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const load = (yaml: string) => {
     writeFileSync(join(dir, 'a.yaml'), yaml);
     return loadAgentConfig({ stateDir: dir, configFile: join(dir, 'a.yaml') }, {});
