@@ -8,7 +8,7 @@ import { encodePublicKey } from '../../shared/keys.js';
 import { canonicalJson, type Directive } from '../../shared/release.js';
 import { rootFingerprint } from '../../shared/trust.js';
 import { NO_POLICY, parsePolicy } from '../../agent/policy.js';
-import { EMPTY_STATE, verifyBundle, type Bundle, type Facts, type TrustState } from '../../agent/verify.js';
+import { EMPTY_STATE, verifyBundle, verifyPrestage, type Bundle, type Facts, type TrustState } from '../../agent/verify.js';
 import { IMAGE, releaseDoc, rootDoc, seededKey, service, signed } from '../helpers/signing.js';
 
 const L = (1n << 252n) + 27742317777372353535851937790883648493n;
@@ -237,4 +237,14 @@ test('a directive naming a release it does not carry, or carrying another', () =
   refused('FERRY_E_DIRECTIVE_RELEASE', () => accept(EMPTY_STATE, bundle(d, [other])));
   refused('FERRY_E_ROOT_MISSING', () => accept(EMPTY_STATE, bundle(d, [rel()], [])));
   refused('FERRY_E_ENVELOPE_INVALID', () => accept(EMPTY_STATE, { directive: { payloadType: 1 }, releases: [], roots: [root1] }));
+});
+
+test('pre-staging verifies releases as a directive\'s are (threshold, floor, policy) and changes no state', () => {
+  const ok = verifyPrestage(EMPTY_STATE, [rel()], [root1], facts());
+  assert.deepEqual(ok.map((a) => `${a.release.stack}@${a.release.version}`), ['payments@1.0.0']);
+  refused('FERRY_E_SIG_THRESHOLD', () => verifyPrestage(EMPTY_STATE, [rel('1.0.0', {}, [m1])], [root1], facts()));
+  refused('FERRY_E_ROOT_MISSING', () => verifyPrestage(EMPTY_STATE, [rel()], [], facts()));
+  const floored = accept(EMPTY_STATE, bundle(directive({}, [rel('2.0.0', { floor: '2.0.0' })]), [rel('2.0.0', { floor: '2.0.0' })])).state;
+  refused('FERRY_E_RELEASE_FLOOR', () => verifyPrestage(floored, [rel('1.5.0')], [], facts()));
+  refused('FERRY_E_POLICY_REGISTRY', () => verifyPrestage(EMPTY_STATE, [rel()], [root1], facts({ policy: parsePolicy('registries: ["registry.bank-a.internal"]\n', 'p') })));
 });
