@@ -6,7 +6,8 @@
 // (after MAX_VIOLATIONS in VIOLATION_WINDOW_MS, as the hub drops agents) and
 // the next attempt backs off as after a failure. The agent never listens on
 // any socket.
-import { sleep } from '../shared/sleep.js';
+import { backoffDelay, sleep } from '../shared/sleep.js';
+export { backoffDelay } from '../shared/sleep.js';
 import { EventEmitter } from 'node:events';
 import { hostname, platform, release, arch, cpus, totalmem } from 'node:os';
 import WebSocket from 'ws';
@@ -54,12 +55,6 @@ export function frameError(err: Error & { code?: string }): FerryError | null {
   if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') return new FerryError('FERRY_E_PROTOCOL_TOO_LARGE', `the hub sent a frame over the ${MAX_PAYLOAD}-byte limit (${err.message})`);
   if (err.code?.startsWith('WS_ERR_')) return new FerryError('FERRY_E_PROTOCOL_MALFORMED', `the hub sent an invalid WebSocket frame (${err.code}: ${err.message})`);
   return null;
-}
-
-/** Full-jitter exponential backoff (AWS architecture blog): uniform in [0, min(cap, base * 2^attempt)). */
-export function backoffDelay(attempt: number, baseMs: number, capMs: number, random: () => number = Math.random): number {
-  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 30));
-  return Math.floor(random() * ceiling);
 }
 
 export function hostFacts(): HostFacts {

@@ -22,6 +22,8 @@ const HHMM = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'HH:MM (UTC)');
 const PolicyFile = z.strictObject({
   /** Allowed registries (host[:port]); absent = any registry. Images are always by digest. */
   registries: z.array(z.string().min(1).max(255)).max(64).optional(),
+  /** Registries the agent may fetch images from directly for the relay (bankRegistry.source: direct); absent: none, images come through the hub. */
+  directRegistries: z.array(z.string().min(1).max(255)).max(64).optional(),
   cosigners: z
     .strictObject({
       threshold: z.number().int().min(1).max(32),
@@ -46,6 +48,7 @@ export type PolicyFile = z.infer<typeof PolicyFile>;
 export interface Policy {
   readonly source: string | null;
   readonly registries: readonly string[] | null;
+  readonly directRegistries: readonly string[];
   readonly cosigners: { threshold: number; keys: ReadonlyMap<string, Uint8Array> } | null;
   readonly allow: readonly string[] | null;
   readonly deny: readonly string[];
@@ -55,7 +58,17 @@ export interface Policy {
   readonly files: PolicyFiles;
 }
 
-export const NO_POLICY: Policy = Object.freeze({ source: null, registries: null, cosigners: null, allow: null, deny: [], windows: [], containers: DEFAULT_LIMITS, files: { secret: new Map(), config: new Map() } });
+export const NO_POLICY: Policy = Object.freeze({
+  source: null,
+  registries: null,
+  directRegistries: [],
+  cosigners: null,
+  allow: null,
+  deny: [],
+  windows: [],
+  containers: DEFAULT_LIMITS,
+  files: { secret: new Map(), config: new Map() },
+});
 
 export function parsePolicy(text: string, source: string): Policy {
   const lines = new LineCounter();
@@ -97,6 +110,7 @@ export function parsePolicy(text: string, source: string): Policy {
   return Object.freeze({
     source,
     registries: p.registries ?? null,
+    directRegistries: p.directRegistries ?? [],
     cosigners,
     allow: p.operations?.allow ?? null,
     deny: p.operations?.deny ?? [],

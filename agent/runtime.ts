@@ -5,7 +5,8 @@ import { payloadBytes, payloadDigest } from '../shared/dsse.js';
 import { asFerryError } from '../shared/errors.js';
 import type { KeyPair } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
-import type { AgentAlarm, AgentMessage, HubMessage } from '../shared/protocol.js';
+import type { AgentAlarm, AgentMessage, HubMessage, ImageRelay, PrestageMessage } from '../shared/protocol.js';
+import { sleep } from '../shared/sleep.js';
 import { parseRelease } from '../shared/release.js';
 import { Acceptor } from './acceptor.js';
 import type { AgentConfig } from './config.js';
@@ -20,7 +21,9 @@ import { Journal } from './reconcile/journal.js';
 import { fileProvider } from './secrets.js';
 import type { Identity } from './state.js';
 import { readAlarms, type Desired, type Refusal } from './trust-store.js';
-import { currentRoot } from './verify.js';
+import { currentRoot, verifyPrestage } from './verify.js';
+import { Relay } from './relay/relay.js';
+import { relaySource } from './relay/source.js';
 import { Witness } from './witness.js';
 
 /** The accepted releases as reconciler targets. */
@@ -32,9 +35,13 @@ export function targetsOf(desired: Desired | null): Target[] {
   });
 }
 
+/** Engine pull credentials by registry host: the bank's registries first, then `registries`. */
 export function registryAuth(cfg: AgentConfig) {
+  const bank = cfg.bankRegistry ? [cfg.bankRegistry.primary, ...cfg.bankRegistry.standbys] : [];
   return (image: string) => {
     const host = image.split('/')[0]!;
+    const b = bank.find((e) => e.host === host);
+    if (b) return b.username !== undefined ? { username: b.username, password: b.password ?? '' } : undefined;
     return cfg.registries[host];
   };
 }
@@ -52,6 +59,7 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
   const onRefusal = (r: Refusal) => void (r.alarm ? reconciler.report() : undefined);
   const clock = { maxSkewMs: cfg.maxClockSkewMs, hubClockOffsetMs: () => conn.hubClockOffsetMs };
   const acceptor = new Acceptor({ stateDir: cfg.stateDir, agentId: identity.agentId, tenant: identity.tenant, policy, log, send, onRefusal, ...clock });
+  const relay = cfg.bankRegistry ? startRelay({ cfg, identity, key, policy, log: log.child({ component: 'relay' }), send }) : null;
   witness = new Witness({ stateDir: cfg.stateDir, tenant: identity.tenant, key, log, root: () => currentRoot(acceptor.current.state), send, onRefusal, ...clock });
   const reconciler: Reconciler = new Reconciler({
     engine,
@@ -67,13 +75,21 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
       const alarms = activeAlarms(cfg.stateDir);
       send({ type: 'status', releases, services, ...(drift.length ? { drift: drift.slice(0, 100).map((d) => d.slice(0, 512)) } : {}), ...(alarms.length ? { alarms } : {}) });
     },
+    ...(relay ? { prepare: (targets: Target[], sig: AbortSignal) => relay.relay.ensure(targets.map((t) => t.release), sig) } : {}),
   });
   const apply = () => {
     const d = acceptor.current.desired;
-    reconciler.apply(d?.seq ?? 0, targetsOf(d), signal).catch((err) => log.error({ err: asFerryError(err).message }, 'apply stopped'));
+    const targets = targetsOf(d);
+    reconciler
+      .apply(d?.seq ?? 0, targets, signal)
+      .then(() => relay?.relay.retain([...targets, ...reconciler.running].map((t) => t.release), signal))
+      .catch((err) => log.error({ err: asFerryError(err).message }, 'apply stopped'));
   };
   acceptor.on('accepted', apply);
-  conn.on('welcome', () => void reconciler.report());
+  conn.on('welcome', () => {
+    void reconciler.report();
+    relay?.report();
+  });
   conn.on('message', (msg: HubMessage) => {
     switch (msg.type) {
       case 'directive':
@@ -90,6 +106,8 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
             const e = asFerryError(err);
             send({ type: 'plan', id: msg.id, steps: [], waiting: [], error: { code: e.code, message: e.message.slice(0, 2048) } });
           });
+      case 'prestage':
+        return void prestage(msg);
       case 'welcome':
       case 'error':
         return; // handled by the connection
@@ -100,17 +118,34 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
     }
   });
 
+  /** Copies the images of releases a rollout will bring, verified as a directive's releases are; runs nothing. */
+  const prestage = async (msg: PrestageMessage) => {
+    if (!relay) return log.info({ rollout: msg.rollout }, 'prestage ignored: no bankRegistry configured');
+    try {
+      const releases = verifyPrestage(acceptor.current.state, msg.releases, msg.roots, { agentId: identity.agentId, tenant: identity.tenant, now: Date.now(), policy }).map((a) => a.release);
+      log.info({ rollout: msg.rollout, releases: releases.map((r) => `${r.stack}@${r.version}`) }, 'pre-staging images');
+      await relay.relay.ensure(releases, signal);
+    } catch (err) {
+      const e = asFerryError(err);
+      log.warn({ rollout: msg.rollout, code: e.code, detail: e.detail }, 'pre-staging failed; the release copies again when deployed');
+      send({ type: 'error', code: e.code, message: `prestage: ${e.message}`.slice(0, 2048) });
+    }
+  };
+
   // At start: converge to what was accepted; an apply interrupted by a crash resumes here.
   const interrupted = Journal.interrupted(cfg.stateDir);
   if (interrupted) log.warn({ seq: interrupted.seq }, 'resuming an apply interrupted by a restart');
   apply();
   const drift = watchDrift(engine, identity.agentId, reconciler, cfg.reconcile.driftIntervalMs, log, signal);
+  const catchUp = relay ? relay.catchUpLoop(signal) : Promise.resolve();
   try {
     await conn.run(signal);
   } finally {
     inner.abort();
     await drift;
+    await catchUp;
     reconciler.close();
+    relay?.close();
   }
 }
 
@@ -125,6 +160,29 @@ export function activeAlarms(stateDir: string): AgentAlarm[] {
     .filter((a) => !a.acknowledged && !seen.has(`${a.code}\n${a.message}`) && seen.add(`${a.code}\n${a.message}`))
     .slice(-20)
     .map((a) => ({ at: a.at.slice(0, 32), code: a.code.slice(0, 64), message: a.message.slice(0, 2048), ...(a.kind ? { kind: a.kind } : {}) }));
+}
+
+/** The relay with its sources, its progress reports to the hub, and its standby catch-up loop. */
+function startRelay(o: { cfg: AgentConfig; identity: Identity; key: KeyPair; policy: Policy; log: Logger; send: (m: AgentMessage) => boolean }) {
+  const bank = o.cfg.bankRegistry!;
+  const sources = relaySource({ cfg: o.cfg, policy: o.policy, hubUrl: o.identity.hubUrl, agentId: o.identity.agentId, key: o.key });
+  const report = (images: ImageRelay[]) => void o.send({ type: 'relay', images: images.slice(-512) });
+  const relay = new Relay({ bank, stateDir: o.cfg.stateDir, log: o.log, source: sources.source, onChange: report });
+  return {
+    relay,
+    report: () => report(relay.images()),
+    async catchUpLoop(signal: AbortSignal) {
+      while (!signal.aborted) {
+        await sleep(bank.catchUpMs, signal);
+        if (signal.aborted) break;
+        await relay.catchUp(signal).catch((err) => o.log.warn({ err: asFerryError(err).message }, 'standby catch-up pass failed'));
+      }
+    },
+    close() {
+      relay.close();
+      sources.close();
+    },
+  };
 }
 
 /** Engine events (debounced) and a periodic pass trigger drift repair. */

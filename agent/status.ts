@@ -14,6 +14,8 @@ import { describeLimits } from './policy-review.js';
 import { loadTrust, readAlarms, readRefusals, type Alarm, type Refusal } from './trust-store.js';
 import { currentRoot } from './verify.js';
 import { validSigners } from '../shared/dsse.js';
+import type { ImageRelay } from '../shared/protocol.js';
+import { readRelayImages } from './relay/relay.js';
 import { trustedKeys } from '../shared/trust.js';
 
 export interface TrustStatus {
@@ -47,6 +49,8 @@ export interface TrustStatus {
   alarms: Alarm[];
   /** What the reconciler last recorded per stack: applying, applied, rolled back (and what runs). */
   applied: { stack: string; version: string; state: string; code?: string; runningVersion: string | null; since: string }[];
+  /** Images the relay placed (or is placing) in the bank's registry. */
+  relay: ImageRelay[];
 }
 
 function readApplied(stateDir: string): TrustStatus['applied'] {
@@ -94,6 +98,7 @@ export function describeTrust(stateDir: string, policy: Policy): TrustStatus {
     refusals: readRefusals(stateDir, 5),
     alarms: readAlarms(stateDir),
     applied: readApplied(stateDir),
+    relay: readRelayImages(stateDir),
   };
 }
 
@@ -127,6 +132,17 @@ export function formatTrust(t: TrustStatus): string {
   // what a container may be applies with or without a policy file (the defaults are strict)
   describeLimits(p.containers).forEach(([, text], i) => out.push(`${i ? '            ' : '  containers'} ${text}`));
   for (const a of t.applied) out.push(`running      ${a.stack}@${a.runningVersion ?? '-'} (${a.version} ${a.state}${a.code ? `: ${a.code}` : ''}, since ${a.since})`);
+  for (const i of t.relay) out.push(formatImage(i));
   for (const r of t.refusals) out.push(`refused      ${r.at} ${r.kind ?? (r.seq === null ? 'roots' : 'directive')}${r.seq !== null ? ` seq ${r.seq}` : ''} ${r.code}`);
   return out.join('\n') + '\n';
+}
+
+const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+
+/** One image of the relay: where it goes, how far, and per registry when one is behind. */
+export function formatImage(i: ImageRelay): string {
+  const short = (ref: string) => ref.replace(/@sha256:([0-9a-f]{12})[0-9a-f]{52}$/, '@sha256:$1…');
+  const speed = i.state === 'copying' && i.bytesPerSecond ? `, ${mb(i.bytesPerSecond)}/s` : '';
+  const regs = i.registries.filter((r) => r.state !== 'present').map((r) => `${r.registry} ${r.state}${r.code ? ` ${r.code}` : ''}`);
+  return `image        ${short(i.target)} ${i.state}${i.code ? ` ${i.code}` : ''} (${mb(i.bytesDone)} of ${mb(i.bytesTotal)}${speed})${regs.length ? `; ${regs.join(', ')}` : ''}`;
 }

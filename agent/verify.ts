@@ -244,3 +244,27 @@ export function span(ms: number): string {
 }
 
 const signedSpan = (ms: number) => `${ms >= 0 ? '+' : '-'}${span(ms)}`;
+
+/**
+ * Pre-staging: releases sent ahead of a rollout, checked as a directive's
+ * releases are (size, shape, release-role threshold against the root this
+ * agent holds, version floor, registries and co-signers of the local policy)
+ * but not adopted: no state changes, nothing runs. The roots sent along are
+ * only used to follow a rotation the agent has not seen yet.
+ */
+export function verifyPrestage(state: TrustState, releases: unknown[], roots: unknown[], facts: Facts): AcceptedRelease[] {
+  if (!Array.isArray(releases) || releases.length > MAX_RELEASES) throw new FerryError('FERRY_E_ENVELOPE_INVALID', `at most ${MAX_RELEASES} releases`);
+  for (const e of releases) if (JSON.stringify(e ?? null).length > MAX_ENVELOPE_BYTES) throw new FerryError('FERRY_E_ENVELOPE_INVALID', 'envelope over 1 MiB');
+  const { state: rooted, root } = acceptRoots(state, roots, facts.tenant);
+  if (!root) throw new FerryError('FERRY_E_ROOT_MISSING', 'this agent holds no trust root and none was sent');
+  const keys = trustedKeys(root, 'release');
+  return releases.map((raw) => {
+    const env = decodeEnvelope(raw);
+    const v = verifyEnvelope(env, PAYLOAD_TYPES.release, keys, 'release');
+    const release = parseRelease(v.payload);
+    const floor = rooted.floors[release.stack];
+    if (floor && semver.lt(release.version, floor)) throw new FerryError('FERRY_E_RELEASE_FLOOR', `${release.stack}@${release.version} is below floor ${floor}`);
+    checkRelease(facts.policy, release, (k) => countCosigners(env, k));
+    return { release, envelope: env, digest: payloadDigest(env), signers: v.signers };
+  });
+}

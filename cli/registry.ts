@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { Agent, type Dispatcher, request } from 'undici';
 import { FerryError } from '../shared/errors.js';
+import { MANIFEST_ACCEPT, SHA256, challengeParams, registryErrors } from '../shared/oci.js';
 import type { Service } from '../shared/release.js';
 import type { ComposeService } from './compose-service.js';
 import { parseImageRef, type ImageRef } from './image-ref.js';
@@ -30,13 +31,7 @@ export interface RegistryOptions {
   signal?: AbortSignal;
 }
 
-const SHA256 = /^sha256:[0-9a-f]{64}$/;
-const MANIFEST_TYPES = [
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.oci.image.index.v1+json',
-].join(', ');
+const MANIFEST_TYPES = MANIFEST_ACCEPT;
 const MAX_BODY = 4 * 1024 * 1024; // registries refuse manifests above 4 MiB
 
 /** `ref` pinned as `name@sha256:…`; a reference with a digest is checked to exist and kept. */
@@ -252,22 +247,9 @@ class Client {
 
 /** The `errors[].code` values of a registry error body (MANIFEST_UNKNOWN, NAME_UNKNOWN, …). */
 function registryErrorCodes(reply: Reply): string[] {
-  try {
-    const body = JSON.parse(reply.body.toString('utf8')) as { errors?: { code?: unknown }[] };
-    return (body.errors ?? []).map((e) => e.code).filter((c): c is string => typeof c === 'string');
-  } catch {
-    return [];
-  }
+  return registryErrors(reply.body).map((e) => e.code);
 }
 
 function manifestUnknown(reply: Reply): boolean {
   return registryErrorCodes(reply).some((c) => c === 'MANIFEST_UNKNOWN' || c === 'NAME_UNKNOWN');
-}
-
-/** `Bearer realm="…",service="…",scope="…"` -> { realm, service, scope }. */
-export function challengeParams(challenge: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const re = /(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))/g;
-  for (const m of challenge.replace(/^\s*\w+\s*/, '').matchAll(re)) out[m[1]!.toLowerCase()] = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : m[3]!;
-  return out;
 }

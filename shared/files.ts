@@ -1,4 +1,5 @@
 import { appendFileSync, closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /**
@@ -32,5 +33,24 @@ export function appendSynced(path: string, text: string, mode = 0o600): void {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** writeFileAtomic without blocking the event loop (for writes on a hot path, e.g. every upload chunk). */
+export async function writeFileAtomicAsync(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const fh = await open(tmp, 'w', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  const dir = await open(dirname(path), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
   }
 }

@@ -155,8 +155,38 @@ export const PlanMessage = z.strictObject({
 });
 export type PlanMessage = z.infer<typeof PlanMessage>;
 
-const agentMessages = { hello: Hello, error: AgentError, ack: Ack, cosign: Cosign, status: StatusMessage, plan: PlanMessage } as const;
-export type AgentMessage = Hello | AgentError | Ack | Cosign | StatusMessage | PlanMessage;
+/** One image on its way into the bank's registry (agent/relay): what `ferry-agent status` shows, and the hub later. */
+export const ImageRelay = z.strictObject({
+  /** As the release pins it: vendor-registry/repo@sha256:… */
+  image: str(512),
+  /** Where it runs from: primary-registry/prefix/repo@sha256:… */
+  target: str(512),
+  /** stack@version of each release that uses it. */
+  releases: z.array(str(140)).max(64),
+  /** queued, copying, verified (copied and checked now), present (was already there), failed (see code). */
+  state: z.enum(['queued', 'copying', 'verified', 'present', 'failed']),
+  bytesDone: count,
+  /** Grows while an index is walked; 0 until the manifest is read. */
+  bytesTotal: count,
+  /** Source bytes per second over the copy so far. */
+  bytesPerSecond: count.optional(),
+  code: str(64).optional(),
+  message: str(1000).optional(),
+  /** Per bank registry (primary first): present, copying, behind (to be caught up), pending (waiting for the registry's own replication), failed. */
+  registries: z.array(z.strictObject({ registry: str(255), state: z.enum(['present', 'copying', 'behind', 'pending', 'failed']), code: str(64).optional() })).max(9),
+  since: str(32),
+});
+export type ImageRelay = z.infer<typeof ImageRelay>;
+
+/** Progress of the relay, sent when an image changes state and at most every second while bytes move. */
+export const RelayMessage = z.strictObject({
+  type: z.literal('relay'),
+  images: z.array(ImageRelay).max(512),
+});
+export type RelayMessage = z.infer<typeof RelayMessage>;
+
+const agentMessages = { hello: Hello, error: AgentError, ack: Ack, cosign: Cosign, status: StatusMessage, plan: PlanMessage, relay: RelayMessage } as const;
+export type AgentMessage = Hello | AgentError | Ack | Cosign | StatusMessage | PlanMessage | RelayMessage;
 
 // ---- hub -> agent ----------------------------------------------------------
 
@@ -219,8 +249,23 @@ export type CheckpointMessage = z.infer<typeof CheckpointMessage>;
 export const PlanRequest = z.strictObject({ type: z.literal('plan-request'), id: str(64) });
 export type PlanRequest = z.infer<typeof PlanRequest>;
 
-const hubMessages = { welcome: Welcome, error: HubError, directive: DirectiveMessage, roots: RootsMessage, checkpoint: CheckpointMessage, 'plan-request': PlanRequest } as const;
-export type HubMessage = Welcome | HubError | DirectiveMessage | RootsMessage | CheckpointMessage | PlanRequest;
+/**
+ * Pre-staging: releases a rollout will bring to this agent, sent when the
+ * rollout is created. The agent verifies them as it would a directive's
+ * releases (signatures, floor, local policy) and copies their images into the
+ * bank's registry now, so the wave does not wait for bytes. Nothing runs.
+ */
+export const PrestageMessage = z.strictObject({
+  type: z.literal('prestage'),
+  /** The rollout, for logs. */
+  rollout: str(64).optional(),
+  releases: z.array(Envelope).min(1).max(64),
+  roots: z.array(Envelope).max(64),
+});
+export type PrestageMessage = z.infer<typeof PrestageMessage>;
+
+const hubMessages = { welcome: Welcome, error: HubError, directive: DirectiveMessage, roots: RootsMessage, checkpoint: CheckpointMessage, 'plan-request': PlanRequest, prestage: PrestageMessage } as const;
+export type HubMessage = Welcome | HubError | DirectiveMessage | RootsMessage | CheckpointMessage | PlanRequest | PrestageMessage;
 
 // ---- decoding ----------------------------------------------------------------
 

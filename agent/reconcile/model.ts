@@ -162,8 +162,14 @@ export function configHash(spec: Omit<ContainerSpec, 'name'>): string {
   return createHash('sha256').update(canonicalJson({ ...rest, labels: userLabels })).digest('hex');
 }
 
-/** The containers, networks and volumes a release asks for on this agent. `files` finds the prepared secrets and configs. */
-export function desiredStack(agentId: string, release: Release, files: FileProvider = () => undefined): DesiredStack {
+/**
+ * The containers, networks and volumes a release asks for on this agent.
+ * `files` finds the prepared secrets and configs. `pull` maps a pinned image
+ * to the reference it is pulled and run from (the bank's registry, same
+ * digest); the config hash stays the pinned image's, so running from a
+ * standby instead of the primary recreates nothing.
+ */
+export function desiredStack(agentId: string, release: Release, files: FileProvider = () => undefined, pull: Readonly<Record<string, string>> = {}): DesiredStack {
   const prefix = agentPrefix(agentId);
   const stack = release.stack;
   const declared = Object.entries(release.networks).map(([n, v]) => ({ name: networkName(prefix, stack, n), internal: v.internal, ...(v.labels && { labels: v.labels }) }));
@@ -253,7 +259,8 @@ export function desiredStack(agentId: string, release: Release, files: FileProvi
         service,
         replica,
         release: release.version,
-        spec: { ...spec, labels, name: s.containerName ?? `${prefix}_${stack}_${service}_${replica}_${hash.slice(0, 8)}` },
+        // Run from where the image was placed (same digest); hashed as pinned.
+        spec: { ...spec, image: pull[s.image] ?? s.image, labels, name: s.containerName ?? `${prefix}_${stack}_${service}_${replica}_${hash.slice(0, 8)}` },
         configHash: hash,
         dependsOn: s.dependsOn,
         updateOrder: s.updateOrder,

@@ -27,6 +27,8 @@ export interface Target {
   version: string;
   digest: string;
   release: Release;
+  /** Pinned image -> the reference it runs from (the bank's registry); absent: as pinned. */
+  pull?: Record<string, string>;
 }
 
 interface Persisted {
@@ -61,6 +63,12 @@ export interface ReconcilerOptions {
   /** How long a start-first update's old container keeps running once the service name no longer resolves to it. */
   drainMs?: number;
   report?: (releases: ReleaseStatus[], services: ServiceStatus[], drift: string[]) => void;
+  /**
+   * Before a changed release starts: place its images where they run from
+   * (agent/relay) and return each pinned image's pull reference. A failure
+   * fails the release before anything is stopped (state failed, with the code).
+   */
+  prepare?: (targets: Target[], signal: AbortSignal) => Promise<Record<string, string>>;
   now?: () => number;
   /** Secret and config values prepared on this host (agent/secrets.ts); default: none are provided. */
   files?: FileProvider;
@@ -120,7 +128,7 @@ export class Reconciler {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly exec: Executors;
   private readonly journal: Journal;
-  private readonly o: Required<Omit<ReconcilerOptions, 'auth' | 'report'>> & Pick<ReconcilerOptions, 'report'>;
+  private readonly o: Required<Omit<ReconcilerOptions, 'auth' | 'report' | 'prepare'>> & Pick<ReconcilerOptions, 'report' | 'prepare'>;
   /** Digests of the releases waiting for a secret or config, retried on every drift pass. */
   private blocked = new Set<string>();
   private targets: Target[] = [];
@@ -131,6 +139,11 @@ export class Reconciler {
     this.exec = executors(opts.engine, { agentId: opts.agentId, auth: opts.auth ?? (() => undefined), minFreeBytes: this.o.minFreeBytes, drainMs: this.o.drainMs });
     this.journal = new Journal(opts.stateDir);
     this.persisted = load(opts.stateDir);
+  }
+
+  /** The last good release of each stack: what runs, or is rolled back to. */
+  get running(): Target[] {
+    return Object.values(this.persisted.lastGood);
   }
 
   get statuses(): ReleaseStatus[] {
@@ -182,8 +195,9 @@ export class Reconciler {
   /** The targets with each release that failed under this directive (or a later one) replaced by the stack's last good one. */
   private effective(targets: Target[], seq: number): Target[] {
     return targets.flatMap((t) => {
-      if (!(this.persisted.failed[t.stack] ?? []).some((f) => f.digest === t.digest && f.seq >= seq)) return [t];
       const good = this.persisted.lastGood[t.stack];
+      // The last good target of the same release carries where its images were placed (pull).
+      if (!(this.persisted.failed[t.stack] ?? []).some((f) => f.digest === t.digest && f.seq >= seq)) return [good?.digest === t.digest ? good : t];
       return good ? [good] : [];
     });
   }
@@ -194,7 +208,7 @@ export class Reconciler {
     const blocked: Blocked[] = [];
     for (const t of targets) {
       try {
-        stacks.push(desiredStack(this.o.agentId, t.release, this.o.files));
+        stacks.push(desiredStack(this.o.agentId, t.release, this.o.files, t.pull));
       } catch (err) {
         const e = asFerryError(err);
         if (e.code !== 'FERRY_E_SECRET_MISSING' && e.code !== 'FERRY_E_SECRET_FILE') throw e;
@@ -207,8 +221,8 @@ export class Reconciler {
   private async applyNow(seq: number, targets: Target[], signal: AbortSignal): Promise<void> {
     this.targets = targets;
     this.seq = seq;
-    const effective = this.effective(targets, seq);
-    const { stacks: desired, blocked } = this.resolve(effective);
+    let effective = this.effective(targets, seq);
+    let { stacks: desired, blocked } = this.resolve(effective);
     const log = this.o.log.child({ seq });
     this.blocked = new Set(blocked.map((b) => b.target.digest));
     for (const b of blocked) {
@@ -222,6 +236,29 @@ export class Reconciler {
     for (const t of changed) this.setStatus(t, 'applying');
     this.save();
     await this.report();
+    if (this.o.prepare && changed.length) {
+      let pull: Record<string, string>;
+      try {
+        pull = await this.o.prepare(changed, signal);
+      } catch (err) {
+        const e = asFerryError(err);
+        if (signal.aborted) throw e;
+        log.error({ code: e.code, detail: e.detail }, 'release not started: its images are not in place');
+        this.journal.write({ event: 'failed', seq, code: e.code, message: e.message });
+        const at = new Date(this.o.now()).toISOString();
+        for (const t of changed) {
+          this.persisted.failed[t.stack] = [...(this.persisted.failed[t.stack] ?? []).filter((f) => f.digest !== t.digest), { digest: t.digest, seq }].slice(-20);
+          this.persisted.statuses[t.stack] = { stack: t.stack, version: t.version, state: 'failed', code: e.code, message: e.message.slice(0, 1000), since: at, runningVersion: this.persisted.lastGood[t.stack]?.version ?? null };
+        }
+        this.save();
+        await this.report();
+        return;
+      }
+      // Unchanged stacks keep running from where they were placed before.
+      effective = effective.map((t) => (changed.includes(t) ? { ...t, pull } : t));
+      this.targets = targets.map((t) => effective.find((e) => e.digest === t.digest) ?? t);
+      ({ stacks: desired, blocked } = this.resolve(effective));
+    }
     try {
       await this.converge(desired, signal, this.o.applyTimeoutMs, blocked);
       await this.bake(desired, signal);
@@ -249,7 +286,7 @@ export class Reconciler {
     }
     for (const t of ready) {
       this.persisted.lastGood[t.stack] = t;
-      if (changed.includes(t)) this.setStatus(t, 'applied');
+      if (changed.some((c) => c.stack === t.stack)) this.setStatus(t, 'applied');
     }
     for (const stack of Object.keys(this.persisted.lastGood)) {
       if (!effective.some((t) => t.stack === stack)) {

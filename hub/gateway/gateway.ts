@@ -235,6 +235,9 @@ export class Gateway extends EventEmitter {
       case 'plan':
         this.emit('plan', s.agentId, msg);
         break;
+      case 'relay':
+        this.emit('relay', s.agentId, msg);
+        break;
       default: {
         const never: never = msg;
         throw new Error(`unhandled message ${(never as { type: string }).type}`);

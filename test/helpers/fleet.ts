@@ -43,10 +43,18 @@ export interface Fleet {
   waitRelease(agent: FleetAgent, stack: string, version: string, state: string, timeoutMs?: number): Promise<{ state: string; code?: string; runningVersion: string | null }>;
 }
 
-export async function fleet(
-  t: TestContext,
-  opts: { agents?: number; bakeMs?: number; driftIntervalMs?: number; logLevel?: string; /** the institution's policy file for every agent (rewrite `policyFile` and restart to change it) */ policy?: string } = {},
-): Promise<Fleet> {
+export interface FleetOptions {
+  agents?: number;
+  bakeMs?: number;
+  driftIntervalMs?: number;
+  logLevel?: string;
+  /** More agent config (YAML, top-level keys) for agent i, e.g. a bankRegistry section. */
+  agentConfig?: (i: number) => string;
+  /** The institution's policy file for every agent (rewrite `policyFile` and restart to change it). */
+  policy?: string;
+}
+
+export async function fleet(t: TestContext, opts: FleetOptions = {}): Promise<Fleet> {
   let th = await startHub(t, { checkpointMs: 3_600_000 });
   const hubPort = th.hub.port;
   const tenant = 'bank-r';
@@ -67,7 +75,10 @@ export async function fleet(
     const configFile = join(stateDir, '..', 'agent.yaml');
     const policyFile = join(stateDir, '..', 'policy.yaml');
     if (opts.policy !== undefined) writeFileSync(policyFile, opts.policy);
-    writeFileSync(configFile, `${opts.logLevel ? `logLevel: ${opts.logLevel}\n` : ''}${opts.policy !== undefined ? `policyFile: ${policyFile}\n` : ''}reconnect:\n  baseMs: 100\n  capMs: 1000\nreconcile:\n  bakeMs: ${opts.bakeMs ?? 1500}\n  driftIntervalMs: ${opts.driftIntervalMs ?? 2000}\n  applyTimeoutMs: 60000\n`);
+    writeFileSync(
+      configFile,
+      `${opts.logLevel ? `logLevel: ${opts.logLevel}\n` : ''}${opts.policy !== undefined ? `policyFile: ${policyFile}\n` : ''}reconnect:\n  baseMs: 100\n  capMs: 1000\nreconcile:\n  bakeMs: ${opts.bakeMs ?? 1500}\n  driftIntervalMs: ${opts.driftIntervalMs ?? 2000}\n  applyTimeoutMs: 60000\n${opts.agentConfig?.(i) ?? ''}`,
+    );
     const a: FleetAgent = {
       id,
       stateDir,

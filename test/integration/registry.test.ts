@@ -18,6 +18,7 @@ import { FerryError } from '../../shared/errors.js';
 import { REGISTRY, type TestImage, buildTestImage, dockerOk, registryDigest, requireRegistry } from '../helpers/docker.js';
 import { skipOrFail } from '../helpers/skip.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
+import { htpasswdLine } from '../helpers/registries.js';
 
 const REPO = 'ferry-test/registry';
 const IMAGE_OPTS = { push: true, files: { '/etc/ferry-test': 'image resolution\n' } };
@@ -93,16 +94,6 @@ proxy:
     return res.statusCode === 401;
   }, 20_000, 100);
   return port;
-}
-
-/** An htpasswd line with a bcrypt hash: htpasswd (apache2-utils) if present, else libxcrypt through perl. */
-function htpasswdLine(user: string, password: string): string | undefined {
-  const h = spawnSync('htpasswd', ['-Bbn', user, password], { encoding: 'utf8' });
-  if (h.status === 0) return h.stdout.trim();
-  const abc = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-  const salt = [...randomBytes(21)].map((b) => abc[b % 64]).join('') + '.Oeu'[randomBytes(1)[0]! % 4];
-  const p = spawnSync('perl', ['-e', 'print crypt($ARGV[0], $ARGV[1])', password, `$2b$05$${salt}`], { encoding: 'utf8' });
-  return p.status === 0 && p.stdout.startsWith('$2b$05$') && p.stdout.length === 60 ? `${user}:${p.stdout}` : undefined;
 }
 
 /**

@@ -8,7 +8,7 @@ import { encodePublicKey } from '../../shared/keys.js';
 import { canonicalJson, type Directive } from '../../shared/release.js';
 import { rootFingerprint } from '../../shared/trust.js';
 import { NO_POLICY, parsePolicy } from '../../agent/policy.js';
-import { EMPTY_STATE, boundTrustedTime, currentRoot, verifyBundle, type Bundle, type Facts, type TrustState } from '../../agent/verify.js';
+import { EMPTY_STATE, boundTrustedTime, currentRoot, verifyBundle, verifyPrestage, type Bundle, type Facts, type TrustState } from '../../agent/verify.js';
 import { checkCheckpoint } from '../../agent/witness.js';
 import type { CheckpointMessage } from '../../shared/protocol.js';
 import { releaseDoc, rootDoc, seededKey, service, signed } from '../helpers/signing.js';
@@ -297,4 +297,14 @@ test('an audit checkpoint dated beyond the skew is refused before anything else 
   assert.equal(checkCheckpoint(null, cp(NOW), root, 'bank-a', { now: NOW }).size, 1);
   const e = refused('FERRY_E_CLOCK_AHEAD', () => checkCheckpoint(null, cp(NOW + YEARS_10), root, 'bank-a', { now: NOW, hubClockOffsetMs: -50 }));
   assert.match(e.message, /audit checkpoint of size 1 is dated .* 3652 days ahead .*this host's clock is not at fault/);
+});
+
+test('pre-staging verifies releases as a directive\'s are (threshold, floor, policy) and changes no state', () => {
+  const ok = verifyPrestage(EMPTY_STATE, [rel()], [root1], facts());
+  assert.deepEqual(ok.map((a) => `${a.release.stack}@${a.release.version}`), ['payments@1.0.0']);
+  refused('FERRY_E_SIG_THRESHOLD', () => verifyPrestage(EMPTY_STATE, [rel('1.0.0', {}, [m1])], [root1], facts()));
+  refused('FERRY_E_ROOT_MISSING', () => verifyPrestage(EMPTY_STATE, [rel()], [], facts()));
+  const floored = accept(EMPTY_STATE, bundle(directive({}, [rel('2.0.0', { floor: '2.0.0' })]), [rel('2.0.0', { floor: '2.0.0' })])).state;
+  refused('FERRY_E_RELEASE_FLOOR', () => verifyPrestage(floored, [rel('1.5.0')], [], facts()));
+  refused('FERRY_E_POLICY_REGISTRY', () => verifyPrestage(EMPTY_STATE, [rel()], [root1], facts({ policy: parsePolicy('registries: ["registry.bank-a.internal"]\n', 'p') })));
 });
