@@ -4,6 +4,7 @@
 // `close` stops accepting, closes agent sockets, drains and closes the
 // store. A test starts one on port 0 with a temp data dir.
 import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
 import { AGENT_PATH } from '../shared/auth.js';
 import { FerryError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
@@ -82,6 +83,8 @@ export interface Hub {
   guard: AuthGuard;
   /** Every API route with its access rule (the route-matrix test walks it). */
   routes: RouteEntry[];
+  /** The fastify app (tests answer requests with `app.inject()`, no socket). */
+  app: FastifyInstance;
   close(): Promise<void>;
 }
 
@@ -204,5 +207,5 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
       log.info('hub stopped');
     })());
 
-  return { url, port, store, cluster, gateway, trust, releases, directives, delivery, audit, witness, rollouts, events, guard, routes, close };
+  return { url, port, store, cluster, gateway, trust, releases, directives, delivery, audit, witness, rollouts, events, guard, routes, app, close };
 }

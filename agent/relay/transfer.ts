@@ -233,7 +233,6 @@ export async function pushBlob(dest: RegistryClient, name: string, desc: Descrip
       up = next;
     }
     await o.book.set(key, up);
-    crashHook();
   }
   await spool.verified.catch(cancel);
   const final = up;
@@ -241,15 +240,3 @@ export async function pushBlob(dest: RegistryClient, name: string, desc: Descrip
   await o.book.delete(key);
 }
 
-let persistedChunks = 0;
-
-/**
- * Fault injection for tests only (test/integration/relay-agent.test.ts): with
- * FERRY_TEST_CRASH_AT=relay-chunk:<n> the process SIGKILLs itself right after
- * the n-th upload chunk is acknowledged and its offset stored. Does nothing
- * when the variable is unset.
- */
-function crashHook(): void {
-  const m = /^relay-chunk:(\d+)$/.exec(process.env.FERRY_TEST_CRASH_AT ?? '');
-  if (m && ++persistedChunks === Number(m[1])) process.kill(process.pid, 'SIGKILL');
-}

@@ -69,10 +69,15 @@ export class AuthGuard {
     else if (!w.sources.has(source)) w.extraSources++;
   }
 
-  /** Before checking a password: refuses a locked account or address. */
-  checkLogin(account: string, source: string, accountLockedUntil: number | null): void {
+  /**
+   * Before checking a password: refuses a locked account or address. An
+   * existing account's lock is the database's (every replica sees it, and a
+   * new password lifts it); a name with no account is locked here.
+   */
+  checkLogin(account: string, source: string, accountLockedUntil: number | null, accountExists: boolean): void {
     const now = this.now();
-    const until = Math.max(accountLockedUntil ?? 0, this.counter(this.accounts, account).lockedUntil, this.counter(this.addresses, source).lockedUntil);
+    const accountLock = accountExists ? (accountLockedUntil ?? 0) : this.counter(this.accounts, account).lockedUntil;
+    const until = Math.max(accountLock, this.counter(this.addresses, source).lockedUntil);
     if (until > now) throw new FerryError('FERRY_E_LOGIN_LOCKED', `for ${Math.ceil((until - now) / 60_000)} more minute(s)`);
   }
 
@@ -98,8 +103,12 @@ export class AuthGuard {
     if (worst > this.opts.slowAfter) await new Promise((r) => setTimeout(r, Math.min(MAX_DELAY_MS, 250 * 2 ** (worst - this.opts.slowAfter - 1))));
   }
 
-  /** A good login clears the account's failures (not the address's: one good account must not unlock guessing at others). */
-  loginSucceeded(account: string): void {
+  /**
+   * A good login, or a new password set by an admin, clears the account's
+   * failures (not the address's: one good account must not unlock guessing
+   * at others).
+   */
+  reset(account: string): void {
     this.accounts.delete(account);
   }
 

@@ -308,7 +308,7 @@ const V7_SQL = `
 
 /** Lower-case user names made from old token names (which were free text). */
 export function userNameFrom(tokenName: string): string {
-  const n = tokenName.toLowerCase().replace(/[^a-z0-9._@-]+/g, '-').replace(/^[^a-z0-9]+/, '').slice(0, 63);
+  const n = tokenName.toLowerCase().replace(/[^a-z0-9._@-]+/g, '-').replace(/^[^a-z0-9]+/, '').slice(0, 63).replace(/[^a-z0-9]+$/, '');
   return n || 'user';
 }
 
@@ -347,10 +347,11 @@ const SQLITE: readonly SqliteStep[] = [
 
 export const SCHEMA_VERSION = SQLITE.length;
 
-export function migrateSqlite(db: Database.Database): void {
+/** Brings the file to `target` (this hub's version; tests build older files with a lower one). */
+export function migrateSqlite(db: Database.Database, target = SCHEMA_VERSION): void {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > SCHEMA_VERSION) throw new FerryError('FERRY_E_DB_VERSION', `schema ${current}, this hub knows up to ${SCHEMA_VERSION}`);
-  for (let v = current; v < SCHEMA_VERSION; v++) {
+  for (let v = current; v < target; v++) {
     const step = SQLITE[v]!;
     db.transaction(() => {
       if (typeof step === 'string') db.exec(step);

@@ -80,7 +80,7 @@ export async function connect(hubUrl: string, agent: EnrolledAgent, tamper: Hand
 export function connectWithHeaders(hubUrl: string, headers: Record<string, string>, wsOpts: WebSocket.ClientOptions = {}): Promise<Attempt> {
   const url = new URL(AGENT_PATH, hubUrl);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-  const ws = new WebSocket(url, { headers, perMessageDeflate: false, ...wsOpts });
+  const ws = new WebSocket(url, { perMessageDeflate: false, ...wsOpts, headers: { ...headers, ...(wsOpts.headers ?? {}) } });
   // Attach the inbox before 'open': the welcome can arrive in the same chunk.
   const box = inbox(ws);
   return new Promise((resolve, reject) => {

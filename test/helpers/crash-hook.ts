@@ -9,14 +9,31 @@
 // the first step of that kind runs (just after its journal record is
 // fsynced); with <kind>:after, right after it ran (before it is journaled as
 // done). It hooks the journal, which the executor writes around every step.
+// With relay-chunk:<n>, right after the n-th upload chunk of this process is
+// acknowledged and its offset stored (test/integration/relay-agent.test.ts):
+// it hooks the relay's book of upload sessions.
 import { fileURLToPath } from 'node:url';
 import { Journal, type JournalRecord } from '../../agent/reconcile/journal.js';
+import { UploadBook } from '../../agent/relay/transfer.js';
+import type { UploadState } from '../../agent/relay/registry.js';
 
 /** Node arguments that load this hook into a process. */
 export const CRASH_HOOK_ARGS: readonly string[] = ['--import', fileURLToPath(import.meta.url)];
 
 const at = process.env.FERRY_TEST_CRASH_AT;
-if (at && process.argv.some((a) => a.endsWith('/agent/main.js'))) {
+const chunk = /^relay-chunk:(\d+)$/.exec(at ?? '');
+if (chunk && process.argv.some((a) => a.endsWith('/agent/main.js'))) {
+  const set = UploadBook.prototype.set;
+  const last = new Map<string, number>();
+  let stored = 0;
+  UploadBook.prototype.set = async function (this: UploadBook, key: string, s: UploadState): Promise<void> {
+    await set.call(this, key, s);
+    const before = last.get(key);
+    last.set(key, s.offset);
+    // a chunk acknowledged (the offset moved on), not a session started or resumed
+    if (before !== undefined && s.offset > before && ++stored === Number(chunk[1])) process.kill(process.pid, 'SIGKILL');
+  };
+} else if (at && process.argv.some((a) => a.endsWith('/agent/main.js'))) {
   const [kind, when] = at.split(':') as [string, string | undefined];
   const write = Journal.prototype.write;
   Journal.prototype.write = function (this: Journal, r: JournalRecord): void {

@@ -118,7 +118,9 @@ export class SimAgent {
     if (this.statuses.size) this.send({ type: 'status', releases: [...this.statuses.values()], services: [] });
   }
 
-  private onMessage(m: { type: string; directive?: Envelope }): void {
+  private onMessage(m: { type: string; directive?: Envelope; id?: string }): void {
+    // asked what it would do: nothing (a simulated engine always matches)
+    if (m.type === 'plan-request' && m.id) return this.send({ type: 'plan', id: m.id, steps: [], waiting: [] });
     if (m.type !== 'directive' || !m.directive) return;
     const env = m.directive;
     const doc = JSON.parse(payloadBytes(env).toString()) as DirectiveDoc;

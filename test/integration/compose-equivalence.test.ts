@@ -193,7 +193,8 @@ test('a compose file deploys through Ferry with the same container config as thr
   const imported = importCompose({ file: join(dir, 'docker-compose.yml'), env });
   assert.deepEqual(imported.warnings, []);
   const services = await pinImages(imported.services);
-  const f = await fleet(t, { bakeMs: 500 });
+  // The institution allows the one bind mount this file has (its policy refuses bind mounts by default).
+  const f = await fleet(t, { bakeMs: 500, policy: `containers:\n  bindMounts: [${join(dir, 'conf')}]\n` });
   const [a] = f.agents as [(typeof f.agents)[0]];
   const set = await run('agent', ['secret', 'set', 'db_password', '--from-file', join(dir, 'db_password.txt'), '--state-dir', a.stateDir]);
   assert.equal(set.code, 0, set.stderr);

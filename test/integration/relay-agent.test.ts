@@ -13,6 +13,7 @@ import { parsePolicy } from '../../agent/policy.js';
 import { RELAY_DIR, Relay } from '../../agent/relay/relay.js';
 import { relaySource } from '../../agent/relay/source.js';
 import { UPLOADS_FILE } from '../../agent/relay/transfer.js';
+import { CRASH_HOOK_ARGS } from '../helpers/crash-hook.js';
 import { generateKeyPair } from '../../shared/keys.js';
 import { silentLogger } from '../../shared/logger.js';
 import { buildTestImage, docker, requireDocker } from '../helpers/docker.js';
@@ -76,7 +77,7 @@ test('kill -9 of the agent mid-layer, fetching and then uploading: each resumes 
 
   // 2. Restarted, and killed again right after the 8th upload chunk of this run was acknowledged and stored.
   source.downLimit = null;
-  a.start({ FERRY_TEST_CRASH_AT: 'relay-chunk:8' });
+  a.start({ FERRY_TEST_CRASH_AT: 'relay-chunk:8' }, CRASH_HOOK_ARGS);
   assert.equal(await exitOf(a.daemon, 60_000), 'SIGKILL');
   const stored = JSON.parse(readFileSync(join(a.stateDir, RELAY_DIR, UPLOADS_FILE), 'utf8')) as Record<string, { offset: number }>;
   const offsets = Object.values(stored).map((u) => u.offset);

@@ -180,6 +180,7 @@ export function peopleRoutes(route: Route, ctx: HubContext): void {
         },
         () => ({ log: HUB_LOG, action: 'user.password', target: { type: 'user', id: u.id } }),
       );
+      ctx.guard.reset(u.name);
       return { user: u.name, passwordSet: true };
     },
   });
@@ -278,14 +279,14 @@ export function peopleRoutes(route: Route, ctx: HubContext): void {
     status: 201,
     handler: async ({ req, reply, body }) => {
       const u = await store.people.findUser(body.user);
-      ctx.guard.checkLogin(body.user, req.ip, u?.lockedUntil ?? null);
+      ctx.guard.checkLogin(body.user, req.ip, u?.lockedUntil ?? null, u !== undefined);
       const hash = u && u.kind === 'person' && u.disabledAt === null ? await store.people.passwordHash(u.id) : null;
       const ok = await verifyPassword(body.password, hash);
       if (!ok || !u) {
         await ctx.guard.loginFailed(body.user, u?.id ?? null, req.ip);
         throw new FerryError('FERRY_E_LOGIN_FAILED');
       }
-      ctx.guard.loginSucceeded(body.user);
+      ctx.guard.reset(body.user);
       const s = await ctx.auth.startSession(u.id, req.cookies[ctx.auth.cookieName]);
       await store.tx(async () => {
         if (u.lockedUntil !== null) await store.people.lockUntil(u.id, null);

@@ -54,6 +54,7 @@ export function rolloutRoutes(route: Route, ctx: HubContext): void {
     status: 201,
     handler: async ({ body, principal }) => {
       const scope = await listScope(store, principal, 'deploy');
+      if (scope !== null && scope.length === 0) throw new FerryError('FERRY_E_FORBIDDEN', `needs deploy on at least one tenant; ${principal.userName} may deploy nowhere`);
       const r = await ctx.rollouts.create(body, actorOf(principal), scope);
       return rolloutView(r, await store.rollouts.targets(r.id), await viewScope(principal));
     },

@@ -1,0 +1,280 @@
+// The access matrix, generated from the hub's own route table: every route
+// the hub serves must have a case here (a new route without one fails the
+// suite), and each case is tried with no credentials, as a person of another
+// tenant, as a person whose role is too low, and as one whose role allows it.
+// What another tenant owns answers 404 exactly as what does not exist; lists
+// show nothing of it. Run on both store backends.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { get } from 'node:http';
+import { generateKeyPair } from '../../shared/keys.js';
+import { enrollBody, postEnroll } from '../helpers/agents.js';
+import { startHub, type TestHub } from '../helpers/hub.js';
+import { backends } from '../helpers/postgres.js';
+import { apiClient, simRelease, simTenant } from '../helpers/sim-agents.js';
+
+type Who = 'none' | 'admin' | 'vViewer' | 'vOperator' | 'vRM' | 'aAdmin' | 'aOperator' | 'aApprover' | 'aViewer' | 'bOperator' | 'opScopedB';
+
+interface World {
+  th: TestHub;
+  tokens: Record<Exclude<Who, 'none'>, string>;
+  agentA: string;
+  agentB: string;
+  rolloutA: string;
+  rolloutB: string;
+  /** A fresh agent of bank-a (for cases that change one). */
+  newAgentA(): Promise<string>;
+  /** A fresh person (for cases that change one). */
+  newPerson(): Promise<string>;
+  newTokenOf(who: Exclude<Who, 'none'>): Promise<string>;
+}
+
+interface Req {
+  method?: string;
+  url: string;
+  body?: unknown;
+}
+
+interface Case {
+  req: (w: World) => Req | Promise<Req>;
+  /** Allowed, with the status it then answers. */
+  ok: { as: Who; status: number };
+  /** Visible but beyond this person's role: 403. */
+  lower?: Who;
+  /** Of another tenant: 404 (or, for a listing, nothing of bank-a in the answer). */
+  foreign?: Who;
+  /** The listing's answer as `foreign` shows nothing of bank-a. */
+  list?: true;
+  /** The code `foreign` gets, when not FERRY_E_NOT_FOUND (still a 404: what it cannot see does not exist). */
+  foreignCode?: string;
+  public?: true;
+}
+
+const A = (w: World) => w.agentA;
+
+const CASES: Record<string, Case> = {
+  // ---- public -----------------------------------------------------------------------
+  'GET /livez': { public: true, req: () => ({ url: '/livez' }), ok: { as: 'none', status: 200 } },
+  'GET /readyz': { public: true, req: () => ({ url: '/readyz' }), ok: { as: 'none', status: 200 } },
+  'GET /agent/v1/challenge': { public: true, req: () => ({ url: '/agent/v1/challenge' }), ok: { as: 'none', status: 200 } },
+  'POST /agent/v1/enroll': { public: true, req: () => ({ method: 'POST', url: '/agent/v1/enroll', body: { token: 'ferry_enr_nope', publicKey: 'x', name: 'a', proof: 'x' } }), ok: { as: 'none', status: 401 } },
+  'POST /v1/sessions': { public: true, req: () => ({ method: 'POST', url: '/v1/sessions', body: { user: 'nobody', password: 'wrong password here' } }), ok: { as: 'none', status: 401 } },
+
+  // ---- tenants and agents ---------------------------------------------------------------
+  'GET /v1/tenants': { list: true, req: () => ({ url: '/v1/tenants' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'POST /v1/tenants': { req: () => ({ method: 'POST', url: '/v1/tenants', body: { name: `t-${Math.random().toString(36).slice(2, 8)}` } }), lower: 'vOperator', ok: { as: 'admin', status: 201 } },
+  'POST /v1/tenants/:tenant/enrollment-tokens': { req: () => ({ method: 'POST', url: '/v1/tenants/bank-a/enrollment-tokens', body: {} }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aOperator', status: 201 } },
+  'GET /v1/agents': { list: true, req: () => ({ url: '/v1/agents' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/agents/:id': { req: (w) => ({ url: `/v1/agents/${A(w)}` }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'POST /v1/agents/:id/revoke': { req: async (w) => ({ method: 'POST', url: `/v1/agents/${await w.newAgentA()}/revoke` }), foreign: 'bOperator', lower: 'aApprover', ok: { as: 'aOperator', status: 200 } },
+  'POST /v1/agents/:id/labels': { req: (w) => ({ method: 'POST', url: `/v1/agents/${A(w)}/labels`, body: { set: { env: 'prod' } } }), foreign: 'opScopedB', lower: 'aViewer', ok: { as: 'aAdmin', status: 200 } },
+  // not connected: authorised, then 503 from the agent's absence
+  'GET /v1/agents/:id/plan': { req: (w) => ({ url: `/v1/agents/${A(w)}/plan` }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aOperator', status: 503 } },
+  'GET /v1/agents/:id/directives/:seq': { req: (w) => ({ url: `/v1/agents/${A(w)}/directives/1` }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'POST /v1/deploy': { req: (w) => ({ method: 'POST', url: '/v1/deploy', body: { stack: 'payments', version: '1.0.0', agent: A(w) } }), foreign: 'bOperator', lower: 'aApprover', ok: { as: 'aOperator', status: 200 } },
+
+  // ---- people -------------------------------------------------------------------------------
+  'GET /v1/whoami': { req: () => ({ url: '/v1/whoami' }), ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/users': { req: () => ({ url: '/v1/users' }), lower: 'aAdmin', ok: { as: 'admin', status: 200 } },
+  'POST /v1/users': { req: () => ({ method: 'POST', url: '/v1/users', body: { name: `u-${Math.random().toString(36).slice(2, 8)}` } }), lower: 'vOperator', ok: { as: 'admin', status: 201 } },
+  'GET /v1/users/:name': { req: async (w) => ({ url: `/v1/users/${await w.newPerson()}` }), lower: 'aAdmin', ok: { as: 'admin', status: 200 } },
+  'POST /v1/users/:name/grants': { req: async (w) => ({ method: 'POST', url: `/v1/users/${await w.newPerson()}/grants`, body: { tenant: 'bank-a', role: 'viewer' } }), lower: 'aAdmin', ok: { as: 'admin', status: 200 } },
+  'POST /v1/users/:name/revoke': { req: async (w) => ({ method: 'POST', url: `/v1/users/${await w.newPerson()}/revoke`, body: { tenant: 'bank-a' } }), lower: 'aAdmin', ok: { as: 'admin', status: 200 } },
+  'POST /v1/users/:name/password': { req: async (w) => ({ method: 'POST', url: `/v1/users/${await w.newPerson()}/password`, body: { password: 'a long enough password' } }), lower: 'aAdmin', ok: { as: 'admin', status: 200 } },
+  'POST /v1/users/:name/disable': { req: async (w) => ({ method: 'POST', url: `/v1/users/${await w.newPerson()}/disable` }), lower: 'vOperator', ok: { as: 'admin', status: 200 } },
+  'POST /v1/users/:name/enable': { req: async (w) => ({ method: 'POST', url: `/v1/users/${await w.newPerson()}/enable` }), lower: 'vOperator', ok: { as: 'admin', status: 200 } },
+  'GET /v1/api-tokens': { req: () => ({ url: '/v1/api-tokens' }), ok: { as: 'aViewer', status: 200 } },
+  'POST /v1/api-tokens': { req: () => ({ method: 'POST', url: '/v1/api-tokens', body: { name: 'ci', role: 'viewer', tenants: ['bank-a'] } }), ok: { as: 'aViewer', status: 201 } },
+  // someone else's token answers like one that does not exist
+  'POST /v1/api-tokens/:id/revoke': { req: async (w) => ({ method: 'POST', url: `/v1/api-tokens/${await w.newTokenOf('aOperator')}/revoke` }), foreign: 'bOperator', ok: { as: 'admin', status: 200 } },
+  'GET /v1/sessions/current': { req: () => ({ url: '/v1/sessions/current' }), ok: { as: 'aViewer', status: 200 } },
+  // a bearer token has no session to end
+  'DELETE /v1/sessions/current': { req: () => ({ method: 'DELETE', url: '/v1/sessions/current' }), ok: { as: 'aViewer', status: 400 } },
+
+  // ---- trust and releases ---------------------------------------------------------------------
+  'GET /v1/tenants/:tenant/trust': { req: () => ({ url: '/v1/tenants/bank-a/trust' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  // the root exists already: authorised, then 409
+  'POST /v1/tenants/:tenant/trust/init': { req: () => ({ method: 'POST', url: '/v1/tenants/bank-a/trust/init', body: { root: [{ public: 'A'.repeat(43) + '=' }], rootThreshold: 1, release: [{ public: 'A'.repeat(43) + '=' }], releaseThreshold: 1 } }), foreign: 'bOperator', lower: 'aOperator', ok: { as: 'aAdmin', status: 409 } },
+  'POST /v1/tenants/:tenant/trust/propose': { req: () => ({ method: 'POST', url: '/v1/tenants/bank-a/trust/propose', body: { thresholds: { release: 1 } } }), foreign: 'bOperator', lower: 'aOperator', ok: { as: 'aAdmin', status: 201 } },
+  // no pending root of that version: authorised, then 404 of the version
+  'POST /v1/tenants/:tenant/trust/signatures': { req: () => ({ method: 'POST', url: '/v1/tenants/bank-a/trust/signatures', body: { version: 99, keyid: 'a'.repeat(64), sig: 'A'.repeat(86) + '==' } }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aApprover', status: 404 } },
+  'POST /v1/releases': { req: () => ({ method: 'POST', url: '/v1/releases', body: { payload: 'e30=' } }), lower: 'aAdmin', ok: { as: 'vRM', status: 400 } },
+  'GET /v1/releases': { list: true, req: () => ({ url: '/v1/releases' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/releases/:stack/:version': { req: () => ({ url: '/v1/releases/payments/1.0.0' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'POST /v1/releases/:stack/:version/tenants': { req: () => ({ method: 'POST', url: '/v1/releases/payments/1.0.0/tenants', body: { tenants: ['bank-a'] } }), lower: 'aAdmin', ok: { as: 'vRM', status: 200 } },
+  // a signature that does not verify: authorised, then 403 of the signature check
+  'POST /v1/releases/:stack/:version/signatures': { req: () => ({ method: 'POST', url: '/v1/releases/payments/1.0.0/signatures', body: { publicKey: 'A'.repeat(43) + '=', sig: 'A'.repeat(86) + '==' } }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aApprover', status: 403 } },
+
+  // ---- rollouts ----------------------------------------------------------------------------------
+  // a selector over what the caller may deploy to: bank-b's operator selecting bank-a finds nothing
+  'POST /v1/rollouts': { req: () => ({ method: 'POST', url: '/v1/rollouts', body: { stack: 'api', version: '1.0.0', selector: 'tenant=bank-a' } }), foreign: 'bOperator', foreignCode: 'FERRY_E_SELECTOR_EMPTY', lower: 'aViewer', ok: { as: 'aOperator', status: 201 } },
+  'GET /v1/rollouts': { list: true, req: () => ({ url: '/v1/rollouts' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/rollouts/:id': { req: (w) => ({ url: `/v1/rollouts/${w.rolloutA}` }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/events': { list: true, req: () => ({ url: '/v1/events?since=0' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'POST /v1/rollouts/:id/pause': { req: (w) => ({ method: 'POST', url: `/v1/rollouts/${w.rolloutA}/pause` }), foreign: 'bOperator', lower: 'aApprover', ok: { as: 'aOperator', status: 200 } },
+  'POST /v1/rollouts/:id/resume': { req: (w) => ({ method: 'POST', url: `/v1/rollouts/${w.rolloutA}/resume` }), foreign: 'bOperator', lower: 'aApprover', ok: { as: 'aOperator', status: 200 } },
+  // no wave to promote past: authorised, then 409
+  'POST /v1/rollouts/:id/promote': { req: (w) => ({ method: 'POST', url: `/v1/rollouts/${w.rolloutA}/promote` }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aOperator', status: 409 } },
+  'POST /v1/rollouts/:id/abort': { req: (w) => ({ method: 'POST', url: `/v1/rollouts/${w.rolloutA}/abort` }), foreign: 'bOperator', lower: 'aApprover', ok: { as: 'aAdmin', status: 200 } },
+  // an aborted rollout can still be rolled back
+  'POST /v1/rollouts/:id/rollback': { req: (w) => ({ method: 'POST', url: `/v1/rollouts/${w.rolloutA}/rollback` }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aOperator', status: 200 } },
+
+  // ---- audit ---------------------------------------------------------------------------------------
+  'GET /v1/audit': { list: true, req: () => ({ url: '/v1/audit' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/audit/:log/entries': { req: () => ({ url: '/v1/audit/bank-a/entries' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/audit/:log/export': { req: () => ({ url: '/v1/audit/bank-a/export' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/audit/:log/proof': { req: () => ({ url: '/v1/audit/bank-a/proof?index=0' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'POST /v1/audit/:log/checkpoint': { req: () => ({ method: 'POST', url: '/v1/audit/bank-a/checkpoint' }), foreign: 'bOperator', lower: 'aOperator', ok: { as: 'aAdmin', status: 200 } },
+};
+
+/** An event stream's status, without waiting for it to end. */
+function streamStatus(url: string, token: string | null): Promise<{ status: number; first: string }> {
+  return new Promise((resolve, reject) => {
+    const req = get(url, { headers: token ? { authorization: `Bearer ${token}` } : {} }, (res) => {
+      let first = '';
+      res.setEncoding('utf8');
+      const done = () => {
+        req.destroy();
+        resolve({ status: res.statusCode ?? 0, first });
+      };
+      if ((res.statusCode ?? 0) >= 400) {
+        res.on('data', (c: string) => (first += c));
+        res.on('end', done);
+        return;
+      }
+      res.on('data', (c: string) => {
+        first += c;
+        if (first.includes('event: ready')) setTimeout(done, 200);
+      });
+    });
+    req.on('error', reject);
+  });
+}
+
+async function call(w: World, who: Who, r: Req): Promise<{ status: number; text: string; body: any }> {
+  const token = who === 'none' ? null : w.tokens[who];
+  if (r.url.startsWith('/v1/events')) {
+    const s = await streamStatus(w.th.url + r.url, token);
+    return { status: s.status, text: s.first, body: s.status >= 400 ? JSON.parse(s.first) : null };
+  }
+  const res = await w.th.hub.app.inject({
+    method: (r.method ?? 'GET') as 'GET',
+    url: r.url,
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(r.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    payload: r.body === undefined ? undefined : JSON.stringify(r.body),
+  });
+  let body: any;
+  try {
+    body = JSON.parse(res.body);
+  } catch {
+    body = res.body;
+  }
+  return { status: res.statusCode, text: res.body, body };
+}
+
+async function world(th: TestHub): Promise<World> {
+  const api = apiClient(() => th.url, th.adminToken);
+  await simTenant(api, 'bank-a');
+  await simTenant(api, 'bank-b');
+  await simRelease(api, 'payments', '1.0.0');
+  await simRelease(api, 'api', '1.0.0');
+  await simRelease(api, 'ledger', '7.0.0');
+  const enroll = async (tenant: string, name: string) => {
+    const tok = await api('POST', `/v1/tenants/${tenant}/enrollment-tokens`, { ttlSeconds: 600 });
+    const r = await postEnroll(th.url, enrollBody(th.url, tok.body.token, generateKeyPair(), name));
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    return r.body.agentId as string;
+  };
+  const agentA = await enroll('bank-a', 'a-host');
+  const agentB = await enroll('bank-b', 'b-host');
+  assert.equal((await api('POST', '/v1/deploy', { stack: 'payments', version: '1.0.0', agent: agentA })).status, 200);
+  assert.equal((await api('POST', '/v1/deploy', { stack: 'ledger', version: '7.0.0', agent: agentB })).status, 200);
+  // Each release is delivered to one tenant only: payments to bank-a, ledger to bank-b.
+  const ro = async (stack: string, version: string, selector: string) => {
+    const r = await api('POST', '/v1/rollouts', { stack, version, selector, waves: '1,100%', bakeMs: 3_600_000 });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    return r.body.id as string;
+  };
+  const rolloutA = await ro('payments', '1.0.0', 'tenant=bank-a');
+  const rolloutB = await ro('ledger', '7.0.0', 'tenant=bank-b');
+  const p = (g: Parameters<TestHub['person']>[0], scope?: Parameters<TestHub['person']>[1]) => th.person(g, scope).then((x) => x.token);
+  const tokens = {
+    admin: th.adminToken,
+    vViewer: await p({ vendorRole: 'viewer' }),
+    vOperator: await p({ vendorRole: 'operator' }),
+    vRM: await p({ vendorRole: 'release-manager' }),
+    aAdmin: await p({ tenants: { 'bank-a': 'tenant-admin' } }),
+    aOperator: await p({ tenants: { 'bank-a': 'operator' } }),
+    aApprover: await p({ tenants: { 'bank-a': 'approver' } }),
+    aViewer: await p({ tenants: { 'bank-a': 'viewer' } }),
+    bOperator: await p({ tenants: { 'bank-b': 'operator' } }),
+    // a vendor operator's token narrowed to bank-b: bank-a is another tenant to it
+    opScopedB: await p({ vendorRole: 'operator' }, { role: 'operator', tenants: ['bank-b'] }),
+  };
+  let n = 0;
+  return {
+    th,
+    tokens,
+    agentA,
+    agentB,
+    rolloutA,
+    rolloutB,
+    newAgentA: () => enroll('bank-a', `a-extra-${++n}`),
+    newPerson: async () => {
+      const name = `fresh-${++n}`;
+      assert.equal((await api('POST', '/v1/users', { name, vendorRole: null })).status, 201);
+      assert.equal((await api('POST', `/v1/users/${name}/grants`, { tenant: 'bank-a', role: 'viewer' })).status, 200);
+      return name;
+    },
+    newTokenOf: async (who) => {
+      const r = await th.hub.app.inject({ method: 'POST', url: '/v1/api-tokens', headers: { authorization: `Bearer ${tokens[who]}`, 'content-type': 'application/json' }, payload: JSON.stringify({ name: `t${++n}`, role: 'viewer', tenants: ['bank-a'] }) });
+      assert.equal(r.statusCode, 201, r.body);
+      return JSON.parse(r.body).id as string;
+    },
+  };
+}
+
+for (const backend of await backends()) {
+  test(`[${backend}] every route: no credentials, another tenant, a lower role, the right role`, async (t) => {
+    const th = await startHub(t, { backend, checkpointMs: 3_600_000, rateLimitPerMinute: 0 });
+    const w = await world(th);
+    const keys = th.hub.routes.map((r) => `${r.method} ${r.url}`);
+    const missing = keys.filter((k) => !CASES[k]);
+    assert.deepEqual(missing, [], 'routes without a case in the access matrix (add one: every route needs its rule tested)');
+    const stale = Object.keys(CASES).filter((k) => !keys.includes(k));
+    assert.deepEqual(stale, [], 'cases for routes the hub no longer serves');
+
+    for (const key of keys) {
+      const c = CASES[key]!;
+      const rule = th.hub.routes.find((r) => `${r.method} ${r.url}` === key)!.access;
+      await t.test(key, async () => {
+        assert.equal('public' in rule, c.public === true, `${key}: public in the route table and in the matrix alike`);
+        if (!c.public) {
+          const r = await call(w, 'none', await c.req(w));
+          assert.equal(r.status, 401, `${key} without credentials: ${r.text}`);
+          assert.equal(r.body.error.code, 'FERRY_E_AUTH_REQUIRED');
+          const bad = await w.th.hub.app.inject({ method: ((await c.req(w)).method ?? 'GET') as 'GET', url: (await c.req(w)).url, headers: { authorization: 'Bearer ferry_api_forged' } });
+          if (!key.startsWith('GET /v1/events')) assert.equal(bad.statusCode, 401, `${key} with a forged token`);
+        }
+        if (c.foreign) {
+          const r = await call(w, c.foreign, await c.req(w));
+          if (c.list) {
+            assert.ok(r.status < 400, `${key} as ${c.foreign}: ${r.status} ${r.text.slice(0, 300)}`);
+            for (const secret of ['bank-a', w.agentA, w.rolloutA]) assert.ok(!r.text.includes(`"${secret}"`) && !r.text.includes(`:${secret}`), `${key} as ${c.foreign} shows ${secret}: ${r.text.slice(0, 400)}`);
+          } else {
+            assert.equal(r.status, 404, `${key} as ${c.foreign} (another tenant): ${r.text}`);
+            assert.equal(r.body.error.code, c.foreignCode ?? 'FERRY_E_NOT_FOUND');
+            assert.ok(!/bank-b|tenant-admin|operator on|forbidden/i.test(r.body.error.message), `${key}: the 404 says nothing more than not found: ${r.body.error.message}`);
+          }
+        }
+        if (c.lower) {
+          const r = await call(w, c.lower, await c.req(w));
+          assert.equal(r.status, 403, `${key} as ${c.lower} (role too low): ${r.text}`);
+          assert.equal(r.body.error.code, 'FERRY_E_FORBIDDEN');
+        }
+        const r = await call(w, c.ok.as, await c.req(w));
+        assert.equal(r.status, c.ok.status, `${key} as ${c.ok.as}: ${r.text.slice(0, 500)}`);
+      });
+    }
+  });
+}
