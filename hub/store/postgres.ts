@@ -192,39 +192,57 @@ export class PostgresDb implements Db {
   }
 
   /**
-   * Tries to take a session-level advisory lock on a connection of its own;
-   * the lock lasts as long as that connection (a replica that dies loses it).
-   * Resolves to a release function, or null when another session holds it.
+   * Tries to take a session-level advisory lock, on a client of its own with
+   * one connection; the lock lasts as long as that connection's session (a
+   * replica that dies, or loses its connection, loses the lock). Resolves to
+   * a release function, or null when another session holds it. `onLost` is
+   * told when a check (every 2 s) finds the session gone.
+   *
+   * Not a reserved connection of the pool: a query on a reserved connection
+   * that died never settles and throws from a timer (postgres 3.4), which
+   * would take the hub down with it; a pool of one reconnects instead, and a
+   * new session is how the loss shows.
    */
   async tryHold(key: string, onLost: (err: unknown) => void): Promise<(() => Promise<void>) | null> {
-    const conn = await this.sql.reserve();
+    const own = postgres(this.opts.url, { max: 1, onnotice: () => {}, connect_timeout: 10, ...(this.opts.caFile ? { ssl: { ca: readCa(this.opts.caFile), rejectUnauthorized: true } } : {}), connection: { application_name: `${this.opts.applicationName ?? 'ferry-hub'}:leader` } });
+    const end = () => own.end({ timeout: 1 }).catch(() => {});
+    let pid: number;
     try {
-      const [row] = await conn.unsafe('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [key]);
-      if (!(row as unknown as { ok: boolean }).ok) {
-        conn.release();
+      const [row] = (await own.unsafe('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok, pg_backend_pid() AS pid', [key])) as unknown as { ok: boolean; pid: number }[];
+      if (!row?.ok) {
+        await end();
         return null;
       }
+      pid = row.pid;
     } catch (err) {
-      conn.release();
+      await end();
       throw pgError(err, this.opts.url);
     }
-    // Ask the held connection something now and then: if it is gone, so is the lock.
     let stopped = false;
+    const lost = (err: unknown) => {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(probe);
+      void end();
+      onLost(err);
+    };
+    // The same session still there means the lock is still ours (it is never released otherwise).
     const probe = setInterval(() => {
-      conn.unsafe('SELECT 1').catch((err: unknown) => {
-        if (stopped) return;
-        stopped = true;
-        clearInterval(probe);
-        onLost(err);
-      });
+      own
+        .unsafe('SELECT pg_backend_pid() AS pid')
+        .then((rows) => {
+          const now = (rows as unknown as { pid: number }[])[0]?.pid;
+          if (now !== pid) lost(new Error(`the session holding the lock ended (backend ${pid}, now ${now})`));
+        })
+        .catch(lost);
     }, 2000);
     probe.unref();
     return async () => {
       if (stopped) return;
       stopped = true;
       clearInterval(probe);
-      await conn.unsafe('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).catch(() => {});
-      conn.release();
+      await own.unsafe('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).catch(() => {});
+      await end();
     };
   }
 

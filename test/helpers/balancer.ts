@@ -12,7 +12,7 @@ export interface Balancer {
   close(): Promise<void>;
 }
 
-export async function balancer(t: TestContext, backends: () => number[]): Promise<Balancer> {
+export async function balancer(t: TestContext, backends: () => number[], listenPort = 0): Promise<Balancer> {
   let next = 0;
   const counts = new Map<number, number>();
   const sockets = new Set<Socket>();
@@ -37,11 +37,11 @@ export async function balancer(t: TestContext, backends: () => number[]): Promis
   const server: Server = createServer((client) => {
     sockets.add(client);
     client.on('close', () => sockets.delete(client));
+    // Paused until piped to a backend (pipe resumes it): nothing it sent meanwhile is lost.
     client.pause();
     tryBackend(client, backends(), 0);
-    client.resume();
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  await new Promise<void>((r) => server.listen(listenPort, '127.0.0.1', () => r()));
   const port = (server.address() as { port: number }).port;
   const close = () =>
     new Promise<void>((r) => {

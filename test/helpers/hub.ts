@@ -11,6 +11,7 @@ import postgres from 'postgres';
 import { Agent, request } from 'undici';
 import { createLogger, type Logger } from '../../shared/logger.js';
 import type { Role, TenantRole, VendorRole } from '../../shared/roles.js';
+import { loadOrCreateHubKey } from '../../hub/hub-key.js';
 import { createHub, type Hub, type HubOptions } from '../../hub/server.js';
 import { SqliteDb, sqlitePath } from '../../hub/store/sqlite.js';
 import { openStore, type Store } from '../../hub/store/store.js';
@@ -63,6 +64,7 @@ export async function initDataDir(dataDir: string, database?: string): Promise<s
     });
   } finally {
     await store.close();
+    loadOrCreateHubKey(dataDir);
   }
 }
 
