@@ -30,6 +30,7 @@ import { formatDuration, jsonText, parseDuration, table } from './format.js';
 import { registerAuditCommands } from './audit-commands.js';
 import { grantsText, registerPeopleCommands, type WhoAmI } from './people-commands.js';
 import { registerReleaseCommands } from './release-commands.js';
+import { registerImageCommands } from './image-commands.js';
 import { registerRolloutCommands } from './rollout-commands.js';
 import { agentDetail, agentTable, tenantTable } from './views.js';
 import type { AgentView, EnrollmentTokenView, TenantView } from './views.js';
@@ -197,6 +198,7 @@ registerPeopleCommands(program, { target, out, note, printJson });
 registerReleaseCommands(program, { target, out, note, printJson });
 registerAuditCommands(program, { target, out, note, printJson });
 registerRolloutCommands(program, { target, out, note, printJson });
+registerImageCommands(program, { target, out, note, printJson });
 
 program
   .command('version')

@@ -34,6 +34,11 @@ export const ServeConfig = z.strictObject({
     .min(TICK_MIN_MS, TICK_RANGE)
     .max(TICK_MAX_MS, TICK_RANGE)
     .default(1000),
+  /** The vendor's registries as the hub reads them for agents (hub/registry/). */
+  registryCredentials: z.string().optional(),
+  registryInsecure: z.string().max(2000).optional(),
+  registryPerAgent: z.coerce.number().int().min(1).max(256).default(8),
+  registryPerHub: z.coerce.number().int().min(1).max(10_000).default(128),
   logLevel: z.enum(LOG_LEVELS).default('info'),
 });
 export type ServeConfig = Readonly<z.infer<typeof ServeConfig>>;

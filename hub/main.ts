@@ -12,6 +12,7 @@ import { VERSION } from '../shared/version.js';
 import { TICK_MAX_MS, TICK_MIN_MS, loadServeConfig, readPem, splitListen } from './config.js';
 import { HUB_KEY_FILE, loadOrCreateHubKey } from './hub-key.js';
 import { hashPassword } from './http/passwords.js';
+import { loadRegistryCredentials } from './registry/upstream.js';
 import { createHub } from './server.js';
 import { migrateStore } from './store/migrate.js';
 import { redactUrl } from './store/postgres.js';
@@ -74,6 +75,10 @@ program
   .addOption(new Option('--heartbeat-ms <ms>', 'ping interval; an agent missing one is dropped (default 15000)').env('FERRY_HUB_HEARTBEAT_MS'))
   .addOption(new Option('--checkpoint-ms <ms>', 'how often grown audit logs are checkpointed and sent to agents (default 60000)').env('FERRY_HUB_CHECKPOINT_MS'))
   .addOption(new Option('--tick <ms>', `how often rollouts are re-examined for bake times, retries and timeouts (${TICK_MIN_MS}-${TICK_MAX_MS}; default 1000)`).env('FERRY_HUB_TICK_MS'))
+  .addOption(new Option('--registry-credentials <file>', "the vendor registries' credentials for the image origin: a Docker config.json, or {\"host\": {\"username\", \"password\"}}").env('FERRY_HUB_REGISTRY_CREDENTIALS'))
+  .addOption(new Option('--registry-insecure <hosts>', 'vendor registries spoken to over plain HTTP, comma-separated (loopback ones always are)').env('FERRY_HUB_REGISTRY_INSECURE'))
+  .addOption(new Option('--registry-per-agent <n>', 'image requests in flight per agent (default 8)').env('FERRY_HUB_REGISTRY_PER_AGENT'))
+  .addOption(new Option('--registry-per-hub <n>', 'image requests in flight for the hub (default 128)').env('FERRY_HUB_REGISTRY_PER_HUB'))
   .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)').env('FERRY_HUB_LOG_LEVEL'))
   .action(async (o: Record<string, unknown>) => {
     const { tick, dbPool, dbStatementTimeout, ...rest } = o;
@@ -94,6 +99,12 @@ program
       checkpointMs: cfg.checkpointMs,
       rolloutTickMs: cfg.tickMs,
       rateLimitPerMinute: cfg.rateLimit,
+      registry: {
+        credentials: cfg.registryCredentials ? loadRegistryCredentials(cfg.registryCredentials) : new Map(),
+        insecure: (cfg.registryInsecure ?? '').split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),
+        perAgent: cfg.registryPerAgent,
+        perHub: cfg.registryPerHub,
+      },
       log,
     });
     process.stderr.write(`ferry-hub ${VERSION} listening on ${hub.url} (store: ${hub.store.backend}${cfg.database ? ` ${redactUrl(cfg.database)}` : ''})\n`);

@@ -24,9 +24,13 @@ import { AuthGuard, type GuardOptions } from './http/guard.js';
 import { auditRoutes } from './http/routes/audit.js';
 import { fleetRoutes } from './http/routes/fleet.js';
 import { peopleRoutes } from './http/routes/people.js';
+import { imageRoutes } from './http/routes/images.js';
 import { probeRoutes } from './http/routes/probes.js';
 import { releaseRoutes } from './http/routes/releases.js';
 import { rolloutRoutes } from './http/routes/rollouts.js';
+import { ORIGIN_DEFAULTS, Origin, type OriginOptions } from './registry/origin.js';
+import { Prestaging } from './registry/prestage.js';
+import { RelayProgress } from './registry/progress.js';
 import { Releases } from './releases.js';
 import { EventStreams, type EventStreamOptions } from './rollouts/events.js';
 import { Rollouts } from './rollouts/scheduler.js';
@@ -58,6 +62,8 @@ export interface HubOptions {
   rateLimitPerMinute?: number;
   /** Open event streams per person (default 16). */
   maxStreamsPerUser?: number;
+  /** The registry origin agents fetch images from: vendor registry credentials, limits (hub/registry/origin.ts). */
+  registry?: Partial<OriginOptions>;
   /** Benchmarks only: serve without authorisation checks. */
   unsafeNoAuthorisation?: boolean;
   log: Logger;
@@ -81,6 +87,8 @@ export interface Hub {
   events: EventStreams;
   /** Failed authentication, aggregated for the audit log. */
   guard: AuthGuard;
+  /** The registry origin agents fetch images from (`flush` writes what was served to the audit log now). */
+  registry: Origin;
   /** Every API route with its access rule (the route-matrix test walks it). */
   routes: RouteEntry[];
   /** The fastify app (tests answer requests with `app.inject()`, no socket). */
@@ -154,6 +162,14 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
   releaseRoutes(route, ctx);
   rolloutRoutes(route, ctx);
   auditRoutes(route, ctx);
+  const progress = new RelayProgress(store, gateway, log.child({ component: 'relay' }));
+  imageRoutes(route, ctx, progress);
+  const registry = new Origin(ctx, { ...ORIGIN_DEFAULTS, ...opts.registry });
+  registry.routes(route);
+  const prestaging = new Prestaging(store, gateway, releases, trust, cluster, log.child({ component: 'prestage' }));
+  rollouts.events.on('transition', (t: { kind: string; reason?: string; rollout: string }) => {
+    if (t.kind === 'rollout' && t.reason === 'created') prestaging.rolloutCreated(t.rollout);
+  });
   await app.ready();
 
   const server = app.server;
@@ -174,6 +190,7 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
   } catch (err) {
     rollouts.stop();
     events.close();
+    await registry.close();
     await cluster.close();
     throw new FerryError('FERRY_E_CONFIG_INVALID', `cannot listen on ${opts.host}:${opts.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
@@ -200,6 +217,8 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
       delivery.close();
       // What was received but is still batched in memory.
       await delivery.flushReports(Infinity);
+      await progress.flush();
+      await registry.close();
       await auth.close();
       await guard.close();
       await cluster.close();
@@ -207,5 +226,5 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
       log.info('hub stopped');
     })());
 
-  return { url, port, store, cluster, gateway, trust, releases, directives, delivery, audit, witness, rollouts, events, guard, routes, app, close };
+  return { url, port, store, cluster, gateway, trust, releases, directives, delivery, audit, witness, rollouts, events, guard, registry, routes, app, close };
 }

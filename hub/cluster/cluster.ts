@@ -32,6 +32,8 @@ export interface Topics {
   kick: Record<string, never>;
   /** New rollout events were committed (event streams read them). */
   events: Record<string, never>;
+  /** A rollout was created: holders of its pending agents send them its release ahead (hub/registry/prestage.ts). */
+  prestage: { rollout: string };
   /** The agent connected to `replica`: any other replica still holding a socket for it closes it. */
   connected: { agentId: string; replica: string };
 }

@@ -335,6 +335,20 @@ function migrateTokensToUsers(db: Database.Database): void {
   db.exec('DROP TABLE api_tokens; ALTER TABLE api_tokens_v7 RENAME TO api_tokens; CREATE INDEX api_tokens_user ON api_tokens(user_id);');
 }
 
+// 8: images on their way into each bank's registry, as the agent last said
+// (protocol 'relay', the whole list each time; GET /v1/agents/:id/images), and the pending targets of
+// an agent found without a scan (pre-staging on reconnect).
+function V8_SQL(text: string, int: string): string {
+  return `
+  CREATE TABLE agent_images (
+    agent_id    ${text} PRIMARY KEY REFERENCES agents(id),
+    images      ${text} NOT NULL,
+    updated_at  ${int} NOT NULL
+  );
+  CREATE INDEX rollout_targets_agent ON rollout_targets(agent_id);
+  `;
+}
+
 type SqliteStep = string | ((db: Database.Database) => void);
 
 const SQLITE: readonly SqliteStep[] = [
@@ -343,6 +357,7 @@ const SQLITE: readonly SqliteStep[] = [
     db.exec(V7_SQL);
     migrateTokensToUsers(db);
   },
+  V8_SQL('TEXT', 'INTEGER'),
 ];
 
 export const SCHEMA_VERSION = SQLITE.length;
@@ -616,4 +631,7 @@ const PG_V7 = `
 `;
 
 /** PostgreSQL steps by the version they reach (v1-v6 exist only on sqlite). */
-export const POSTGRES: readonly { version: number; sql: string }[] = [{ version: 7, sql: PG_V7 }];
+export const POSTGRES: readonly { version: number; sql: string }[] = [
+  { version: 7, sql: PG_V7 },
+  { version: 8, sql: V8_SQL(T, 'BIGINT') },
+];

@@ -203,6 +203,15 @@ export class RolloutRows {
     return new Set(rows.map((r) => r.agent_id));
   }
 
+  /** Active rollouts that have yet to reach this agent (pre-staging when it connects). */
+  async pendingFor(agentId: string): Promise<{ id: string; stack: string; version: string }[]> {
+    const rows = await this.db.all<{ num: number; stack: string; version: string }>(
+      `SELECT r.num, r.stack, r.version FROM rollout_targets t JOIN rollouts r ON r.num = t.rollout WHERE t.agent_id = ? AND t.state = 'pending' AND r.state IN ('running', 'paused')`,
+      [agentId],
+    );
+    return rows.map((r) => ({ id: rolloutId(Number(r.num)), stack: r.stack, version: r.version }));
+  }
+
   async targetState(id: string, agentId: string): Promise<TargetState | undefined> {
     return (await this.db.get<{ state: TargetState }>('SELECT state FROM rollout_targets WHERE rollout = ? AND agent_id = ?', [rolloutNum(id), agentId]))?.state;
   }

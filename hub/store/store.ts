@@ -7,6 +7,7 @@ import { FerryError } from '../../shared/errors.js';
 import { AuditRows } from './audit.js';
 import type { Db } from './db.js';
 import { Fleet } from './fleet.js';
+import { ImageRows } from './images.js';
 import { People } from './people.js';
 import { PostgresDb, isPostgresUrl, type PostgresOptions } from './postgres.js';
 import { RolloutRows } from './rollouts.js';
@@ -22,6 +23,7 @@ export class Store {
   readonly answers: AnswerRows;
   readonly audit: AuditRows;
   readonly rollouts: RolloutRows;
+  readonly images: ImageRows;
 
   constructor(readonly db: Db) {
     this.fleet = new Fleet(db);
@@ -32,6 +34,7 @@ export class Store {
     this.answers = new AnswerRows(db);
     this.audit = new AuditRows(db);
     this.rollouts = new RolloutRows(db);
+    this.images = new ImageRows(db);
   }
 
   get backend(): 'sqlite' | 'postgres' {

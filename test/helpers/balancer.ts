@@ -20,7 +20,10 @@ export async function balancer(t: TestContext, backends: () => number[], listenP
     if (attempt >= ports.length) return void client.destroy();
     const port = ports[(next + attempt) % ports.length]!;
     const up = connect({ port, host: '127.0.0.1' });
+    const failed = () => tryBackend(client, ports, attempt + 1);
+    up.once('error', failed);
     up.once('connect', () => {
+      up.off('error', failed);
       next = (next + attempt + 1) % Math.max(1, ports.length);
       counts.set(port, (counts.get(port) ?? 0) + 1);
       sockets.add(up);
@@ -32,11 +35,12 @@ export async function balancer(t: TestContext, backends: () => number[], listenP
       up.on('close', () => client.destroy());
       client.on('close', () => up.destroy());
     });
-    up.once('error', () => tryBackend(client, ports, attempt + 1));
   };
   const server: Server = createServer((client) => {
     sockets.add(client);
     client.on('close', () => sockets.delete(client));
+    // A client that gives up (a reset) before a backend answers is simply gone.
+    client.on('error', () => client.destroy());
     // Paused until piped to a backend (pipe resumes it): nothing it sent meanwhile is lost.
     client.pause();
     tryBackend(client, backends(), 0);

@@ -41,6 +41,13 @@ export async function ownedContainers(agentId: string): Promise<OwnedContainer[]
   return list.map((c) => ({ id: c.Id, name: c.Name.replace(/^\//, ''), state: c.State.Status, startedAt: c.State.StartedAt, labels: c.Config.Labels ?? {} }));
 }
 
+/** The image reference the agent's one container was created from (none running is an error). */
+export async function containerImage(agentId: string): Promise<string> {
+  const [c] = await ownedContainers(agentId);
+  if (!c) throw new Error(`no container of ${agentId}`);
+  return (await dockerOk(['inspect', '--format', '{{.Config.Image}}', c.id])).trim();
+}
+
 /** Names of the networks or volumes carrying `ferry.agent=<id>`. */
 export async function ownedNames(kind: 'network' | 'volume', agentId: string): Promise<string[]> {
   const out = await dockerOk([kind, 'ls', '--filter', `label=ferry.agent=${agentId}`, '--format', '{{.Name}}']);

@@ -58,6 +58,8 @@ const CASES: Record<string, Case> = {
   'GET /readyz': { public: true, req: () => ({ url: '/readyz' }), ok: { as: 'none', status: 200 } },
   'GET /agent/v1/challenge': { public: true, req: () => ({ url: '/agent/v1/challenge' }), ok: { as: 'none', status: 200 } },
   'POST /agent/v1/enroll': { public: true, req: () => ({ method: 'POST', url: '/agent/v1/enroll', body: { token: 'ferry_enr_nope', publicKey: 'x', name: 'a', proof: 'x' } }), ok: { as: 'none', status: 401 } },
+  // signed by an agent key, not a person: unsigned is 401 (registry-origin.test.ts covers the rest)
+  'GET /agent/v1/registry/v2/*': { public: true, req: () => ({ url: `/agent/v1/registry/v2/127.0.0.1:5000/x/manifests/sha256:${'0'.repeat(64)}` }), ok: { as: 'none', status: 401 } },
   'POST /v1/sessions': { public: true, req: () => ({ method: 'POST', url: '/v1/sessions', body: { user: 'nobody', password: 'wrong password here' } }), ok: { as: 'none', status: 401 } },
 
   // ---- tenants and agents ---------------------------------------------------------------
@@ -66,6 +68,7 @@ const CASES: Record<string, Case> = {
   'POST /v1/tenants/:tenant/enrollment-tokens': { req: () => ({ method: 'POST', url: '/v1/tenants/bank-a/enrollment-tokens', body: {} }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aOperator', status: 201 } },
   'GET /v1/agents': { list: true, req: () => ({ url: '/v1/agents' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
   'GET /v1/agents/:id': { req: (w) => ({ url: `/v1/agents/${A(w)}` }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/agents/:id/images': { req: (w) => ({ url: `/v1/agents/${A(w)}/images` }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
   'POST /v1/agents/:id/revoke': { req: async (w) => ({ method: 'POST', url: `/v1/agents/${await w.newAgentA()}/revoke` }), foreign: 'bOperator', lower: 'aApprover', ok: { as: 'aOperator', status: 200 } },
   'POST /v1/agents/:id/labels': { req: (w) => ({ method: 'POST', url: `/v1/agents/${A(w)}/labels`, body: { set: { env: 'prod' } } }), foreign: 'opScopedB', lower: 'aViewer', ok: { as: 'aAdmin', status: 200 } },
   // not connected: authorised, then 503 from the agent's absence
@@ -109,6 +112,7 @@ const CASES: Record<string, Case> = {
   // a selector over what the caller may deploy to: bank-b's operator selecting bank-a finds nothing
   'POST /v1/rollouts': { req: () => ({ method: 'POST', url: '/v1/rollouts', body: { stack: 'api', version: '1.0.0', selector: 'tenant=bank-a' } }), foreign: 'bOperator', foreignCode: 'FERRY_E_SELECTOR_EMPTY', lower: 'aViewer', ok: { as: 'aOperator', status: 201 } },
   'GET /v1/rollouts': { list: true, req: () => ({ url: '/v1/rollouts' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/rollouts/:id/images': { req: (w) => ({ url: `/v1/rollouts/${w.rolloutA}/images` }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
   'GET /v1/rollouts/:id': { req: (w) => ({ url: `/v1/rollouts/${w.rolloutA}` }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
   'GET /v1/events': { list: true, req: () => ({ url: '/v1/events?since=0' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
   'POST /v1/rollouts/:id/pause': { req: (w) => ({ method: 'POST', url: `/v1/rollouts/${w.rolloutA}/pause` }), foreign: 'bOperator', lower: 'aApprover', ok: { as: 'aOperator', status: 200 } },

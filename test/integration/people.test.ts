@@ -11,7 +11,7 @@ import Database from 'better-sqlite3';
 import { PAYLOAD_TYPES, pae } from '../../shared/dsse.js';
 import { encodePublicKey, generateKeyPair, sign } from '../../shared/keys.js';
 import { canonicalJson } from '../../shared/release.js';
-import { migrateSqlite } from '../../hub/store/migrations.js';
+import { SCHEMA_VERSION, migrateSqlite } from '../../hub/store/migrations.js';
 import { dbPath, startHub, type TestHub } from '../helpers/hub.js';
 import { backends } from '../helpers/postgres.js';
 import { releaseDoc, service } from '../helpers/signing.js';
@@ -237,5 +237,5 @@ test('a database from before people existed: each old token becomes a vendor-wid
   assert.equal((await th.api('GET', '/v1/agents', undefined, old.wall)).status, 200);
   const users = (await th.api('GET', '/v1/users')).body.users.map((u: { name: string; vendorRole: string }) => `${u.name}:${u.vendorRole}`).sort();
   assert.deepEqual(users, ['admin:admin', 'night-ops:operator', 'wall-screen:viewer']);
-  assert.equal(new Database(dbPath(dataDir), { readonly: true }).pragma('user_version', { simple: true }), 7);
+  assert.equal(new Database(dbPath(dataDir), { readonly: true }).pragma('user_version', { simple: true }), SCHEMA_VERSION, 'migrated to the current schema');
 });

@@ -17,7 +17,7 @@ import { CRASH_HOOK_ARGS } from '../helpers/crash-hook.js';
 import { generateKeyPair } from '../../shared/keys.js';
 import { silentLogger } from '../../shared/logger.js';
 import { buildTestImage, docker, requireDocker } from '../helpers/docker.js';
-import { exitOf, ownedContainers } from '../helpers/faults.js';
+import { containerImage, exitOf, ownedContainers } from '../helpers/faults.js';
 import { fleet } from '../helpers/fleet.js';
 import { run } from '../helpers/proc.js';
 import { blobsOf, countingProxy, has, htpasswdLine, layeredImage, noise, pushTo, requireRegistryBinary, startRegistry } from '../helpers/registries.js';
@@ -33,11 +33,6 @@ const bankYaml = (o: { primary: string; standbys?: string[]; user?: string; pass
 
 const web = (image: string) => ({ web: service(image, { stopGracePeriodMs: 1000 }) });
 
-async function containerImage(agentId: string): Promise<string> {
-  const [c] = await ownedContainers(agentId);
-  assert.ok(c, 'a container runs');
-  return (await docker(['inspect', '--format', '{{.Config.Image}}', c.id])).stdout.trim();
-}
 
 test('kill -9 of the agent mid-layer, fetching and then uploading: each resumes from the offset stored, at most one chunk moves again, and the release runs from the bank', async (t) => {
   if (!(await requireDocker(t)) || !requireRegistryBinary(t)) return;

@@ -30,7 +30,7 @@ const CreateBody = z.strictObject({
 const COMMANDS: readonly Command[] = ['pause', 'resume', 'promote', 'abort', 'rollback'];
 
 /** A rollout in the path: it belongs to the tenants its targets are in. */
-const rolloutOf =
+export const rolloutOf =
   (ctx: HubContext): Resolver =>
   async (req: FastifyRequest) => {
     const id = String((req.params as { id?: string }).id ?? '').slice(0, 40);

@@ -1,0 +1,69 @@
+// Pre-staging: when a rollout is created, every agent it will reach is sent
+// the release (protocol 'prestage') so its images are copied into the bank's
+// registry before its wave starts. An agent that connects later while still
+// pending gets it on its hello. Best effort: the directive, when it comes,
+// copies whatever is still missing. With several replicas each sends to the
+// agents it holds (a doorbell; the targets are in the database).
+import type { Envelope } from '../../shared/dsse.js';
+import type { Logger } from '../../shared/logger.js';
+import type { Cluster } from '../cluster/cluster.js';
+import type { Gateway } from '../gateway/gateway.js';
+import type { Releases } from '../releases.js';
+import type { Store } from '../store/store.js';
+import type { TrustRoots } from '../trust.js';
+
+export class Prestaging {
+  constructor(
+    private readonly store: Store,
+    private readonly gateway: Gateway,
+    private readonly releases: Releases,
+    private readonly trust: TrustRoots,
+    private readonly cluster: Cluster,
+    private readonly log: Logger,
+  ) {
+    cluster.on('prestage', ({ rollout }) => void this.sendLocal(rollout));
+    gateway.on('hello', (agentId: string) => void this.onHello(agentId));
+  }
+
+  /** After the rollout committed: its pending targets, here and on the other replicas (a publish rings here too). */
+  rolloutCreated(rollout: string): void {
+    this.cluster.publish('prestage', { rollout });
+  }
+
+  private async sendLocal(rollout: string): Promise<number> {
+    try {
+      const r = await this.store.rollouts.get(rollout);
+      const release = (await this.releases.get(r.stack, r.version)).envelope;
+      const chains = new Map<string, Envelope[]>();
+      let n = 0;
+      for (const t of await this.store.rollouts.targets(rollout)) {
+        const s = this.gateway.session(t.agentId);
+        if (t.state !== 'pending' || !s) continue;
+        let roots = chains.get(t.tenant);
+        if (!roots) chains.set(t.tenant, (roots = await this.trust.chain(t.tenant)));
+        if (this.gateway.send(t.agentId, { type: 'prestage', rollout, releases: [release], roots })) n++;
+      }
+      if (n) this.log.info({ rollout, agents: n }, 'releases sent ahead for pre-staging');
+      return n;
+    } catch (err) {
+      this.log.error({ rollout, err }, 'could not send releases ahead for pre-staging');
+      return 0;
+    }
+  }
+
+  private async onHello(agentId: string): Promise<void> {
+    try {
+      const pending = await this.store.rollouts.pendingFor(agentId);
+      if (!pending.length) return;
+      const s = this.gateway.session(agentId);
+      if (!s) return;
+      const roots = await this.trust.chain(s.tenant);
+      for (const p of pending) {
+        const release = (await this.releases.get(p.stack, p.version)).envelope;
+        this.gateway.send(agentId, { type: 'prestage', rollout: p.id, releases: [release], roots });
+      }
+    } catch (err) {
+      this.log.error({ agentId, err }, 'could not send releases ahead for pre-staging');
+    }
+  }
+}
