@@ -149,8 +149,11 @@ async function fetchInto(src: Fetch, desc: Descriptor, part: string, spool: Spoo
   const from = have;
   // Writes go through libuv's pool, so the event loop keeps every other transfer moving.
   const fh = await open(part, 'a', 0o600);
+  // The write in flight when a stream is cut lands after the cut: the next attempt asks from the offset after it.
+  let writing: Promise<unknown> = Promise.resolve();
   try {
     await withRetry(async () => {
+      await writing.catch(() => undefined);
       if (have >= desc.size) return;
       const { stream, start, total } = await src.client.getBlob(src.name, desc.digest, have, o.signal);
       if (total !== null && total !== desc.size) {
@@ -164,8 +167,8 @@ async function fetchInto(src: Fetch, desc: Descriptor, part: string, spool: Spoo
           new Writable({
             write(c: Buffer, _e, cb) {
               if (have + c.length > desc.size) return cb(new FerryError('FERRY_E_REGISTRY_DIGEST', `blob ${desc.digest} from ${src.client.host} is longer than its manifest says (${desc.size} bytes)`));
-              hash.update(c);
-              fh.write(c).then(() => {
+              writing = fh.write(c).then(() => {
+                hash.update(c);
                 have += c.length;
                 o.onBytes(c.length);
                 spool.grow(have);
@@ -181,6 +184,7 @@ async function fetchInto(src: Fetch, desc: Descriptor, part: string, spool: Spoo
       if (have < desc.size) throw new Retryable(new FerryError('FERRY_E_REGISTRY_UNREACHABLE', `${src.client.host}: blob ${desc.digest} ended at ${have} of ${desc.size} bytes`));
     }, o.retry);
   } finally {
+    await writing.catch(() => undefined);
     await fh.close();
   }
   return { hash, from };

@@ -137,6 +137,7 @@ export async function countingProxy(t: TestContext, targetPort: number): Promise
       }
     });
     upstream.on('data', (d: Buffer) => {
+      if (client.destroyed) return void upstream.destroy(); // nobody reads them: not counted as delivered
       p.down += d.length;
       client.write(d);
       p.onDown?.(p.down);
@@ -149,9 +150,10 @@ export async function countingProxy(t: TestContext, targetPort: number): Promise
         }
       }
     });
-    // A side that finishes lets the other flush what it still holds, then finish too; an error cuts both.
+    // A side that finishes lets the other flush what it still holds, then finish too; an error cuts both, and so does a
+    // client gone (a process killed): a server that is only half-closed would go on sending what nobody reads.
     const cut = () => (client.destroy(), upstream.destroy());
-    client.on('end', () => upstream.end()).on('error', cut).on('close', () => upstream.end());
+    client.on('end', () => upstream.end()).on('error', cut).on('close', cut);
     upstream.on('end', () => client.end()).on('error', cut).on('close', () => client.end());
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
