@@ -1,11 +1,11 @@
-// Pre-staging: when a rollout is created, every agent it will reach is sent
-// the release (protocol 'prestage') so its images are copied into the bank's
+// Pre-staging: when a rollout is created, every agent a later wave will reach
+// is sent the release (protocol 'prestage') so its images are copied into the bank's
 // registry before its wave starts. An agent that connects later while still
 // pending gets it on its hello. Best effort: the directive, when it comes,
 // copies whatever is still missing. With several replicas each sends to the
 // agents it holds (a doorbell; the targets are in the database).
-import type { Envelope } from '../../shared/dsse.js';
 import type { Logger } from '../../shared/logger.js';
+import { encode } from '../../shared/protocol.js';
 import type { Cluster } from '../cluster/cluster.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Releases } from '../releases.js';
@@ -34,14 +34,16 @@ export class Prestaging {
     try {
       const r = await this.store.rollouts.get(rollout);
       const release = (await this.releases.get(r.stack, r.version)).envelope;
-      const chains = new Map<string, Envelope[]>();
+      // The first wave's directives follow at once: sending those agents the release ahead would only double the
+      // bytes of a wide first wave. One message per tenant, encoded once.
+      const firstWave = r.waves[0] ?? 0;
+      const texts = new Map<string, string>();
       let n = 0;
       for (const t of await this.store.rollouts.targets(rollout)) {
-        const s = this.gateway.session(t.agentId);
-        if (t.state !== 'pending' || !s) continue;
-        let roots = chains.get(t.tenant);
-        if (!roots) chains.set(t.tenant, (roots = await this.trust.chain(t.tenant)));
-        if (this.gateway.send(t.agentId, { type: 'prestage', rollout, releases: [release], roots })) n++;
+        if (t.state !== 'pending' || t.position < firstWave || !this.gateway.session(t.agentId)) continue;
+        let text = texts.get(t.tenant);
+        if (text === undefined) texts.set(t.tenant, (text = encode({ type: 'prestage', rollout, releases: [release], roots: await this.trust.chain(t.tenant) })));
+        if (this.gateway.sendEncoded(t.agentId, 'prestage', text)) n++;
       }
       if (n) this.log.info({ rollout, agents: n }, 'releases sent ahead for pre-staging');
       return n;

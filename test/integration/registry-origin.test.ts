@@ -83,7 +83,7 @@ test('through the hub only: a release lands in the bank registry and runs from i
     assert.equal(a.images[0].image, ref);
     assert.equal(a.images[0].target, `${banks[a.agentId === a0.id ? 0 : 1]!.host}/${PREFIX}/origin/run@${digest}`);
   }
-  // The pre-staged agent copied it (the first wave's agent was sent it too, and then its directive: present by then).
+  // The pre-staged agent copied it (the first wave's agent got it with its directive).
   const pre = images.agents.find((a: { agentId: string }) => a.agentId === a1.id).images[0];
   assert.equal(pre.state, 'verified');
   assert.equal(pre.bytesDone, pre.bytesTotal);
