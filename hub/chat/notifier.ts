@@ -54,6 +54,7 @@ export class Notifier {
   readonly opts: NotifierOptions;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
+  private pass: Promise<void> = Promise.resolve();
   private again = false;
   private stopped = false;
   private readonly pendingFeed: { at: number; kind: 'offline' | 'online'; agentId: string; tenant: string | null }[] = [];
@@ -86,7 +87,7 @@ export class Notifier {
       return;
     }
     this.running = true;
-    void this.store
+    this.pass = this.store
       .detached(() => this.tick())
       .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'chat notifier pass failed'))
       .finally(() => {
@@ -314,6 +315,7 @@ export class Notifier {
   async close(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
+    await this.pass; // a pass under way finishes: what it sent is marked sent
     await this.flushFeed().catch(() => {});
   }
 }

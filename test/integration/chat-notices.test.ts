@@ -1,0 +1,122 @@
+// The release bot end to end: a rollout started from a chat command (over a
+// DingTalk callback, real sockets, simulated agents) produces its notices in
+// order — started, each wave, succeeded — and nothing per agent; a burst
+// (every agent offline at once) goes out as digests within DingTalk's 20 a
+// minute; the audit log holds the command, its confirmation and its result,
+// linked to the person. Then two replicas on one PostgreSQL database: only
+// the leader sends, and when it stops in the middle of a rollout the other
+// carries on from the stored cursors — every notice once, none lost.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
+import { join } from 'node:path';
+import { platformServer, postRaw, type Received } from '../helpers/chat-platforms.js';
+import { initDataDir, startHub } from '../helpers/hub.js';
+import { freshDatabase, postgresAvailable } from '../helpers/postgres.js';
+import { apiClient, simAgents, simRelease } from '../helpers/sim-agents.js';
+import { tempDir, waitFor } from '../helpers/tmp.js';
+
+const APP_SECRET = 'ding-app-secret-e2e';
+const sign = (ts: number) => createHmac('sha256', APP_SECRET).update(`${ts}\n${APP_SECRET}`).digest('base64');
+/** Every notice line the robot received, in order (a digest's lines one by one). */
+const lines = (rs: Received[]) => rs.flatMap((r) => String(r.json.markdown.text).split('\n')).filter((l) => !/^\d+ updates:$/.test(l));
+
+test('a rollout from chat: notices in order, one per wave transition; a burst as digests within 20 a minute; command, confirmation and result on record', async (t) => {
+  const th = await startHub(t, { rateLimitPerMinute: 0, rolloutTickMs: 50, checkpointMs: 3_600_000, chat: { notifier: { tickMs: 100, gatherMs: 400, presenceGraceMs: 500 } } });
+  const api = apiClient(() => th.url, th.adminToken);
+  const agents = await simAgents(api, () => th.url, 'bank-a', 12, { applyMs: 30 });
+  for (const a of agents) t.after(() => a.stop());
+  await simRelease(api, 'payments', '2.0.0');
+  const op = await th.person({ tenants: { 'bank-a': 'operator' } });
+  const robot = await platformServer(t, { errcode: 0, errmsg: 'ok' });
+  assert.equal((await th.api('POST', '/v1/chat/transports', { name: 'ding', platform: 'dingtalk', config: { appSecret: { value: APP_SECRET } } })).status, 201);
+  assert.equal((await th.api('POST', '/v1/chat/rooms', { transport: 'ding', room: 'cid-ops', tenants: ['bank-a'], config: { webhook: { value: `${robot.url}/robot/send?access_token=t` } } })).status, 201);
+  let n = 0;
+  const say = async (text: string) => {
+    const ts = Date.now();
+    const id = `m${++n}`;
+    const body = JSON.stringify({ msgtype: 'text', text: { content: text }, msgId: id, conversationId: 'cid-ops', senderStaffId: 'zhang.wei', sessionWebhook: `${robot.url}/session/${id}`, sessionWebhookExpiredTime: ts + 3600_000 });
+    const r = await postRaw(`${th.url}/v1/chat/hooks/dingtalk/ding`, body, { 'content-type': 'application/json', timestamp: String(ts), sign: sign(ts) });
+    assert.equal(r.status, 200, r.text);
+    return { first: String(r.json.markdown?.text ?? ''), later: () => robot.on(`/session/${id}`).map((x) => String(x.json.markdown.text)) };
+  };
+  await say(`ferry link ${(await th.api('POST', '/v1/chat/link-codes', {}, op.token)).body.code}`);
+  const asked = await say('ferry rollout create payments@2.0.0 to tenant=bank-a --waves 2,50%,100%');
+  const code = /ferry confirm ([A-Z0-9]+)/.exec(asked.first)?.[1] ?? assert.fail(asked.first);
+  const done = await say(`ferry confirm ${code}`);
+  const started = await waitFor('the result', () => done.later().find((x) => /R-\d+ started/.test(x)));
+  const id = /R-\d+/.exec(started)![0];
+  await waitFor('the rollout succeeds', async () => (await th.api('GET', `/v1/rollouts/${id}`)).body.state === 'succeeded', 30_000);
+  const notices = await waitFor('the succeeded notice', () => (lines(robot.on('/robot/send')).some((l) => l.includes(`${id} payments@2.0.0 succeeded`)) ? lines(robot.on('/robot/send')) : null), 20_000);
+  const order = [`🚀 ${id} payments@2.0.0 started: 12 agents in 3 waves`, `${id} payments@2.0.0: wave 1/3 started, 2 agents`, `${id} payments@2.0.0: wave 2/3 started, 4 agents (wave 1 passed: 2/2 done)`, `${id} payments@2.0.0: wave 3/3 started, 6 agents (wave 2 passed: 6/6 done)`, `${id} payments@2.0.0 succeeded`];
+  const at = order.map((o) => notices.findIndex((l) => l.includes(o)));
+  assert.ok(at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1]!)), `in order: ${JSON.stringify(at)}\n${notices.join('\n')}`);
+  assert.equal(notices.filter((l) => l.includes(id)).length, 5, `one notice per transition, none per agent:\n${notices.join('\n')}`);
+
+  // The burst: every agent offline at once, announced after the grace time, merged.
+  const before = robot.on('/robot/send').length;
+  for (const a of agents) a.stop();
+  const offline = await waitFor('every agent announced offline', () => {
+    const l = lines(robot.on('/robot/send').slice(before));
+    return agents.every((a) => l.some((x) => x.includes(a.id) && x.includes('offline'))) ? robot.on('/robot/send').slice(before) : null;
+  }, 30_000);
+  assert.ok(offline.length < agents.length, `${agents.length} agents offline in ${offline.length} messages`);
+  const times = robot.on('/robot/send').map((r) => r.at);
+  for (let i = 20; i < times.length; i++) assert.ok(times[i]! - times[i - 20]! >= 60_000 - 50, 'at most 20 messages a minute');
+
+  // The record: command, confirmation and result, each naming the person and the DingTalk message.
+  const log = (await th.api('GET', '/v1/audit/bank-a/entries?limit=5000')).body.entries as any[];
+  const cmd = log.find((e) => e.action === 'chat.command' && e.details.confirmation === code);
+  const conf = log.find((e) => e.action === 'chat.confirm' && e.details.confirmation === code);
+  const res = log.find((e) => e.action === 'chat.result' && e.details.rollout === id);
+  for (const e of [cmd, conf, res]) {
+    assert.ok(e, JSON.stringify(log.map((x) => x.action)));
+    assert.equal(e.surface, 'chat');
+    assert.equal(e.details.platform, 'dingtalk');
+    assert.equal(e.personalValues.operator, op.name);
+    assert.equal(e.personalValues.chatAccount, 'zhang.wei');
+  }
+  assert.deepEqual([cmd.details.messageId, conf.details.messageId, res.details.messageId], ['m2', 'm3', 'm3']);
+  assert.ok(cmd.index < conf.index && conf.index < res.index);
+  assert.match(started, new RegExp(`audit bank-a#${res.index}`));
+});
+
+test('[postgres] two replicas: only the leader sends notices; when it stops mid-rollout the other carries on — every notice once, none lost', async (t) => {
+  if (!(await postgresAvailable())) {
+    if (process.env.CI) throw new Error('PostgreSQL does not answer: CI runs the replica tests');
+    return void t.skip('PostgreSQL does not answer (run scripts/test-env.sh): NOT run');
+  }
+  const database = await freshDatabase(t);
+  const dirA = join(tempDir(t), 'a');
+  const token = await initDataDir(dirA, database);
+  const dirB = join(tempDir(t), 'b');
+  cpSync(dirA, dirB, { recursive: true });
+  const opts = { database, adminToken: token, rateLimitPerMinute: 0, rolloutTickMs: 50, checkpointMs: 3_600_000, chat: { notifier: { tickMs: 100, gatherMs: 0 } } };
+  const a = await startHub(t, { ...opts, dataDir: dirA });
+  await waitFor('replica A leads', () => a.hub.cluster.leader);
+  const b = await startHub(t, { ...opts, dataDir: dirB });
+  const api = apiClient(() => b.url, token);
+  // The agents live on B, so stopping A (the leader) leaves them connected.
+  const agents = await simAgents(api, () => b.url, 'bank-a', 6, { applyMs: 30 });
+  for (const x of agents) t.after(() => x.stop());
+  await simRelease(api, 'payments', '2.0.0');
+  const out = await platformServer(t, {});
+  assert.equal((await b.api('POST', '/v1/chat/transports', { name: 'bridge', platform: 'webhook', config: { secret: { value: 's3cret' } } })).status, 201);
+  const room = (await b.api('POST', '/v1/chat/rooms', { transport: 'bridge', room: 'ops', tenants: ['bank-a'], subscribe: ['rollouts'], config: { url: { value: `${out.url}/n` } } })).body;
+  const r = await b.api('POST', '/v1/rollouts', { stack: 'payments', version: '2.0.0', selector: 'tenant=bank-a', waves: '1,2,3,4,5,100%', bakeMs: 400 });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  const id = r.body.id as string;
+  await waitFor('wave 2 announced (by A, the leader)', () => out.on('/n').some((x) => x.json.text.includes('wave 2/6 started')), 20_000);
+  await a.close();
+  await waitFor('B leads', () => b.hub.cluster.leader, 20_000);
+  await waitFor('the rollout succeeds', async () => (await b.api('GET', `/v1/rollouts/${id}`)).body.state === 'succeeded', 60_000);
+  await waitFor('the succeeded notice (by B)', () => out.on('/n').some((x) => x.json.text.includes(`${id} payments@2.0.0 succeeded`)), 20_000);
+  const texts = out.on('/n').flatMap((x) => String(x.json.text).split('\n')).filter((l) => l.includes(id));
+  const keys = out.on('/n').map((x) => x.json.key as string);
+  assert.equal(new Set(keys).size, keys.length, `a notice sent twice: ${JSON.stringify(keys)}`);
+  for (let w = 1; w <= 6; w++) assert.equal(texts.filter((l) => l.includes(`wave ${w}/6 started`)).length, 1, `wave ${w} announced once:\n${texts.join('\n')}`);
+  assert.equal(texts.filter((l) => l.includes('started: 6 agents')).length, 1);
+  const unsent = await b.rawSql<{ n: number }>('SELECT count(*) AS n FROM chat_outbox WHERE room_id = ? AND sent_at IS NULL', [room.id]);
+  assert.equal(Number(unsent[0]!.n), 0);
+});
