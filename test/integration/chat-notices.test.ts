@@ -3,9 +3,10 @@
 // order — started, each wave, succeeded — and nothing per agent; a burst
 // (every agent offline at once) goes out as digests within DingTalk's 20 a
 // minute; the audit log holds the command, its confirmation and its result,
-// linked to the person. Then two replicas on one PostgreSQL database: only
-// the leader sends, and when it stops in the middle of a rollout the other
-// carries on from the stored cursors — every notice once, none lost.
+// linked to the person; on both store backends. Then two replicas on one
+// PostgreSQL database: only the leader sends, and when it stops in the middle
+// of a rollout the other carries on from the stored cursors — every notice
+// once, none lost.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync } from 'node:fs';
@@ -13,7 +14,8 @@ import { createHmac } from 'node:crypto';
 import { join } from 'node:path';
 import { platformServer, postRaw, type Received } from '../helpers/chat-platforms.js';
 import { initDataDir, startHub } from '../helpers/hub.js';
-import { freshDatabase, postgresAvailable } from '../helpers/postgres.js';
+import { backends, freshDatabase, postgresAvailable } from '../helpers/postgres.js';
+import { skipOrFail } from '../helpers/skip.js';
 import { apiClient, simAgents, simRelease } from '../helpers/sim-agents.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
@@ -22,8 +24,8 @@ const sign = (ts: number) => createHmac('sha256', APP_SECRET).update(`${ts}\n${A
 /** Every notice line the robot received, in order (a digest's lines one by one). */
 const lines = (rs: Received[]) => rs.flatMap((r) => String(r.json.markdown.text).split('\n')).filter((l) => !/^\d+ updates:$/.test(l));
 
-test('a rollout from chat: notices in order, one per wave transition; a burst as digests within 20 a minute; command, confirmation and result on record', async (t) => {
-  const th = await startHub(t, { rateLimitPerMinute: 0, rolloutTickMs: 50, checkpointMs: 3_600_000, chat: { notifier: { tickMs: 100, gatherMs: 400, presenceGraceMs: 500 } } });
+for (const backend of await backends()) test(`[${backend}] a rollout from chat: notices in order, one per wave transition; a burst as digests within 20 a minute; command, confirmation and result on record`, async (t) => {
+  const th = await startHub(t, { backend, rateLimitPerMinute: 0, rolloutTickMs: 50, checkpointMs: 3_600_000, chat: { notifier: { tickMs: 100, gatherMs: 400, presenceGraceMs: 500 } } });
   const api = apiClient(() => th.url, th.adminToken);
   const agents = await simAgents(api, () => th.url, 'bank-a', 12, { applyMs: 30 });
   for (const a of agents) t.after(() => a.stop());
@@ -83,10 +85,7 @@ test('a rollout from chat: notices in order, one per wave transition; a burst as
 });
 
 test('[postgres] two replicas: only the leader sends notices; when it stops mid-rollout the other carries on — every notice once, none lost', async (t) => {
-  if (!(await postgresAvailable())) {
-    if (process.env.CI) throw new Error('PostgreSQL does not answer: CI runs the replica tests');
-    return void t.skip('PostgreSQL does not answer (run scripts/test-env.sh): NOT run');
-  }
+  if (!(await postgresAvailable())) return skipOrFail(t, 'PostgreSQL does not answer (run scripts/test-env.sh, or set FERRY_TEST_POSTGRES_URL)');
   const database = await freshDatabase(t);
   const dirA = join(tempDir(t), 'a');
   const token = await initDataDir(dirA, database);
