@@ -59,11 +59,12 @@ export async function createLock(ctx: HubContext, p: Principal, input: { stack: 
   );
 }
 
-/** A lock `p` may lift: one on tenants they may all deploy to (another's answers not found). */
+/** A lock `p` may lift: one on tenants they may all deploy to (one they cannot see answers not found, one they only see forbidden). */
 export async function findLock(ctx: HubContext, p: Principal, id: string): Promise<LockRecord> {
   const l = await ctx.store.chat.lock(id);
-  const scope = await listScope(ctx.store, p, 'deploy');
-  if (!l || (scope !== null && (l.tenants === null || !l.tenants.every((t) => scope.includes(t))))) throw new FerryError('FERRY_E_NOT_FOUND', `lock ${id}`);
+  const within = (scope: string[] | null) => scope === null || (l!.tenants !== null && l!.tenants.every((t) => scope.includes(t)));
+  if (!l || !(await visibleLocks(ctx, p)).some((v) => v.id === l.id)) throw new FerryError('FERRY_E_NOT_FOUND', `lock ${id}`);
+  if (!within(await listScope(ctx.store, p, 'deploy'))) throw new FerryError('FERRY_E_FORBIDDEN', `lifting ${l.id} needs deploy on ${l.tenants?.join(', ') ?? 'every tenant (a vendor-wide lock)'}; ${p.userName} does not have it`);
   return l;
 }
 
