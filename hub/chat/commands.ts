@@ -168,6 +168,8 @@ const deployOne: Executor = {
     const { stack, version } = splitRef(env.parsed.args.release!);
     const a = await env.ctx.store.fleet.agent(id);
     const rel = await env.ctx.releases.get(stack, version);
+    // What the deploy would meet (a lock): refused now, not after the confirmation.
+    for (const gate of env.ctx.delivery.gates) await gate(stack, [a]);
     return {
       lines: [`${stack}@${version} (${shortDigest(rel.digest)}) to agent ${a.name} (${a.id}, ${a.tenant}), now`],
       data: { op: 'deploy', agent: a.id, stack, version, digest: rel.digest },
