@@ -20,6 +20,7 @@ import { agentView, releaseView, rolloutSummary, rolloutView } from '../http/vie
 import type { Command } from '../rollouts/machine.js';
 import { matches, parseSelector, type Selectable } from '../rollouts/selector.js';
 import type { RoomRecord } from '../store/chat.js';
+import { SUBSCRIPTIONS, type Subscription } from './config.js';
 import type { CommandId, Parsed } from './grammar.js';
 import { createLock, deployScope as lockScope, findLock, lockCovers, lockText, removeLock, visibleLocks } from './locks.js';
 
@@ -389,6 +390,61 @@ const lockLs: Executor = {
   },
 };
 
+// ---- the release bot's subscriptions (the room's own setting) --------------------------------
+
+/** The notices named (`rollouts,alarms`, or none: all), checked against what there is. */
+function noticesOf(parsed: Parsed): Subscription[] {
+  const raw = parsed.args.notices;
+  if (!raw) return [...SUBSCRIPTIONS];
+  const names = raw.split(/[,\s]+/).filter(Boolean);
+  for (const n of names) if (!(SUBSCRIPTIONS as readonly string[]).includes(n)) throw new FerryError('FERRY_E_CHAT_USAGE', `notices "${n}": one of ${SUBSCRIPTIONS.join(', ')}`);
+  return names as Subscription[];
+}
+
+/** Changing what a room hears is managing its chat: on all of its tenants (a vendor room: vendor-wide), as binding it is. */
+function mayManageRoom(env: Env): void {
+  const { p, room } = env;
+  const ok = room.tenants ? room.tenants.every((t) => can(p, 'chat.manage', t)) : can(p, 'chat.manage', 'vendor');
+  if (!ok) throw new FerryError('FERRY_E_FORBIDDEN', `changing this room's notices needs chat.manage on ${room.tenants ? room.tenants.join(', ') : 'the vendor'}; ${p.userName} does not have it here`);
+}
+
+function subscription(on: boolean): Executor {
+  const next = (env: Env) => {
+    const named = noticesOf(env.parsed);
+    return SUBSCRIPTIONS.filter((s) => (on ? env.room.subscribe.includes(s) || named.includes(s) : env.room.subscribe.includes(s) && !named.includes(s)));
+  };
+  return {
+    access: () => ({ rule: { list: 'chat.manage' } }),
+    async plan(env) {
+      mayManageRoom(env);
+      const after = next(env);
+      return { lines: [`this room's notices: ${env.room.subscribe.join(', ') || 'none'} → ${after.join(', ') || 'none'}`], data: { op: 'chat.subscribe', room: env.room.id, subscribe: after }, tenants: env.room.tenants ?? [], agents: [] };
+    },
+    async run(env) {
+      mayManageRoom(env);
+      const { ctx, p, room } = env;
+      const after = next(env);
+      await audited(
+        ctx,
+        p,
+        async () => {
+          if (!(await ctx.store.chat.setSubscribe(room.id, after))) throw new FerryError('FERRY_E_NOT_FOUND', `chat room ${room.id}`);
+        },
+        () => ({ log: room.tenants?.length === 1 ? room.tenants[0]! : HUB_LOG, action: 'chat.room.subscribe', target: { type: 'chat-room', id: room.id }, details: { subscribe: after.join(',') } }),
+      );
+      return { text: `this room's notices: ${after.join(', ') || 'none'}` };
+    },
+  };
+}
+
+const subscriptions: Executor = {
+  access: () => ({ rule: { list: 'read' } }),
+  async run(env) {
+    const s = env.room.subscribe;
+    return { text: `this room's notices: ${s.join(', ') || 'none'}${s.length < SUBSCRIPTIONS.length ? ` (not: ${SUBSCRIPTIONS.filter((x) => !s.includes(x)).join(', ')})` : ''}` };
+  },
+};
+
 // ---- the engine's own (help, link, whoami, confirmations) run in engine.ts ---------------------------
 
 const own: Executor = {
@@ -423,4 +479,7 @@ export const EXECUTORS: Record<CommandId, Executor> = {
   lock,
   unlock,
   'lock ls': lockLs,
+  subscribe: subscription(true),
+  unsubscribe: subscription(false),
+  subscriptions,
 };

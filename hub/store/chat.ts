@@ -210,6 +210,11 @@ export class ChatRows {
     return rows.map(toRoom);
   }
 
+  /** What notices a room gets; false when it is not bound (any more). */
+  async setSubscribe(id: string, subscribe: readonly string[]): Promise<boolean> {
+    return (await this.db.run('UPDATE chat_rooms SET subscribe = ? WHERE id = ?', [JSON.stringify(subscribe), id])) === 1;
+  }
+
   async unbindRoom(id: string): Promise<boolean> {
     return (await this.db.run('DELETE FROM chat_rooms WHERE id = ?', [id])) === 1;
   }

@@ -76,6 +76,10 @@ const CASES: Record<CommandId, Case> = {
   lock: { text: () => 'ferry lock ledger env=prod "matrix" --dry-run', ok: { as: 'aOperator', kind: 'result' }, lower: { as: ['aViewer', 'aApprover'] }, foreign: { code: 'FERRY_E_FORBIDDEN|NO-BANK-A' } },
   unlock: { text: (w) => `ferry unlock ${w.lock}`, ok: { as: 'aOperator', kind: 'result' }, lower: { as: ['aViewer', 'aApprover'] }, foreign: { code: 'FERRY_E_NOT_FOUND' } },
   'lock ls': { text: () => 'ferry lock ls', ok: { as: 'aViewer', kind: 'result' }, foreign: 'list' },
+  // the release bot's notices: the room's own setting, for who manages its chat (in bank-b's room the vendor admin may: bank-b's)
+  subscribe: { text: () => 'ferry subscribe rollouts,alarms', ok: { as: 'aAdmin', kind: 'result' }, lower: { as: ['aOperator', 'aApprover', 'aViewer'] }, foreign: { code: 'FERRY_E_FORBIDDEN|NO-BANK-A' } },
+  unsubscribe: { text: () => 'ferry unsubscribe agents', ok: { as: 'aAdmin', kind: 'result' }, lower: { as: ['aOperator', 'aViewer'] }, foreign: { code: 'FERRY_E_FORBIDDEN|NO-BANK-A' } },
+  subscriptions: { text: () => 'ferry subscriptions', ok: { as: 'aViewer', kind: 'result' }, foreign: 'list' },
 };
 
 /** Who speaks from the other side, and where. */
@@ -192,6 +196,9 @@ for (const backend of await backends()) {
       });
     }
     assert.equal((await th.api('GET', `/v1/rollouts/${w.rollout}`)).body.state, 'aborted', 'the approved abort was done');
+    const rooms = (await th.api('GET', '/v1/chat/rooms')).body.rooms as any[];
+    assert.deepEqual(rooms.find((r) => r.room === 'bank-a-ops').subscribe, ['rollouts', 'alarms', 'releases'], 'bank-a’s room hears what its admin said (unsubscribe agents ran after subscribe)');
+    assert.match(said(await say('ferry subscriptions', 'aViewer')), /notices: rollouts, alarms, releases \(not: agents\)/);
     assert.equal((await th.api('GET', `/v1/agents/${w.a2.id}`)).body.status, 'revoked', 'the confirmed revoke was done');
   });
 }
