@@ -2,8 +2,10 @@
 // DingTalk callback, real sockets, simulated agents) produces its notices in
 // order — started, each wave, succeeded — and nothing per agent; a burst
 // (every agent offline at once) goes out as digests within DingTalk's 20 a
-// minute; the audit log holds the command, its confirmation and its result,
-// linked to the person; on both store backends. Then two replicas on one
+// minute; maker-checker over DingTalk (the requester cannot approve their
+// own request, a second account with the approver role does); the audit log
+// holds the command, the confirmation, the approval and the result, linked to
+// the people; on both store backends. Then two replicas on one
 // PostgreSQL database: only the leader sends, and when it stops in the middle
 // of a rollout the other carries on from the stored cursors — every notice
 // once, none lost.
@@ -24,29 +26,37 @@ const sign = (ts: number) => createHmac('sha256', APP_SECRET).update(`${ts}\n${A
 /** Every notice line the robot received, in order (a digest's lines one by one). */
 const lines = (rs: Received[]) => rs.flatMap((r) => String(r.json.markdown.text).split('\n')).filter((l) => !/^\d+ updates:$/.test(l));
 
-for (const backend of await backends()) test(`[${backend}] a rollout from chat: notices in order, one per wave transition; a burst as digests within 20 a minute; command, confirmation and result on record`, async (t) => {
+for (const backend of await backends()) test(`[${backend}] a rollout from chat: notices in order, one per wave transition; a burst as digests within 20 a minute; maker-checker; command, confirmation, approval and result on record`, async (t) => {
   const th = await startHub(t, { backend, rateLimitPerMinute: 0, rolloutTickMs: 50, checkpointMs: 3_600_000, chat: { notifier: { tickMs: 100, gatherMs: 400, presenceGraceMs: 500 } } });
   const api = apiClient(() => th.url, th.adminToken);
   const agents = await simAgents(api, () => th.url, 'bank-a', 12, { applyMs: 30 });
   for (const a of agents) t.after(() => a.stop());
   await simRelease(api, 'payments', '2.0.0');
   const op = await th.person({ tenants: { 'bank-a': 'operator' } });
+  const approver = await th.person({ tenants: { 'bank-a': 'approver' } });
+  // bank-a's rule: a second person approves what touches its agents (maker-checker)
+  assert.equal((await th.api('POST', '/v1/chat/policies/bank-a', { approval: 'tenant=bank-a' })).status, 200);
   const robot = await platformServer(t, { errcode: 0, errmsg: 'ok' });
   assert.equal((await th.api('POST', '/v1/chat/transports', { name: 'ding', platform: 'dingtalk', config: { appSecret: { value: APP_SECRET } } })).status, 201);
   assert.equal((await th.api('POST', '/v1/chat/rooms', { transport: 'ding', room: 'cid-ops', tenants: ['bank-a'], config: { webhook: { value: `${robot.url}/robot/send?access_token=t` } } })).status, 201);
   let n = 0;
-  const say = async (text: string) => {
+  const say = async (text: string, from = 'zhang.wei') => {
     const ts = Date.now();
     const id = `m${++n}`;
-    const body = JSON.stringify({ msgtype: 'text', text: { content: text }, msgId: id, conversationId: 'cid-ops', senderStaffId: 'zhang.wei', sessionWebhook: `${robot.url}/session/${id}`, sessionWebhookExpiredTime: ts + 3600_000 });
+    const body = JSON.stringify({ msgtype: 'text', text: { content: text }, msgId: id, conversationId: 'cid-ops', senderStaffId: from, sessionWebhook: `${robot.url}/session/${id}`, sessionWebhookExpiredTime: ts + 3600_000 });
     const r = await postRaw(`${th.url}/v1/chat/hooks/dingtalk/ding`, body, { 'content-type': 'application/json', timestamp: String(ts), sign: sign(ts) });
     assert.equal(r.status, 200, r.text);
     return { first: String(r.json.markdown?.text ?? ''), later: () => robot.on(`/session/${id}`).map((x) => String(x.json.markdown.text)) };
   };
   await say(`ferry link ${(await th.api('POST', '/v1/chat/link-codes', {}, op.token)).body.code}`);
+  await say(`ferry link ${(await th.api('POST', '/v1/chat/link-codes', {}, approver.token)).body.code}`, 'li.na');
   const asked = await say('ferry rollout create payments@2.0.0 to tenant=bank-a --waves 2,50%,100%');
   const code = /ferry confirm ([A-Z0-9]+)/.exec(asked.first)?.[1] ?? assert.fail(asked.first);
-  const done = await say(`ferry confirm ${code}`);
+  assert.match(asked.first, /a different person with the approver role on bank-a approves it/);
+  assert.match((await say(`ferry approve ${code}`)).first, /FERRY_E_CHAT_MAKER_CHECKER/, 'the requester cannot approve their own request');
+  assert.match((await say(`ferry confirm ${code}`)).first, /confirmed by .*must approve it/);
+  assert.equal((await th.api('GET', '/v1/rollouts')).body.rollouts.length, 0, 'nothing started before the approval');
+  const done = await say(`ferry approve ${code}`, 'li.na');
   const started = await waitFor('the result', () => done.later().find((x) => /R-\d+ started/.test(x)));
   const id = /R-\d+/.exec(started)![0];
   await waitFor('the rollout succeeds', async () => (await th.api('GET', `/v1/rollouts/${id}`)).body.state === 'succeeded', 30_000);
@@ -70,17 +80,22 @@ for (const backend of await backends()) test(`[${backend}] a rollout from chat: 
   // The record: command, confirmation and result, each naming the person and the DingTalk message.
   const log = (await th.api('GET', '/v1/audit/bank-a/entries?limit=5000')).body.entries as any[];
   const cmd = log.find((e) => e.action === 'chat.command' && e.details.confirmation === code);
+  const self = log.find((e) => e.action === 'chat.approve' && e.details.confirmation === code && e.outcome === 'refused');
   const conf = log.find((e) => e.action === 'chat.confirm' && e.details.confirmation === code);
+  const appr = log.find((e) => e.action === 'chat.approve' && e.details.confirmation === code && e.outcome === 'ok');
   const res = log.find((e) => e.action === 'chat.result' && e.details.rollout === id);
-  for (const e of [cmd, conf, res]) {
+  for (const e of [cmd, self, conf, appr, res]) {
     assert.ok(e, JSON.stringify(log.map((x) => x.action)));
     assert.equal(e.surface, 'chat');
     assert.equal(e.details.platform, 'dingtalk');
-    assert.equal(e.personalValues.operator, op.name);
-    assert.equal(e.personalValues.chatAccount, 'zhang.wei');
   }
-  assert.deepEqual([cmd.details.messageId, conf.details.messageId, res.details.messageId], ['m2', 'm3', 'm3']);
-  assert.ok(cmd.index < conf.index && conf.index < res.index);
+  // Who: the requester for the command, the refused self-approval and the confirmation; the approver for the approval;
+  // the result is the requester's operation, done on the approver's message.
+  for (const e of [cmd, self, conf]) assert.deepEqual([e.personalValues.operator, e.personalValues.chatAccount], [op.name, 'zhang.wei']);
+  assert.deepEqual([appr.personalValues.operator, appr.personalValues.chatAccount], [approver.name, 'li.na']);
+  assert.deepEqual([res.personalValues.operator, res.personalValues.chatAccount, res.details.approver], [op.name, 'li.na', approver.userId]);
+  assert.deepEqual([cmd, self, conf, appr, res].map((e) => e.details.messageId), ['m3', 'm4', 'm5', 'm6', 'm6']);
+  assert.ok(cmd.index < self.index && self.index < conf.index && conf.index < appr.index && appr.index < res.index);
   assert.match(started, new RegExp(`audit bank-a#${res.index}`));
 });
 
