@@ -8,12 +8,15 @@
 // the people; on both store backends. Then two replicas on one
 // PostgreSQL database: only the leader sends, and when it stops in the middle
 // of a rollout the other carries on from the stored cursors — every notice
-// once, none lost.
+// once, none lost. Last, the release bot's other notices: a release offered
+// to a tenant (升级通知), direct deploys, alarms, a failed rollout rolled back,
+// each to the rooms of the tenant concerned that subscribed to it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync } from 'node:fs';
 import { createHmac } from 'node:crypto';
 import { join } from 'node:path';
+import { chatHarness } from '../helpers/chat.js';
 import { platformServer, postRaw, type Received } from '../helpers/chat-platforms.js';
 import { initDataDir, startHub } from '../helpers/hub.js';
 import { backends, freshDatabase, postgresAvailable } from '../helpers/postgres.js';
@@ -134,3 +137,56 @@ test('[postgres] two replicas: only the leader sends notices; when it stops mid-
   const unsent = await b.rawSql<{ n: number }>('SELECT count(*) AS n FROM chat_outbox WHERE room_id = ? AND sent_at IS NULL', [room.id]);
   assert.equal(Number(unsent[0]!.n), 0);
 });
+
+for (const backend of await backends())
+  test(`[${backend}] the release bot's other notices: 升级通知 to the tenant's rooms only, direct deploys, alarms at once, a failed rollout rolled back; each room hears what it subscribed to`, async (t) => {
+    const th = await startHub(t, { backend, rateLimitPerMinute: 0, rolloutTickMs: 50, checkpointMs: 3_600_000, chat: { notifier: { tickMs: 100, gatherMs: 300, presenceGraceMs: 60_000 } } });
+    const api = apiClient(() => th.url, th.adminToken);
+    const as = await simAgents(api, () => th.url, 'bank-a', 2, { applyMs: 30, namePrefix: 'a' });
+    const [b] = await simAgents(api, () => th.url, 'bank-b', 1, { applyMs: 30, namePrefix: 'b' });
+    for (const x of [...as, b!]) t.after(() => x.stop());
+    await simRelease(api, 'payments', '1.0.0');
+    await simRelease(api, 'payments', '3.0.0');
+    const h = chatHarness(th);
+    const rooms = {
+      aAll: await h.bind('a-all', ['bank-a']),
+      aReleases: await h.bind('a-releases', ['bank-a'], ['releases']),
+      bAll: await h.bind('b-all', ['bank-b']),
+      vendor: await h.bind('vendor', null, ['releases', 'alarms']),
+    };
+    const heard = async (room: keyof typeof rooms) => (await th.hub.store.chat.sentTo(rooms[room].id)).map((n) => String(JSON.parse(n.body).text));
+    const hears = (room: keyof typeof rooms, what: RegExp) => waitFor(`${room} hears ${what}`, async () => (await heard(room)).find((x) => what.test(x)), 20_000);
+
+    // 升级通知: a release offered to bank-a reaches bank-a's rooms and the vendor's, not bank-b's.
+    assert.equal((await th.api('POST', '/v1/releases/payments/3.0.0/tenants', { tenants: ['bank-a'] })).status, 200);
+    for (const r of ['aAll', 'aReleases', 'vendor'] as const) await hears(r, /📦 升级通知 new release payments@3\.0\.0 available for bank-a/);
+    // A direct deploy to bank-b's agent: bank-b's room hears it; by then it has seen everything before it, and no 升级通知.
+    assert.equal((await th.api('POST', '/v1/deploy', { stack: 'payments', version: '1.0.0', agent: b!.id })).status, 200);
+    await hears('bAll', new RegExp(`📦 payments@1\\.0\\.0 deployed to ${b!.id} \\(bank-b\\) from cli`)); // the surface it came from (the test's client says cli)
+    assert.ok(!(await heard('bAll')).some((x) => x.includes('升级通知')), 'bank-b never hears of a release offered to bank-a');
+
+    // An alarm: at once (it does not wait to be merged), to the rooms that take alarms.
+    as[0]!.alarm('FERRY_E_AUDIT_INCONSISTENT', 'the hub showed a log that does not extend the one witnessed', 'checkpoint');
+    const alarm = await hears('aAll', new RegExp(`🚨 ALARM on a-00000 \\(${as[0]!.id}, bank-a\\): FERRY_E_AUDIT_INCONSISTENT the hub showed a log`));
+    await hears('vendor', /🚨 ALARM on a-00000/);
+    const rows = await th.rawSql<{ alarm: number; created_at: number; due_at: number }>("SELECT alarm, created_at, due_at FROM chat_outbox WHERE room_id = ? AND kind = 'agent.alarm'", [rooms.aAll.id]);
+    assert.deepEqual(rows.map((r) => [Number(r.alarm), Number(r.due_at) - Number(r.created_at)]), [[1, 0]], alarm);
+
+    // A rollout that fails and is rolled back: both said, the failure as an alarm, with the failures counted.
+    const ok = await th.api('POST', '/v1/rollouts', { stack: 'payments', version: '1.0.0', selector: 'tenant=bank-a', waves: '100%' });
+    await waitFor('1.0.0 on bank-a', async () => (await th.api('GET', `/v1/rollouts/${ok.body.id}`)).body.state === 'succeeded', 30_000);
+    for (const a of as) a.failing.add('payments@3.0.0');
+    const bad = await th.api('POST', '/v1/rollouts', { stack: 'payments', version: '3.0.0', selector: 'tenant=bank-a', waves: '100%', onFailure: 'rollback' });
+    assert.equal(bad.status, 201, JSON.stringify(bad.body));
+    const id = bad.body.id as string;
+    await waitFor('rolled back', async () => (await th.api('GET', `/v1/rollouts/${id}`)).body.state === 'rolled-back', 30_000);
+    const back = await hears('aAll', new RegExp(`↩ ${id} payments@3\\.0\\.0 rolled-back`));
+    const failing = (await heard('aAll')).find((x) => x.startsWith(`↩ ${id} payments@3.0.0 rolling-back`)) ?? assert.fail((await heard('aAll')).join('\n'));
+    assert.match(failing, /2 failed \(FERRY_E_UNHEALTHY\)/);
+    const kinds = await th.rawSql<{ kind: string; alarm: number }>('SELECT kind, alarm FROM chat_outbox WHERE room_id = ? AND body LIKE ? ORDER BY id', [rooms.aAll.id, `%${id}%`]);
+    assert.deepEqual(kinds.map((k) => [k.kind, Number(k.alarm)]), [['rollout.created', 0], ['rollout.wave', 0], ['rollout.rolling-back', 1], ['rollout.rolled-back', 0]], back);
+    // What a room did not subscribe to, it never hears; bank-b hears nothing of bank-a's rollouts.
+    assert.ok((await heard('aReleases')).every((x) => x.includes('📦')), (await heard('aReleases')).join('\n'));
+    assert.ok(!(await heard('bAll')).some((x) => x.includes(id) || x.includes('a-00000')), (await heard('bAll')).join('\n'));
+    assert.ok(!(await heard('vendor')).some((x) => x.includes(id)), 'the vendor room took releases and alarms only');
+  });
