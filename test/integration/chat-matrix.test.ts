@@ -106,9 +106,11 @@ test('Matrix: invites to bound rooms joined, commands answered in threads as m.n
   await alice.call('POST', `/rooms/${encodeURIComponent(room)}/invite`, { user_id: hs.bot.userId });
   await waitFor('the bot joins the bound room', async () => hs.bot.userId in (await alice.call('GET', `/rooms/${encodeURIComponent(room)}/joined_members`)).joined, 20_000);
 
+  /** The replies in the thread, once the answer (not only the acknowledgement, `▶ …`) is there. */
   const ask = async (text: string) => {
     const id = await alice.send(room, text);
-    return waitFor(`a reply to ${text}`, () => (alice.replies(room, id, hs.bot.userId).length ? alice.replies(room, id, hs.bot.userId) : null), 20_000);
+    const answered = () => alice.replies(room, id, hs.bot.userId).some((e) => !e.content.body!.startsWith('▶'));
+    return waitFor(`the answer to ${text}`, () => (answered() ? alice.replies(room, id, hs.bot.userId) : null), 20_000);
   };
   const code = (await first.api('POST', '/v1/chat/link-codes', {}, op.token)).body.code;
   const linked = await ask(`ferry link ${code}`);
