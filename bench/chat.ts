@@ -7,9 +7,16 @@
 // (GET /v1/agents/:id with the same person's token). One hub, sqlite, 100
 // rooms bound to the tenant, each with its own linked account; `C` senders at
 // once, each cycling through the rooms; round trip = request out to answer in.
-//   node dist/bench/chat.js [commands=1000] [senders=10] [rooms=100] [agents=200]
+//   node dist/bench/chat.js [commands=1000] [senders=10] [rooms=100] [agents=200] [fleet=200]
 // Chat and API requests are interleaved (order alternating) so drift on a
 // noisy host hits both alike; ratios are within one run.
+//
+// Then the release bot: `fleet` simulated agents (real WebSockets, signed
+// handshake) of another tenant, the same number of rooms bound to it, one
+// rollout in four waves. Counted per room: notices about the rollout and the
+// messages they went out in, against its wave transitions and against the
+// per-agent events the rollout recorded (what a bot posting each agent's
+// progress would send); and the delay from a transition to its notice.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +29,7 @@ import { SqliteDb } from '../hub/store/sqlite.js';
 import { Store } from '../hub/store/store.js';
 import { encodePublicKey, generateKeyPair } from '../shared/keys.js';
 import { silentLogger } from '../shared/logger.js';
+import { apiClient, simAgents, simRelease } from '../test/helpers/sim-agents.js';
 import { fmt, quantile, table } from './lib/report.js';
 
 const arg = (i: number, d: number, min: number) => Math.max(min, Number(process.argv[i] ?? d) || d);
@@ -29,6 +37,7 @@ const N = arg(2, 1000, 50);
 const SENDERS = arg(3, 10, 1);
 const ROOMS = arg(4, 100, 1);
 const AGENTS = arg(5, 200, 1);
+const FLEET = arg(6, 200, 4);
 const WARMUP = Math.min(200, Math.ceil(N / 5));
 const SECRET = 'bench-webhook-secret';
 
@@ -136,5 +145,52 @@ const rows = [
 console.log(`ferry bench:chat — node ${process.version}, ${availableParallelism()} cpus (${cpus()[0]?.model.trim() ?? '?'}), sqlite, ${AGENTS} agents, ${ROOMS} rooms, ${SENDERS} senders at once, ${N} commands and ${N} API reads (after ${WARMUP} warm-up), ${fmt(wall, 1)} s\n`);
 console.log(table(rows));
 console.log(`\nchat p99 ${fmt(q(chatMs, 0.99), 1)} ms (target: under 1000 ms with ${ROOMS} rooms active); every chat command is an audit entry (bank-a's log${entries?.size !== undefined ? `: ${entries.size} entries` : ''}), the API read is not`);
+
+// ---- the release bot under a rollout -------------------------------------------------------------
+const client = apiClient(() => hub.url, seeded.adminToken);
+const fleet = await simAgents(client, () => hub.url, 'bank-n', FLEET, { applyMs: 20, namePrefix: 'n' });
+await simRelease(client, 'payments', '9.0.0');
+const roomIds: string[] = [];
+for (let r = 0; r < ROOMS; r++) roomIds.push((await api('POST', '/v1/chat/rooms', { transport: 'console', room: `n-${r}`, tenants: ['bank-n'], subscribe: ['rollouts'] }, seeded.adminToken)).id as string);
+const until = async (what: string, ok: () => Promise<boolean>, ms = 600_000) => {
+  const end = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+};
+await until('the fleet connected', async () => fleet.every((a) => a.connected));
+const ro = await api('POST', '/v1/rollouts', { stack: 'payments', version: '9.0.0', selector: 'tenant=bank-n', waves: '1,10%,50%,100%' }, seeded.adminToken);
+await until('the rollout succeeded', async () => (await api('GET', `/v1/rollouts/${ro.id}`, undefined, seeded.adminToken)).state === 'succeeded');
+const num = Number(String(ro.id).slice(2));
+const events = await hub.store.db.all<{ kind: string; n: number; last: number }>('SELECT kind, count(*) AS n, max(at) AS last FROM rollout_events WHERE rollout = ? GROUP BY kind', [num]);
+const transitions = await hub.store.db.all<{ at: number }>("SELECT at FROM rollout_events WHERE rollout = ? AND kind IN ('rollout', 'wave') ORDER BY id", [num]);
+const perAgent = events.filter((e) => e.kind !== 'rollout' && e.kind !== 'wave').reduce((n, e) => n + Number(e.n), 0);
+await until('every room told of the success', async () => {
+  for (const id of roomIds) if (!(await hub.store.chat.sentTo(id)).some((n) => n.body.includes(`${ro.id} payments@9.0.0 succeeded`))) return false;
+  return true;
+}, 120_000);
+const notices: number[] = [];
+const messages: number[] = [];
+const delays: number[] = [];
+for (const id of roomIds) {
+  const sent = (await hub.store.chat.sentTo(id)).filter((n) => n.body.includes(String(ro.id)));
+  notices.push(sent.length);
+  messages.push(new Set(sent.map((n) => n.digest)).size);
+  // The k-th notice is about the k-th transition (they are queued in order).
+  sent.forEach((n, k) => transitions[k] && delays.push(Number(n.sent_at) - Number(transitions[k]!.at)));
+}
+console.log(`\nthe release bot: ${FLEET} agents of bank-n, ${ROOMS} rooms subscribed, one rollout in 4 waves (1, 10%, 50%, 100%)\n`);
+console.log(
+  table([
+    ['per room', 'min', 'max'],
+    ['wave transitions (rollout started, each wave, succeeded)', String(transitions.length), String(transitions.length)],
+    ['notices about the rollout', String(Math.min(...notices)), String(Math.max(...notices))],
+    ['messages they went out in (digests)', String(Math.min(...messages)), String(Math.max(...messages))],
+    ['peer: per-agent events the rollout recorded (a bot posting each)', String(perAgent), String(perAgent)],
+  ]),
+);
+console.log(`\nnotices per transition per room: ${fmt(Math.max(...notices) / transitions.length, 2)} (target: at most 1); transition to notice sent: p50 ${fmt(q(delays, 0.5), 0)} ms, p99 ${fmt(q(delays, 0.99), 0)} ms (notices wait up to 1.5 s to be merged)`);
+for (const a of fleet) a.stop();
 await dispatcher.close();
 await hub.close();
