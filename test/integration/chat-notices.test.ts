@@ -13,16 +13,14 @@
 // each to the rooms of the tenant concerned that subscribed to it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync } from 'node:fs';
 import { createHmac } from 'node:crypto';
-import { join } from 'node:path';
 import { chatHarness } from '../helpers/chat.js';
 import { platformServer, postRaw, type Received } from '../helpers/chat-platforms.js';
-import { initDataDir, startHub } from '../helpers/hub.js';
-import { backends, freshDatabase, postgresAvailable } from '../helpers/postgres.js';
+import { replicaDirs, startHub } from '../helpers/hub.js';
+import { backends, postgresAvailable } from '../helpers/postgres.js';
 import { skipOrFail } from '../helpers/skip.js';
 import { apiClient, simAgents, simRelease } from '../helpers/sim-agents.js';
-import { tempDir, waitFor } from '../helpers/tmp.js';
+import { waitFor } from '../helpers/tmp.js';
 
 const APP_SECRET = 'ding-app-secret-e2e';
 const sign = (ts: number) => createHmac('sha256', APP_SECRET).update(`${ts}\n${APP_SECRET}`).digest('base64');
@@ -104,11 +102,7 @@ for (const backend of await backends()) test(`[${backend}] a rollout from chat: 
 
 test('[postgres] two replicas: only the leader sends notices; when it stops mid-rollout the other carries on — every notice once, none lost', async (t) => {
   if (!(await postgresAvailable())) return skipOrFail(t, 'PostgreSQL does not answer (run scripts/test-env.sh, or set FERRY_TEST_POSTGRES_URL)');
-  const database = await freshDatabase(t);
-  const dirA = join(tempDir(t), 'a');
-  const token = await initDataDir(dirA, database);
-  const dirB = join(tempDir(t), 'b');
-  cpSync(dirA, dirB, { recursive: true });
+  const { database, dirs: [dirA, dirB], token } = await replicaDirs(t);
   const opts = { database, adminToken: token, rateLimitPerMinute: 0, rolloutTickMs: 50, checkpointMs: 3_600_000, chat: { notifier: { tickMs: 100, gatherMs: 0 } } };
   const a = await startHub(t, { ...opts, dataDir: dirA });
   await waitFor('replica A leads', () => a.hub.cluster.leader);

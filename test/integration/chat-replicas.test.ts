@@ -6,25 +6,19 @@
 // other (the replay memo is shared).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync } from 'node:fs';
 import { createHmac } from 'node:crypto';
-import { join } from 'node:path';
 import { postRaw } from '../helpers/chat-platforms.js';
-import { initDataDir, startHub, type TestHub } from '../helpers/hub.js';
-import { freshDatabase, postgresAvailable } from '../helpers/postgres.js';
+import { replicaDirs, startHub, type TestHub } from '../helpers/hub.js';
+import { postgresAvailable } from '../helpers/postgres.js';
 import { apiClient, simAgents, simRelease } from '../helpers/sim-agents.js';
 import { skipOrFail } from '../helpers/skip.js';
-import { tempDir, waitFor } from '../helpers/tmp.js';
+import { waitFor } from '../helpers/tmp.js';
 
 const SECRET = 'replica-bridge-secret';
 
 test('[postgres] chat across two replicas: asked on one, confirmed on the other; one confirmation sent to both is done once; a retry to the other replica is refused', async (t) => {
   if (!(await postgresAvailable())) return skipOrFail(t, 'PostgreSQL does not answer (run scripts/test-env.sh, or set FERRY_TEST_POSTGRES_URL)');
-  const database = await freshDatabase(t);
-  const dirA = join(tempDir(t), 'a');
-  const token = await initDataDir(dirA, database);
-  const dirB = join(tempDir(t), 'b');
-  cpSync(dirA, dirB, { recursive: true });
+  const { database, dirs: [dirA, dirB], token } = await replicaDirs(t);
   const opts = { database, adminToken: token, rateLimitPerMinute: 0, rolloutTickMs: 50, checkpointMs: 3_600_000 };
   const a = await startHub(t, { ...opts, dataDir: dirA });
   const b = await startHub(t, { ...opts, dataDir: dirB });
