@@ -23,8 +23,14 @@ export class SecretBox {
 
   seal(input: SecretInput): StoredSecret {
     if ('file' in input) {
-      // Read once now, so a wrong path is found when it is configured, not at the first message.
-      readSecretFile(input.file);
+      // Read once now, so a wrong path is found when it is configured (a bad input), not at the first message.
+      let value: string;
+      try {
+        value = readSecretFile(input.file);
+      } catch (err) {
+        throw new FerryError('FERRY_E_VALIDATION', `secret file ${(err as FerryError).detail ?? input.file}: give a file on the hub's host that the hub's user can read`);
+      }
+      if (!value) throw new FerryError('FERRY_E_VALIDATION', `secret file ${input.file} is empty`);
       return { file: input.file };
     }
     const iv = randomBytes(12);

@@ -55,7 +55,7 @@ test('ferry chat transport|room|policy, user link-chat, lock|unlock: set up from
   // (the hub runs on this host here: the file is its own)
   writeFileSync(join(dir, 'slack-signing'), 'hub-file-secret-3\n');
   await ok(['chat', 'transport', 'add', 'slack', '--platform', 'slack', '--hub-file', `signingSecret=${join(dir, 'slack-signing')}`]);
-  await fails(['chat', 'transport', 'add', 'slack2', '--platform', 'slack', '--hub-file', `signingSecret=${join(dir, 'nope')}`], 1, 'FERRY_E_CHAT_SECRET');
+  await fails(['chat', 'transport', 'add', 'slack2', '--platform', 'slack', '--hub-file', `signingSecret=${join(dir, 'nope')}`], 7, 'FERRY_E_VALIDATION');
   const ls = await ok(['chat', 'transport', 'ls']);
   assert.match(ls.stdout, /^ding\s+dingtalk\s+appSecret=set \(encrypted\)/m);
   assert.match(ls.stdout, new RegExp(`^slack\\s+slack\\s+signingSecret=file ${join(dir, 'slack-signing')}`, 'm'));
