@@ -51,6 +51,10 @@ export class HubClient {
     return this.#call<T>('POST', path, body, {}, false, opts.timeoutMs);
   }
 
+  delete<T>(path: string): Promise<T> {
+    return this.#call<T>('DELETE', path, undefined, {});
+  }
+
   /** A non-JSON answer (the audit export's NDJSON), as text. */
   getText(path: string): Promise<string> {
     return this.#call<string>('GET', path, undefined, {}, true);
@@ -120,7 +124,7 @@ export class HubClient {
     }
   }
 
-  async #call<T>(method: 'GET' | 'POST', path: string, body: unknown, query: Record<string, string | undefined>, raw = false, timeoutMs = TIMEOUT_MS): Promise<T> {
+  async #call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body: unknown, query: Record<string, string | undefined>, raw = false, timeoutMs = TIMEOUT_MS): Promise<T> {
     const url = new URL(this.hub + path);
     for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
     let status: number;

@@ -32,6 +32,7 @@ import { grantsText, registerPeopleCommands, type WhoAmI } from './people-comman
 import { registerReleaseCommands } from './release-commands.js';
 import { registerImageCommands } from './image-commands.js';
 import { registerRolloutCommands } from './rollout-commands.js';
+import { registerChatCommands } from './chat-commands.js';
 import { agentDetail, agentTable, tenantTable } from './views.js';
 import type { AgentView, EnrollmentTokenView, TenantView } from './views.js';
 
@@ -199,6 +200,7 @@ registerReleaseCommands(program, { target, out, note, printJson });
 registerAuditCommands(program, { target, out, note, printJson });
 registerRolloutCommands(program, { target, out, note, printJson });
 registerImageCommands(program, { target, out, note, printJson });
+registerChatCommands(program, { target, out, note, printJson });
 
 program
   .command('version')

@@ -9,6 +9,7 @@ import { AGENT_PATH } from '../shared/auth.js';
 import { FerryError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { AuditLog } from './audit/log.js';
+import { Chat, type ChatOptions } from './chat/service.js';
 import { Witnessing } from './audit/witness.js';
 import { LocalCluster, PostgresCluster, newReplicaId, type Cluster } from './cluster/cluster.js';
 import { Directives } from './directives.js';
@@ -22,6 +23,7 @@ import { Authenticator, SESSION_DEFAULTS, type SessionOptions } from './http/aut
 import type { HubContext } from './http/context.js';
 import { AuthGuard, type GuardOptions } from './http/guard.js';
 import { auditRoutes } from './http/routes/audit.js';
+import { chatRoutes } from './http/routes/chat.js';
 import { fleetRoutes } from './http/routes/fleet.js';
 import { peopleRoutes } from './http/routes/people.js';
 import { imageRoutes } from './http/routes/images.js';
@@ -64,6 +66,8 @@ export interface HubOptions {
   maxStreamsPerUser?: number;
   /** The registry origin agents fetch images from: vendor registry credentials, limits (hub/registry/origin.ts). */
   registry?: Partial<OriginOptions>;
+  /** ChatOps: confirmation and link-code lifetimes, the notifier's pace (hub/chat/). */
+  chat?: { engine?: Partial<ChatOptions['engine']>; notifier?: Partial<ChatOptions['notifier']> };
   /** Benchmarks only: serve without authorisation checks. */
   unsafeNoAuthorisation?: boolean;
   log: Logger;
@@ -89,6 +93,8 @@ export interface Hub {
   guard: AuthGuard;
   /** The registry origin agents fetch images from (`flush` writes what was served to the audit log now). */
   registry: Origin;
+  /** ChatOps: the engine (`chat.handle` runs a message with no platform), transports, notifier. */
+  chat: Chat;
   /** Every API route with its access rule (the route-matrix test walks it). */
   routes: RouteEntry[];
   /** The fastify app (tests answer requests with `app.inject()`, no socket). */
@@ -166,6 +172,8 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
   imageRoutes(route, ctx, progress);
   const registry = new Origin(ctx, { ...ORIGIN_DEFAULTS, ...opts.registry });
   registry.routes(route);
+  const chat = new Chat(ctx, hubKey, { engine: { publicUrl: opts.publicUrl ?? null, ...opts.chat?.engine }, notifier: opts.chat?.notifier ?? {} });
+  const chatHooks = chatRoutes(route, ctx, chat);
   const prestaging = new Prestaging(store, gateway, releases, trust, cluster, log.child({ component: 'prestage' }));
   rollouts.events.on('transition', (t: { kind: string; reason?: string; rollout: string }) => {
     if (t.kind === 'rollout' && t.reason === 'created') prestaging.rolloutCreated(t.rollout);
@@ -195,6 +203,7 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
     throw new FerryError('FERRY_E_CONFIG_INVALID', `cannot listen on ${opts.host}:${opts.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
   ready = true;
+  chat.start();
   if (cluster.leader) void events.prune().catch(() => 0);
   const port = (server.address() as AddressInfo).port;
   const shownHost = opts.host.includes(':') ? `[${opts.host}]` : opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host;
@@ -214,6 +223,8 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
       setTimeout(() => server.closeAllConnections(), 2000).unref();
       await stopped;
       await rollouts.idle();
+      await chatHooks.idle();
+      await chat.close();
       delivery.close();
       // What was received but is still batched in memory.
       await delivery.flushReports(Infinity);
@@ -226,5 +237,5 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
       log.info('hub stopped');
     })());
 
-  return { url, port, store, cluster, gateway, trust, releases, directives, delivery, audit, witness, rollouts, events, guard, registry, routes, app, close };
+  return { url, port, store, cluster, gateway, trust, releases, directives, delivery, audit, witness, rollouts, events, guard, registry, chat, routes, app, close };
 }

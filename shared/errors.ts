@@ -135,6 +135,18 @@ export const ERRORS = {
   // The event stream (GET /v1/events)
   FERRY_E_EVENT_FILTER: spec(400, 'The event stream query is not valid', 'Use rollout=R-<n>, kind= one or more of rollout,wave,target,directive (comma-separated) and since=<event id>, as README.md describes.'),
   FERRY_E_EVENTS_EXPIRED: spec(410, 'Events after the point this client resumed from are no longer kept', 'Re-read the current state (`ferry rollout status ID`); the hub keeps events for 7 days, at most the newest 1,000,000.'),
+  // ChatOps (hub/chat/)
+  FERRY_E_CHAT_UNKNOWN: spec(400, 'The chat command is not one Ferry knows', 'Type `ferry help` in the room for the commands you may run there; the reply names the closest match.'),
+  FERRY_E_CHAT_USAGE: spec(400, 'The chat command is missing an argument or has a wrong one', 'Type `ferry help COMMAND` (e.g. `ferry help rollout create`) for its arguments and an example.'),
+  FERRY_E_CHAT_UNLINKED: spec(403, 'This chat account is not linked to a Ferry person', 'Get a one-time code with `ferry user link-chat` (or in the console) and send `ferry link CODE` to the bot; until then only `ferry help` answers.'),
+  FERRY_E_CHAT_ROOM_UNBOUND: spec(404, 'This chat room is not bound to Ferry', 'An admin binds it: `ferry chat room bind --transport NAME --room ROOM --tenant T` (or --vendor).'),
+  FERRY_E_CHAT_SIGNATURE: spec(401, 'The chat platform request is not signed correctly', "Check the transport's secrets (`ferry chat transport ls`) against the platform's app settings; the hub also refuses requests older than the platform's window."),
+  FERRY_E_CHAT_REPLAY: spec(409, 'This chat platform request was already received', 'Nothing was done twice; platforms retry on timeouts and the hub answers each message once.'),
+  FERRY_E_CHAT_CONFIRMATION: spec(409, 'The confirmation cannot be used', 'The reply says why (expired, someone else\'s, the plan changed, already used); run the command again for a new plan and code.'),
+  FERRY_E_CHAT_MAKER_CHECKER: spec(403, 'A different person with the approver role must approve this', 'Ask a colleague with the approver role on the tenant to send `ferry approve CODE`; the requester cannot approve their own request.'),
+  FERRY_E_CHAT_TRANSPORT: spec(502, 'The chat platform refused or failed a message', 'Read the detail (the platform\'s own error code); check the transport and room settings (`ferry chat transport ls`, `ferry chat room ls`); notices are kept and retried.'),
+  FERRY_E_CHAT_SECRET: spec(500, 'A chat platform secret cannot be read', 'Give it again (`ferry chat transport add ... --secret-file`), check the named file, or keep the hub data dir\'s signing key that encrypted it.'),
+  FERRY_E_LOCKED: spec(409, 'A lock stops deploys to these agents', 'See who locked and why with `ferry lock ls`; deploy after `ferry unlock L-N`, or leave out the locked agents.'),
   FERRY_E_EVENTS_SLOW: spec(503, 'The event stream was closed because the client stopped reading', 'Reconnect with the Last-Event-ID header (the ferry CLI does) to carry on where the stream stopped.'),
 } as const satisfies Record<string, ErrorSpec>;
 

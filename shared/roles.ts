@@ -38,6 +38,8 @@ export const ACTIONS = {
   /** People, grants, other people's tokens. */
   'people.manage': { vendorOnly: true },
   'audit.checkpoint': { vendorOnly: true },
+  /** Chat: platform transports (vendor-wide), rooms bound to a tenant and its approval rule (that tenant's admins). */
+  'chat.manage': { vendorOnly: false },
 } as const;
 export type Action = keyof typeof ACTIONS;
 
@@ -51,7 +53,7 @@ const VENDOR_PERMS: Record<VendorRole, readonly Action[]> = {
 };
 /** ...and on one tenant (never a vendor-only action). */
 const TENANT_PERMS: Record<TenantRole, readonly Action[]> = {
-  'tenant-admin': ['read', 'agent.manage', 'deploy', 'approve', 'trust.manage'],
+  'tenant-admin': ['read', 'agent.manage', 'deploy', 'approve', 'trust.manage', 'chat.manage'],
   operator: ['read', 'agent.manage', 'deploy'],
   approver: ['read', 'approve'],
   viewer: ['read'],

@@ -36,6 +36,10 @@ export interface Topics {
   prestage: { rollout: string };
   /** The agent connected to `replica`: any other replica still holding a socket for it closes it. */
   connected: { agentId: string; replica: string };
+  /** New console chat messages in this room (hub/chat/transports/console.ts streams read them). */
+  chat: { room: string };
+  /** Chat notices were queued or a chat setting changed: the leader's notifier looks again. */
+  'chat-notify': Record<string, never>;
 }
 export type Topic = keyof Topics;
 

@@ -52,6 +52,8 @@ export class Delivery extends EventEmitter {
   private flushing: Promise<void> | null = null;
   /** Status reports dropped because the queue was full (a figure for /metrics). */
   droppedReports = 0;
+  /** Checks a deploy must pass (deploy locks, hub/chat/locks.ts): each throws to refuse. */
+  readonly gates: ((stack: string, agents: readonly { id: string; tenant: string; name: string; labels: Record<string, string> }[]) => Promise<void>)[] = [];
 
   constructor(
     private readonly gateway: Gateway,
@@ -309,6 +311,10 @@ export class Delivery extends EventEmitter {
   /** Issues a deploy directive (recorded by `record` in the same transaction) and sends it once committed. */
   async deploy(agentId: string, stack: string, version: string, by: string | null, record: (d: DirectiveRecord, tenant: string) => Promise<void>): Promise<{ directive: DirectiveRecord; sent: boolean }> {
     const tenant = (await this.store.fleet.agentTenant(agentId)).tenant;
+    if (this.gates.length) {
+      const a = await this.store.fleet.agent(agentId);
+      for (const gate of this.gates) await gate(stack, [a]);
+    }
     let memo = new IssueMemo();
     const directive = await this.store.tx(async () => {
       memo = new IssueMemo();

@@ -57,6 +57,12 @@ export interface RouteDef<B, Q> {
   status?: number;
   /** Per route: a tighter limit (per caller), or false for none (agents' endpoints). */
   rateLimit?: { max: number; timeWindow: number } | false;
+  /**
+   * The body as the exact text received (JSON, form or XML), in `call.raw`:
+   * for requests a third party signs over its bytes (chat platforms'
+   * callbacks). `body` is then the text too; the handler parses it.
+   */
+  raw?: true;
   handler: (call: Call<B, Q>) => Promise<unknown> | unknown;
 }
 
@@ -69,6 +75,8 @@ export interface Call<B, Q> {
   /** Set on every route but public ones. */
   principal: Principal;
   subject: Subject | null;
+  /** The body's exact text (routes declared with `raw`), else ''. */
+  raw: string;
 }
 
 /** Who a request counts against for rate limits: its token or session, else its address. */
@@ -185,18 +193,26 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   });
 
   const route = <B, Q>(def: RouteDef<B, Q>) => {
-    app.route({
+    const spec = {
       method: def.method,
       url: def.url,
       bodyLimit: def.bodyLimit ?? MAX_BODY,
       config: { access: def.access, ...(def.rateLimit !== undefined ? { rateLimit: def.rateLimit } : {}) },
-      handler: async (req, reply) => {
-        const body = (def.body ? parseWith(def.body, req.body ?? {}, 'body') : req.body) as B;
+      handler: async (req: FastifyRequest, reply: FastifyReply) => {
+        const raw = def.raw && typeof req.body === 'string' ? req.body : '';
+        const body = (def.raw ? raw : def.body ? parseWith(def.body, req.body ?? {}, 'body') : req.body) as B;
         const query = (def.query ? parseWith(def.query, req.query ?? {}, 'query') : req.query) as Q;
-        const result = await def.handler({ req, reply, params: (req.params ?? {}) as Record<string, string>, body, query, principal: req.principal!, subject: req.subject });
+        const result = await def.handler({ req, reply, params: (req.params ?? {}) as Record<string, string>, body, query, principal: req.principal!, subject: req.subject, raw });
         if (reply.sent) return reply;
         return reply.code(def.status ?? 200).send(result);
       },
+    };
+    if (!def.raw) return void app.route(spec);
+    // Its own context, so only this route takes form and XML bodies, as text.
+    void app.register(async (child) => {
+      child.removeAllContentTypeParsers();
+      child.addContentTypeParser(['application/json', 'application/x-www-form-urlencoded', 'text/xml', 'application/xml', 'text/plain'], { parseAs: 'string' }, (_req, text, done) => done(null, String(text)));
+      child.route(spec);
     });
   };
 

@@ -19,12 +19,12 @@ import type { Cluster } from '../cluster/cluster.js';
 import { IssueMemo, type DirectiveRecord } from '../directives.js';
 import type { Delivery } from '../gateway/delivery.js';
 import type { Gateway } from '../gateway/gateway.js';
-import type { Releases } from '../releases.js';
+import type { ReleaseRecord, Releases } from '../releases.js';
 import type { TenantScope } from '../store/fleet.js';
 import type { RolloutRecord, RolloutRows } from '../store/rollouts.js';
 import type { Store } from '../store/store.js';
 import { command as checkCommand, decide, type AgentFacts, type Command, type Decision, type OnFailure, type OnTimeout, type RolloutState } from './machine.js';
-import { matches, parseSelector } from './selector.js';
+import { matches, parseSelector, type Selectable, type Selector } from './selector.js';
 import { parseWaves, planWaves } from './waves.js';
 
 /** One transition, as other surfaces (console, chat) receive it on `events`' 'transition'. */
@@ -42,6 +42,12 @@ export interface TransitionEvent {
   version?: string;
   code?: string | null;
 }
+
+/** An agent a rollout or deploy would reach. */
+export type SelectedAgent = Selectable & { revokedAt: number | null };
+
+/** A check before deploying `stack` to `agents`; throws (a FerryError) to refuse. */
+export type DeployGate = (stack: string, agents: readonly Selectable[]) => Promise<void>;
 
 export interface Actor {
   actor: AuditInput['actor'];
@@ -76,6 +82,8 @@ type TargetDecision = Extract<Decision, { kind: 'issue' | 'target' }>;
 export class Rollouts {
   readonly events = new EventEmitter();
   readonly rows: RolloutRows;
+  /** Checks a new rollout must pass (deploy locks, hub/chat/locks.ts): each throws to refuse. */
+  readonly gates: DeployGate[] = [];
   /** Per-target decisions per transaction (CHUNK; tests lower it to make a small wave span several). */
   chunkSize = CHUNK;
   private timer: NodeJS.Timeout | undefined;
@@ -128,17 +136,7 @@ export class Rollouts {
    * selector picks only among their agents.
    */
   async create(input: CreateRollout, by: Actor & { userId: string | null }, scope: TenantScope = null): Promise<RolloutRecord> {
-    const sel = parseSelector(input.selector);
-    const specs = parseWaves(input.waves);
-    const release = await this.releases.get(input.stack, input.version); // FERRY_E_NOT_FOUND for an unknown release
-    const busy = await this.rows.busyAgents(input.stack);
-    const agents = (await this.store.fleet.listSelectable(scope))
-      .filter((a) => a.revokedAt === null && matches(sel, a))
-      .sort((a, b) => a.tenant.localeCompare(b.tenant) || a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
-    if (!agents.length) throw new FerryError('FERRY_E_SELECTOR_EMPTY', sel.text);
-    const clash = agents.filter((a) => busy.has(a.id));
-    if (clash.length) throw new FerryError('FERRY_E_ROLLOUT_ACTIVE', `${input.stack} on ${clash.slice(0, 5).map((a) => a.id).join(', ')}${clash.length > 5 ? ', …' : ''}`);
-    const waves = planWaves(specs, agents.length);
+    const { selector: sel, release, agents, waves } = await this.preview(input, scope);
     const now = this.now();
     const tenants = [...new Set(agents.map((a) => a.tenant))];
     const r = await this.store.tx(async () => {
@@ -157,6 +155,27 @@ export class Rollouts {
     this.emit({ rollout: r.id, kind: 'rollout', to: 'running', reason: 'created', at: now });
     this.kick(0); // an operator is waiting: no need to wait for more reports
     return r;
+  }
+
+  /**
+   * What `create` would start, changing nothing: the release, the agents
+   * selected (in wave order) and the waves' cumulative reach. Refuses as
+   * `create` does (unknown release, empty selection, agents busy with
+   * another rollout of the stack, a gate such as a deploy lock).
+   */
+  async preview(input: Pick<CreateRollout, 'stack' | 'version' | 'selector' | 'waves'>, scope: TenantScope = null): Promise<{ selector: Selector; release: ReleaseRecord; agents: SelectedAgent[]; waves: number[] }> {
+    const sel = parseSelector(input.selector);
+    const specs = parseWaves(input.waves);
+    const release = await this.releases.get(input.stack, input.version); // FERRY_E_NOT_FOUND for an unknown release
+    const busy = await this.rows.busyAgents(input.stack);
+    const agents = (await this.store.fleet.listSelectable(scope))
+      .filter((a) => a.revokedAt === null && matches(sel, a))
+      .sort((a, b) => a.tenant.localeCompare(b.tenant) || a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+    if (!agents.length) throw new FerryError('FERRY_E_SELECTOR_EMPTY', sel.text);
+    const clash = agents.filter((a) => busy.has(a.id));
+    if (clash.length) throw new FerryError('FERRY_E_ROLLOUT_ACTIVE', `${input.stack} on ${clash.slice(0, 5).map((a) => a.id).join(', ')}${clash.length > 5 ? ', …' : ''}`);
+    for (const gate of this.gates) await gate(input.stack, agents);
+    return { selector: sel, release, agents, waves: planWaves(specs, agents.length) };
   }
 
   /** pause | resume | promote | abort | rollback, recorded for the audit log. */

@@ -28,6 +28,12 @@ const TABLES = [
   'rollouts',
   'rollout_targets',
   'rollout_events',
+  'chat_transports',
+  'chat_rooms',
+  'chat_accounts',
+  'chat_policies',
+  'chat_locks',
+  'chat_messages',
 ] as const;
 
 const BATCH = 500;
@@ -61,6 +67,8 @@ export async function migrateStore(from: StoreLocation, to: StoreLocation, progr
       // Identity columns carry on after the copied ids.
       await dst.db.run("SELECT setval(pg_get_serial_sequence('rollouts', 'num'), coalesce((SELECT max(num) FROM rollouts), 0) + 1, false)");
       await dst.db.run("SELECT setval(pg_get_serial_sequence('rollout_events', 'id'), coalesce((SELECT max(id) FROM rollout_events), 0) + 1, false)");
+      await dst.db.run("SELECT setval(pg_get_serial_sequence('chat_locks', 'num'), coalesce((SELECT max(num) FROM chat_locks), 0) + 1, false)");
+      await dst.db.run("SELECT setval(pg_get_serial_sequence('chat_messages', 'id'), coalesce((SELECT max(id) FROM chat_messages), 0) + 1, false)");
     });
     const audit = [];
     for (const log of await src.audit.logs()) {

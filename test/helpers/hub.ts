@@ -221,3 +221,13 @@ export async function dropAuditTriggers(loc: StoreLoc): Promise<void> {
   }
   for (const tr of ['audit_entries_no_update', 'audit_entries_no_delete', 'audit_checkpoints_no_update', 'audit_checkpoints_no_delete']) await rawSqlOn(loc, `DROP TRIGGER IF EXISTS ${tr}`);
 }
+
+/** Two data dirs holding the same hub signing key (every replica needs it) on one fresh PostgreSQL database, and the admin's token. */
+export async function replicaDirs(t: TestContext): Promise<{ database: string; dirs: [string, string]; token: string }> {
+  const database = await freshDatabase(t);
+  const a = join(tempDir(t), 'a');
+  const token = await initDataDir(a, database);
+  const b = join(tempDir(t), 'b');
+  cpSync(a, b, { recursive: true });
+  return { database, dirs: [a, b], token };
+}

@@ -45,6 +45,7 @@ export class SimAgent {
   private stopped = true;
   private statuses = new Map<string, { stack: string; version: string; state: 'applying' | 'applied' | 'failed' | 'rolled-back'; since: string; runningVersion: string | null; code?: string }>();
   private timers = new Set<NodeJS.Timeout>();
+  private readonly alarms: { at: string; code: string; message: string; kind?: 'directive' | 'roots' | 'checkpoint' }[] = [];
 
   constructor(
     readonly id: string,
@@ -115,7 +116,13 @@ export class SimAgent {
   }
 
   private report(): void {
-    if (this.statuses.size) this.send({ type: 'status', releases: [...this.statuses.values()], services: [] });
+    if (this.statuses.size || this.alarms.length) this.send({ type: 'status', releases: [...this.statuses.values()], services: [], ...(this.alarms.length ? { alarms: this.alarms } : {}) });
+  }
+
+  /** Raises an alarm, as an agent refusing a rewritten audit log does: reported with its status from now on. */
+  alarm(code: string, message: string, kind?: 'directive' | 'roots' | 'checkpoint'): void {
+    this.alarms.push({ at: new Date().toISOString(), code, message, ...(kind ? { kind } : {}) });
+    this.report();
   }
 
   private onMessage(m: { type: string; directive?: Envelope; id?: string }): void {

@@ -27,6 +27,10 @@ interface World {
   /** A fresh person (for cases that change one). */
   newPerson(): Promise<string>;
   newTokenOf(who: Exclude<Who, 'none'>): Promise<string>;
+  /** A fresh chat transport (vendor-wide), a console room bound to bank-a, a lock of bank-a's. */
+  newTransport(): Promise<string>;
+  newRoomA(): Promise<string>;
+  newLockA(): Promise<string>;
 }
 
 interface Req {
@@ -129,6 +133,35 @@ const CASES: Record<string, Case> = {
   'GET /v1/audit/:log/export': { req: () => ({ url: '/v1/audit/bank-a/export' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
   'GET /v1/audit/:log/proof': { req: () => ({ url: '/v1/audit/bank-a/proof?index=0' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
   'POST /v1/audit/:log/checkpoint': { req: () => ({ method: 'POST', url: '/v1/audit/bank-a/checkpoint' }), foreign: 'bOperator', lower: 'aOperator', ok: { as: 'aAdmin', status: 200 } },
+
+  // ---- chat --------------------------------------------------------------------------------------
+  'GET /v1/chat/transports': { req: () => ({ url: '/v1/chat/transports' }), lower: 'aAdmin', ok: { as: 'admin', status: 200 } },
+  'POST /v1/chat/transports': { req: () => ({ method: 'POST', url: '/v1/chat/transports', body: { name: `t-${Math.random().toString(36).slice(2, 8)}`, platform: 'webhook', config: { secret: { value: 'a webhook secret' } } } }), lower: 'aAdmin', ok: { as: 'admin', status: 201 } },
+  'DELETE /v1/chat/transports/:name': { req: async (w) => ({ method: 'DELETE', url: `/v1/chat/transports/${await w.newTransport()}` }), lower: 'vOperator', ok: { as: 'admin', status: 200 } },
+  'GET /v1/chat/rooms': { list: true, req: () => ({ url: '/v1/chat/rooms' }), foreign: 'bOperator', ok: { as: 'aAdmin', status: 200 } },
+  // binding a room to bank-a: bank-b's operator does not see the tenant; bank-a's operator does not manage its chat
+  'POST /v1/chat/rooms': { req: () => ({ method: 'POST', url: '/v1/chat/rooms', body: { transport: 'console', room: `r-${Math.random().toString(36).slice(2, 8)}`, tenants: ['bank-a'] } }), foreign: 'bOperator', lower: 'aOperator', ok: { as: 'aAdmin', status: 201 } },
+  'DELETE /v1/chat/rooms/:id': { req: async (w) => ({ method: 'DELETE', url: `/v1/chat/rooms/${await w.newRoomA()}` }), foreign: 'bOperator', lower: 'aOperator', ok: { as: 'aAdmin', status: 200 } },
+  'POST /v1/chat/policies/:tenant': { req: () => ({ method: 'POST', url: '/v1/chat/policies/bank-a', body: { approval: null } }), foreign: 'bOperator', lower: 'aOperator', ok: { as: 'aAdmin', status: 200 } },
+  'POST /v1/chat/link-codes': { req: () => ({ method: 'POST', url: '/v1/chat/link-codes', body: {} }), ok: { as: 'aViewer', status: 201 } },
+  'GET /v1/locks': { list: true, req: () => ({ url: '/v1/locks' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  // a lock covers what its maker may deploy to: a viewer may deploy nowhere
+  'POST /v1/locks': { req: () => ({ method: 'POST', url: '/v1/locks', body: { stack: 'zzz', reason: 'matrix' } }), lower: 'aViewer', ok: { as: 'aOperator', status: 201 } },
+  'POST /v1/locks/:id/unlock': { req: async (w) => ({ method: 'POST', url: `/v1/locks/${await w.newLockA()}/unlock` }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aOperator', status: 200 } },
+  'GET /v1/chat/console/rooms': { list: true, req: () => ({ url: '/v1/chat/console/rooms' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/chat/console/rooms/:room/messages': { req: () => ({ url: '/v1/chat/console/rooms/a-room/messages' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/chat/console/rooms/:room/stream': { req: () => ({ url: '/v1/chat/console/rooms/a-room/stream' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  // reading a room is enough to speak in it: each command then checks its own rule (chat-access.test.ts)
+  'POST /v1/chat/console/rooms/:room/messages': { req: () => ({ method: 'POST', url: '/v1/chat/console/rooms/a-room/messages', body: { text: 'ferry help' } }), foreign: 'bOperator', ok: { as: 'aViewer', status: 201 } },
+  'POST /v1/chat/console/rooms/:room/decisions': { req: () => ({ method: 'POST', url: '/v1/chat/console/rooms/a-room/decisions', body: { code: 'NOPE42', decision: 'cancel' } }), foreign: 'bOperator', ok: { as: 'aViewer', status: 201 } },
+  // platform callbacks: verified by the platform's scheme, so unsigned is 401 (chat-platforms.test.ts covers the schemes)
+  'GET /v1/chat/hooks/wecom/:transport': { public: true, req: () => ({ url: '/v1/chat/hooks/wecom/m-wecom?msg_signature=0&timestamp=1&nonce=n&echostr=x' }), ok: { as: 'none', status: 401 } },
+  'POST /v1/chat/hooks/slack/:transport/commands': { public: true, req: () => ({ method: 'POST', url: '/v1/chat/hooks/slack/m-slack/commands', body: { text: 'ferry help' } }), ok: { as: 'none', status: 401 } },
+  'POST /v1/chat/hooks/slack/:transport/interactive': { public: true, req: () => ({ method: 'POST', url: '/v1/chat/hooks/slack/m-slack/interactive', body: {} }), ok: { as: 'none', status: 401 } },
+  'POST /v1/chat/hooks/dingtalk/:transport': { public: true, req: () => ({ method: 'POST', url: '/v1/chat/hooks/dingtalk/m-ding', body: {} }), ok: { as: 'none', status: 401 } },
+  'POST /v1/chat/hooks/feishu/:transport': { public: true, req: () => ({ method: 'POST', url: '/v1/chat/hooks/feishu/m-feishu', body: { type: 'url_verification', token: 'wrong', challenge: 'c' } }), ok: { as: 'none', status: 401 } },
+  'POST /v1/chat/hooks/wecom/:transport': { public: true, req: () => ({ method: 'POST', url: '/v1/chat/hooks/wecom/m-wecom?msg_signature=0&timestamp=1&nonce=n', body: { encrypt: 'x' } }), ok: { as: 'none', status: 401 } },
+  'POST /v1/chat/hooks/webhook/:transport': { public: true, req: () => ({ method: 'POST', url: '/v1/chat/hooks/webhook/m-hook', body: { room: 'r', user: 'u', text: 'ferry help', id: '1' } }), ok: { as: 'none', status: 401 } },
 };
 
 /** An event stream's status, without waiting for it to end. */
@@ -157,7 +190,7 @@ function streamStatus(url: string, token: string | null): Promise<{ status: numb
 
 async function call(w: World, who: Who, r: Req): Promise<{ status: number; text: string; body: any }> {
   const token = who === 'none' ? null : w.tokens[who];
-  if (r.url.startsWith('/v1/events')) {
+  if (r.url.startsWith('/v1/events') || r.url.endsWith('/stream')) {
     const s = await streamStatus(w.th.url + r.url, token);
     return { status: s.status, text: s.first, body: s.status >= 400 ? JSON.parse(s.first) : null };
   }
@@ -215,6 +248,26 @@ async function world(th: TestHub): Promise<World> {
     // a vendor operator's token narrowed to bank-b: bank-a is another tenant to it
     opScopedB: await p({ vendorRole: 'operator' }, { role: 'operator', tenants: ['bank-b'] }),
   };
+  // Chat: a transport of each platform (their callbacks), a console room and a lock of bank-a's.
+  const chatCfg: Record<string, Record<string, unknown>> = {
+    slack: { signingSecret: { value: 'slack-signing' } },
+    dingtalk: { appSecret: { value: 'ding-secret' } },
+    feishu: { verificationToken: { value: 'feishu-token' } },
+    wecom: { token: { value: 'wecom-token' }, encodingAesKey: { value: 'a'.repeat(43) } },
+    webhook: { secret: { value: 'hook-secret' } },
+  };
+  for (const [platform, config] of Object.entries(chatCfg)) {
+    const name = platform === 'dingtalk' ? 'm-ding' : platform === 'webhook' ? 'm-hook' : `m-${platform}`;
+    assert.equal((await api('POST', '/v1/chat/transports', { name, platform, config })).status, 201);
+  }
+  assert.equal((await api('POST', '/v1/chat/rooms', { transport: 'console', room: 'a-room', tenants: ['bank-a'] })).status, 201);
+  // bank-a's operator's lock: on bank-a only
+  const lockA = async () => {
+    const r = await th.hub.app.inject({ method: 'POST', url: '/v1/locks', headers: { authorization: `Bearer ${tokens.aOperator}`, 'content-type': 'application/json' }, payload: JSON.stringify({ stack: 'zzz', reason: 'matrix' }) });
+    assert.equal(r.statusCode, 201, r.body);
+    return JSON.parse(r.body).id as string;
+  };
+  await lockA();
   let n = 0;
   return {
     th,
@@ -235,6 +288,17 @@ async function world(th: TestHub): Promise<World> {
       assert.equal(r.statusCode, 201, r.body);
       return JSON.parse(r.body).id as string;
     },
+    newTransport: async () => {
+      const name = `x-${++n}`;
+      assert.equal((await api('POST', '/v1/chat/transports', { name, platform: 'webhook', config: { secret: { value: 'some secret' } } })).status, 201);
+      return name;
+    },
+    newRoomA: async () => {
+      const r = await api('POST', '/v1/chat/rooms', { transport: 'console', room: `a-extra-${++n}`, tenants: ['bank-a'] });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      return r.body.id as string;
+    },
+    newLockA: lockA,
   };
 }
 
@@ -258,7 +322,7 @@ for (const backend of await backends()) {
           assert.equal(r.status, 401, `${key} without credentials: ${r.text}`);
           assert.equal(r.body.error.code, 'FERRY_E_AUTH_REQUIRED');
           const bad = await w.th.hub.app.inject({ method: ((await c.req(w)).method ?? 'GET') as 'GET', url: (await c.req(w)).url, headers: { authorization: 'Bearer ferry_api_forged' } });
-          if (!key.startsWith('GET /v1/events')) assert.equal(bad.statusCode, 401, `${key} with a forged token`);
+          if (!key.startsWith('GET /v1/events') && !key.endsWith('/stream')) assert.equal(bad.statusCode, 401, `${key} with a forged token`);
         }
         if (c.foreign) {
           const r = await call(w, c.foreign, await c.req(w));
