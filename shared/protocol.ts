@@ -98,6 +98,25 @@ export const Cosign = z.strictObject({
 });
 export type Cosign = z.infer<typeof Cosign>;
 
+/** One verification job's outcome (x-ferry.verify), with its last output lines. */
+export const JobResult = z.strictObject({
+  service: str(64),
+  state: z.enum(['running', 'passed', 'failed', 'timeout']),
+  exitCode: z.number().int().nullable(),
+  output: z.array(str(512)).max(20),
+});
+export type JobResult = z.infer<typeof JobResult>;
+
+/** The verification jobs of a release's apply: they ran once it was up and healthy. */
+export const Verification = z.strictObject({
+  /** `<seq>.<digest>`: jobs run again for each apply. */
+  run: str(64),
+  state: z.enum(['running', 'passed', 'failed']),
+  jobs: z.array(JobResult).max(16),
+  since: str(32),
+});
+export type Verification = z.infer<typeof Verification>;
+
 export const ReleaseStatus = z.strictObject({
   stack: str(64),
   version: str(64),
@@ -107,6 +126,8 @@ export const ReleaseStatus = z.strictObject({
   since: str(32),
   /** The version actually running for this stack (after a rollback, the last good one). */
   runningVersion: str(64).nullable(),
+  /** Its verification jobs, for a release that has some (absent from agents before them). */
+  verification: Verification.optional(),
 });
 export type ReleaseStatus = z.infer<typeof ReleaseStatus>;
 
