@@ -74,17 +74,17 @@ export function isVerifyJob(f: Field): boolean {
 }
 
 /** x-ferry at the top level: the release's checks. */
-export function ferryTop(r: Reader, f: Field | undefined, services: Readonly<Record<string, Pick<Service, 'autoscale' | 'verify' | 'dependsOn' | 'ports' | 'resources' | 'containerName'>>>): Pick<Release, 'checks'> {
-  if (!f || r.isNull(f)) return {};
-  const k = r.keys(f, 'x-ferry');
+export function ferryTop(r: Reader, f: Field | undefined, root: Field, services: Readonly<Record<string, Pick<Service, 'autoscale' | 'verify' | 'dependsOn' | 'ports' | 'resources' | 'containerName'>>>): Pick<Release, 'checks'> {
   const checks: Record<string, Check> = {};
+  const k = f && !r.isNull(f) ? r.keys(f, 'x-ferry') : {};
   for (const c of k.checks && !r.isNull(k.checks) ? r.entries(k.checks) : []) {
     const got = r.attempt(() => check(r, c, services));
     if (got) checks[c.key!] = got;
   }
   const out = Object.keys(checks).length ? { checks } : {};
+  // What needs the whole file (and what the agent refuses too): said here rather than by the agent.
   const problem = watchProblem({ services: { ...services }, ...out });
-  if (problem) r.attempt(() => r.fail(f, `is not valid: ${problem}`));
+  if (problem) r.attempt(() => r.fail({ ...(f ?? root), path: 'x-ferry' }, `is not valid: ${problem}`));
   return out;
 }
 

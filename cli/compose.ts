@@ -142,7 +142,7 @@ function convert(r: Reader, root: Field, opts: ComposeOptions & { dirOf(file: st
       r.attempt(() => r.fail({ path: `${f.path}.${issue.path.join('.')}`, file: f.file, line: f.line }, `is not valid: ${issue.message}`));
     }
   }
-  const ferry = r.attempt(() => ferryTop(r, top['x-ferry'], services)) ?? {};
+  const ferry = r.attempt(() => ferryTop(r, top['x-ferry'], root, services)) ?? {};
   return { ...(name && { name }), services, networks, volumes, imageAt, builds, policyGated: policyGated(services), skipped, ...ferry };
 }
 
