@@ -75,6 +75,8 @@ export interface ReconcilerOptions {
   now?: () => number;
   /** Secret and config values prepared on this host (agent/secrets.ts); default: none are provided. */
   files?: FileProvider;
+  /** Replicas the autoscaler chose for a stack's autoscaled services (agent/autoscale); clamped to the signed bounds. */
+  scale?: (stack: string) => Readonly<Record<string, number>>;
 }
 
 /** A release that cannot be started yet: a secret or config has no value here. Its stack is left as it runs. */
@@ -138,7 +140,7 @@ export class Reconciler {
   private seq = 0;
 
   constructor(opts: ReconcilerOptions) {
-    this.o = { bakeMs: 10_000, pollMs: 500, applyTimeoutMs: 300_000, concurrency: 4, minFreeBytes: 256 * 1024 * 1024, drainMs: 2000, now: Date.now, files: () => undefined, ...opts };
+    this.o = { bakeMs: 10_000, pollMs: 500, applyTimeoutMs: 300_000, concurrency: 4, minFreeBytes: 256 * 1024 * 1024, drainMs: 2000, now: Date.now, files: () => undefined, scale: () => ({}), ...opts };
     this.exec = executors(opts.engine, { agentId: opts.agentId, auth: opts.auth ?? (() => undefined), minFreeBytes: this.o.minFreeBytes, drainMs: this.o.drainMs });
     this.journal = new Journal(opts.stateDir);
     this.persisted = load(opts.stateDir);
@@ -213,7 +215,7 @@ export class Reconciler {
     const blocked: Blocked[] = [];
     for (const t of targets) {
       try {
-        stacks.push(desiredStack(this.o.agentId, t.release, this.o.files, t.pull));
+        stacks.push(desiredStack(this.o.agentId, t.release, this.o.files, t.pull, this.o.scale(t.stack)));
       } catch (err) {
         const e = asFerryError(err);
         if (e.code !== 'FERRY_E_SECRET_MISSING' && e.code !== 'FERRY_E_SECRET_FILE') throw e;

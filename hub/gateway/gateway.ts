@@ -238,6 +238,12 @@ export class Gateway extends EventEmitter {
       case 'relay':
         this.emit('relay', s.agentId, msg);
         break;
+      case 'checks':
+        this.emit('checks', s.agentId, msg);
+        break;
+      case 'figures':
+        this.emit('figures', s.agentId, msg);
+        break;
       default: {
         const never: never = msg;
         throw new Error(`unhandled message ${(never as { type: string }).type}`);
