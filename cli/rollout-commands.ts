@@ -117,13 +117,17 @@ export function eventLine(e: RolloutEvent): string {
         return `${e.agentId} (${e.tenant}) ${e.from} -> ${e.to}${e.code ? ` [${e.code}]` : ''}`;
       case 'directive':
         return `${e.agentId} (${e.tenant}) ${e.from} -> ${e.to}: directive ${e.seq}${e.version ? ` for ${e.version}` : ''}`;
+      case 'alert':
+        return `alert ${e.event}${e.state === 'resolved' ? ' (resolved)' : ''}: ${e.summary}`;
+      case 'scale':
+        return `${e.agentId} (${e.tenant}) ${e.stack}/${e.service} scaled ${e.from} -> ${e.to} (${e.reason})`;
       default: {
         const never: never = e;
         return never;
       }
     }
   })();
-  return `${e.at}  #${e.id}  ${e.rollout}  ${what}`;
+  return `${e.at}  #${e.id}  ${e.rollout ?? '-'}  ${what}`;
 }
 
 /**

@@ -7,7 +7,7 @@ import { MerkleTree, leafHash } from '../../shared/merkle.js';
 import type { Param } from './db.js';
 import { openStore, type Store, type StoreLocation } from './store.js';
 
-/** In an order that satisfies every foreign key. Agents' answers and nonces are transient and not copied. */
+/** In an order that satisfies every foreign key. Agents' answers, nonces and figures are transient and not copied. */
 const TABLES = [
   'tenants',
   'users',
@@ -28,6 +28,10 @@ const TABLES = [
   'rollouts',
   'rollout_targets',
   'rollout_events',
+  'checks',
+  'check_events',
+  'alerts',
+  'alert_outbox',
 ] as const;
 
 const BATCH = 500;
@@ -61,6 +65,7 @@ export async function migrateStore(from: StoreLocation, to: StoreLocation, progr
       // Identity columns carry on after the copied ids.
       await dst.db.run("SELECT setval(pg_get_serial_sequence('rollouts', 'num'), coalesce((SELECT max(num) FROM rollouts), 0) + 1, false)");
       await dst.db.run("SELECT setval(pg_get_serial_sequence('rollout_events', 'id'), coalesce((SELECT max(id) FROM rollout_events), 0) + 1, false)");
+      await dst.db.run("SELECT setval(pg_get_serial_sequence('alert_outbox', 'id'), coalesce((SELECT max(id) FROM alert_outbox), 0) + 1, false)");
     });
     const audit = [];
     for (const log of await src.audit.logs()) {
