@@ -89,9 +89,9 @@ export class CheckRows {
   constructor(private readonly db: Db) {}
 
   /**
-   * Stores what agents said, in one transaction: transitions once each (by
-   * the agent's numbering), then each agent's snapshot, which replaces its
-   * checks. A check whose state changes is marked for the alert rules.
+   * Stores what agents said, in one transaction: each agent's snapshot,
+   * which replaces its checks, then transitions once each (by the agent's
+   * numbering), each over an older state only. A check whose state changes is marked for the alert rules.
    * Returns the newest transition number stored per agent (what is acknowledged).
    */
   async ingest(batch: ReadonlyMap<string, AgentChecks>, now: number): Promise<Map<string, number>> {
@@ -99,17 +99,7 @@ export class CheckRows {
     if (!batch.size) return acked;
     await this.db.tx(async () => {
       for (const [agentId, b] of batch) {
-        for (const t of b.transitions) {
-          await this.db.run(
-            `INSERT INTO check_events (agent_id, n, tenant, stack, name, from_state, to_state, at, error, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (agent_id, n) DO NOTHING`,
-            [agentId, t.n, b.tenant, t.stack, t.check, t.from, t.to, t.at, t.error ?? null, now],
-          );
-          await this.db.run(
-            `UPDATE checks SET state = ?, since = ?, last_error = ?, updated_at = ?, dirty = CASE WHEN state = ? THEN dirty ELSE 1 END WHERE agent_id = ? AND stack = ? AND name = ? AND since <= ?`,
-            [t.to, t.at, t.to === 'failing' ? (t.error ?? null) : null, now, t.to, agentId, t.stack, t.check, t.at],
-          );
-          acked.set(agentId, Math.max(acked.get(agentId) ?? 0, t.n));
-        }
+        // The snapshot first: transitions batched with it may be newer (each applies only over an older state).
         if (b.snapshot) {
           const keep = b.snapshot.map((c) => `${c.stack}/${c.check}`);
           const rows = await this.db.all<{ stack: string; name: string }>('SELECT stack, name FROM checks WHERE agent_id = ?', [agentId]);
@@ -122,6 +112,17 @@ export class CheckRows {
               [agentId, b.tenant, c.stack, c.check, c.version, c.kind, c.target, c.state, c.since, c.error ?? null, now, c.state === 'failing' ? 1 : 0],
             );
           }
+        }
+        for (const t of b.transitions) {
+          await this.db.run(
+            `INSERT INTO check_events (agent_id, n, tenant, stack, name, from_state, to_state, at, error, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (agent_id, n) DO NOTHING`,
+            [agentId, t.n, b.tenant, t.stack, t.check, t.from, t.to, t.at, t.error ?? null, now],
+          );
+          await this.db.run(
+            `UPDATE checks SET state = ?, since = ?, last_error = ?, updated_at = ?, dirty = CASE WHEN state = ? THEN dirty ELSE 1 END WHERE agent_id = ? AND stack = ? AND name = ? AND since <= ?`,
+            [t.to, t.at, t.to === 'failing' ? (t.error ?? null) : null, now, t.to, agentId, t.stack, t.check, t.at],
+          );
+          acked.set(agentId, Math.max(acked.get(agentId) ?? 0, t.n));
         }
       }
     });
