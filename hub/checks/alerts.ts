@@ -177,10 +177,15 @@ export class Alerts {
       if (a.kind === 'rollout-stuck' && !active.some((r) => `rollout-stuck:R-${r.rollout}` === a.key)) {
         await this.store.checks.putAlert({ ...a, state: 'resolved', since: now, summary: `rollout R-${a.rollout} is no longer running` });
       }
-      // A flapping check may have settled: its alert is looked at again.
-      if (a.kind === 'check' && a.flapping && a.agentId) {
+      if (a.kind === 'check' && a.agentId) {
         const d = JSON.parse(a.detail) as { stack?: string; check?: string };
-        await this.store.db.run('UPDATE checks SET dirty = 1 WHERE agent_id = ? AND stack = ? AND name = ?', [a.agentId, d.stack ?? '', d.check ?? '']);
+        // A check its release no longer declares (or of an agent gone): nothing is failing any more.
+        if (!(await this.store.checks.has(a.agentId, d.stack ?? '', d.check ?? ''))) {
+          await this.store.checks.putAlert({ ...a, state: 'resolved', flapping: false, since: now, summary: `${d.stack}/${d.check} is no longer checked on ${a.agentId}` });
+          continue;
+        }
+        // A flapping check may have settled: its alert is looked at again.
+        if (a.flapping) await this.store.checks.touch(a.agentId, d.stack ?? '', d.check ?? '');
       }
     }
   }

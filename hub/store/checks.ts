@@ -202,6 +202,15 @@ export class CheckRows {
     }));
   }
 
+  async has(agentId: string, stack: string, name: string): Promise<boolean> {
+    return (await this.db.get('SELECT 1 AS x FROM checks WHERE agent_id = ? AND stack = ? AND name = ?', [agentId, stack, name])) !== undefined;
+  }
+
+  /** Marks a check for the alert rules to look at again (a flapping one may have settled). */
+  async touch(agentId: string, stack: string, name: string): Promise<void> {
+    await this.db.run('UPDATE checks SET dirty = 1 WHERE agent_id = ? AND stack = ? AND name = ?', [agentId, stack, name]);
+  }
+
   async clean(agentId: string, stack: string, name: string): Promise<void> {
     await this.db.run('UPDATE checks SET dirty = 0 WHERE agent_id = ? AND stack = ? AND name = ?', [agentId, stack, name]);
   }

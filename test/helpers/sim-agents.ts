@@ -40,6 +40,8 @@ export class SimAgent {
   readonly running = new Map<string, string>();
   windowClosed = false;
   readonly failing = new Set<string>();
+  /** The newest `checks-ack` the hub sent (0: none). */
+  checksAcked = 0;
   private ws: WebSocket | undefined;
   private accepted = 0;
   private stopped = true;
@@ -110,6 +112,13 @@ export class SimAgent {
     }
   }
 
+  /** Sends any agent message now (false when not connected). */
+  say(m: unknown): boolean {
+    if (this.ws?.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(m));
+    return true;
+  }
+
   private send(m: unknown): void {
     if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(m));
   }
@@ -118,7 +127,8 @@ export class SimAgent {
     if (this.statuses.size) this.send({ type: 'status', releases: [...this.statuses.values()], services: [] });
   }
 
-  private onMessage(m: { type: string; directive?: Envelope; id?: string }): void {
+  private onMessage(m: { type: string; directive?: Envelope; id?: string; upTo?: number }): void {
+    if (m.type === 'checks-ack') return void (this.checksAcked = Math.max(this.checksAcked, m.upTo ?? 0));
     // asked what it would do: nothing (a simulated engine always matches)
     if (m.type === 'plan-request' && m.id) return this.send({ type: 'plan', id: m.id, steps: [], waiting: [] });
     if (m.type !== 'directive' || !m.directive) return;

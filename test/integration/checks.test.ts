@@ -11,8 +11,6 @@
 // --metrics-listen, parses as Prometheus text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
@@ -23,6 +21,7 @@ import { fleet, type Fleet, type FleetAgent } from '../helpers/fleet.js';
 import { run } from '../helpers/proc.js';
 import { service } from '../helpers/signing.js';
 import { waitFor } from '../helpers/tmp.js';
+import { receiver } from '../helpers/webhook.js';
 
 // A CGI status page: 502 while /tmp/broken exists, "status: degraded" (still 200) while /tmp/degraded does.
 const STATUS_CGI = [
@@ -45,32 +44,6 @@ async function webImage(): Promise<string> {
 }
 
 const every = { intervalMs: 1000, timeoutMs: 800 } as const;
-
-interface Notice {
-  headers: IncomingHttpHeaders;
-  raw: string;
-  body: { id: number; event: string; state: string; key: string; summary: string; repeat: boolean; detail: Record<string, unknown> };
-}
-
-/** A real HTTP server receiving the alert webhook; it answers 503 to the first `refuse` POSTs. */
-async function receiver(t: { after(fn: () => unknown): void }, refuse: number) {
-  const got: Notice[] = [];
-  let posts = 0;
-  const server = createServer((req, res) => {
-    let raw = '';
-    req.setEncoding('utf8');
-    req.on('data', (d: string) => (raw += d));
-    req.on('end', () => {
-      posts++;
-      if (posts <= refuse) return void res.writeHead(503).end('not now');
-      got.push({ headers: req.headers, raw, body: JSON.parse(raw) as Notice['body'] });
-      res.writeHead(204).end();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.after(() => new Promise<void>((r) => server.close(() => r())));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/ferry-alerts`, got, posts: () => posts };
-}
 
 async function checkOf(f: Fleet, agent: string, name: string): Promise<{ state: string; lastError: string | null; since: string } | undefined> {
   const r = await f.th.api('GET', `/v1/checks?agent=${agent}`);
