@@ -3,24 +3,25 @@
 // check transitions stored once however often they are sent and acknowledged
 // only once stored; a snapshot replacing an agent's checks; alerts with
 // de-duplication (a flapping check is one alert), reminders and an agent
-// offline and back, each at a real webhook receiver; another tenant's people
-// see none of it; the fleet gauges on /metrics.
+// offline and back, a rollout stuck and aborted, each at a real webhook
+// receiver; another tenant's people see none of it; the fleet gauges on
+// /metrics.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { verifyWebhook } from '../../hub/checks/webhook.js';
 import { startHub } from '../helpers/hub.js';
 import { backends } from '../helpers/postgres.js';
-import { apiClient, simAgents } from '../helpers/sim-agents.js';
+import { apiClient, simAgents, simRelease } from '../helpers/sim-agents.js';
 import { waitFor } from '../helpers/tmp.js';
 import { receiver } from '../helpers/webhook.js';
 
 const SECRET = 'the secret the receiver shares';
 
 for (const backend of await backends()) {
-  test(`[${backend}] check transitions stored once and acknowledged; alerts once per change, flapping as one, reminders, offline and back; tenants apart; fleet gauges`, { timeout: 120_000 }, async (t) => {
+  test(`[${backend}] check transitions stored once and acknowledged; alerts once per change, flapping as one, reminders, offline and back, a stuck rollout; tenants apart; fleet gauges`, { timeout: 120_000 }, async (t) => {
     const hook = await receiver(t);
-    const th = await startHub(t, { backend, checkpointMs: 3_600_000, webhook: { url: hook.url, secret: SECRET }, alerts: { tickMs: 100, scanMs: 200, offlineMs: 1500, repeatMs: 4000, flapCount: 4 } });
+    const th = await startHub(t, { backend, checkpointMs: 3_600_000, webhook: { url: hook.url, secret: SECRET }, alerts: { tickMs: 100, scanMs: 200, offlineMs: 1500, stuckMs: 2500, repeatMs: 4000, flapCount: 4 } });
     const api = apiClient(() => th.url, th.adminToken);
     const [a] = await simAgents(api, () => th.url, 'bank-a', 1, { namePrefix: 'a' });
     const [b] = await simAgents(api, () => th.url, 'bank-b', 1, { namePrefix: 'b' });
@@ -107,5 +108,17 @@ for (const backend of await backends()) {
     const gone = await waitFor('its alert resolved', () => hook.got.find((n) => n.body.key === `check:${a!.id}:shop/web` && n.body.state === 'resolved') ?? null, 10_000, 100);
     assert.equal(gone.body.event, 'check.recovered');
     assert.match(gone.body.summary, /shop\/web is no longer checked/);
+
+    // a rollout in which nothing moves (baking for an hour) is stuck after --alert-stuck; aborted, it is not
+    await simRelease(api, 'shop', '1.0.0');
+    const ro = await th.api('POST', '/v1/rollouts', { stack: 'shop', version: '1.0.0', selector: 'tenant=bank-a', waves: '1,100%', bakeMs: 3_600_000 });
+    assert.equal(ro.status, 201, JSON.stringify(ro.body));
+    const stuck = await waitFor('rollout.stuck', () => hook.got.find((n) => n.body.event === 'rollout.stuck') ?? null, 30_000, 100);
+    assert.equal(stuck.body.key, `rollout-stuck:${ro.body.id}`);
+    assert.match(stuck.body.summary, new RegExp(`^rollout ${ro.body.id} \\(shop@1\\.0\\.0\\) is running and nothing moved for \\d+ min$`));
+    assert.equal((await th.api('POST', `/v1/rollouts/${ro.body.id}/abort`)).status, 200);
+    const moved = await waitFor('rollout.moving', () => hook.got.find((n) => n.body.event === 'rollout.moving') ?? null, 30_000, 100);
+    assert.match(moved.body.summary, /is no longer running/);
+    assert.deepEqual(((await th.api('GET', '/v1/alerts', undefined, bAdmin)).body.alerts as { key: string }[]).map((x) => x.key), [`agent-offline:${b!.id}`], 'a rollout alert is the vendor\'s');
   });
 }

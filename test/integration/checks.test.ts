@@ -1,5 +1,5 @@
 // Watching what runs, end to end on the real engine with real agent
-// processes: service checks (HTTP status, HTTP body regex, TCP) against a real
+// processes: service checks (HTTP status, HTTP body regex, TCP, a command) against a real
 // container flip to failing when the service answers 502, when its body no
 // longer matches and when it is stopped, and back to normal when fixed, with
 // one signed alert notice each at a real HTTP receiver (which refuses the
@@ -64,7 +64,7 @@ function webContainer(a: FleetAgent): Promise<string> {
 
 const SECRET = 'a webhook secret of some length';
 
-test('checks against a real container: 502, a body that no longer matches and a stopped service each fail and recover, one signed alert each, retried until received', { timeout: 300_000 }, async (t) => {
+test('checks against a real container: 502, a body that no longer matches, a command that exits 4 and a stopped service each fail and recover, one signed alert each, retried until received', { timeout: 300_000 }, async (t) => {
   if (!(await requireDocker(t))) return;
   const hook = await receiver(t, 1);
   const f = await fleet(t, { hub: { webhook: { url: hook.url, secret: SECRET }, alerts: { tickMs: 200, scanMs: 1000, flapCount: 100 } } }); // flapping: unit-tested (rules)
@@ -73,6 +73,8 @@ test('checks against a real container: 502, a body that no longer matches and a 
     status: { http: { url: 'http://web:8080/cgi-bin/status', method: 'GET', status: [200] }, ...every, failures: 2, successes: 2 },
     body: { http: { url: 'http://web:8080/cgi-bin/status', method: 'GET', status: [200], body: '^status: ok' }, ...every, failures: 1, successes: 1 },
     port: { tcp: { address: 'web:8080' }, ...every, failures: 1, successes: 1 },
+    // a command in each of web's containers (docker exec): exit 0 passes
+    marker: { command: { service: 'web', run: ['sh', '-c', 'if [ -f /tmp/broken ]; then echo "marker file present"; exit 4; fi'] }, ...every, failures: 1, successes: 1 },
   };
   await f.publish('shop', '1.0.0', { web: service(await webImage(), { stopGracePeriodMs: 1000 }) }, { checks });
   await f.deploy(a, 'shop', '1.0.0');
@@ -93,9 +95,10 @@ test('checks against a real container: 502, a body that no longer matches and a 
   assert.equal(ls.code, 1, 'ferry checks ls exits 1 while a check fails');
   assert.match(ls.stdout, /shop\/status\s+http\s+failing\s+\S+\s+.*got 502, expected 200/);
   assert.doesNotMatch(ls.stdout, /shop\/port/);
+  assert.match((await waitCheck(f, a.id, 'marker', 'failing')).lastError!, /^web#0: sh exited 4: marker file present$/);
   await dockerOk(['exec', web, 'rm', '/tmp/broken']);
   // the body check expects a 200 too: it failed as well (one probe is enough for it)
-  for (const name of ['status', 'body']) await waitCheck(f, a.id, name, 'passing');
+  for (const name of ['status', 'body', 'marker']) await waitCheck(f, a.id, name, 'passing');
 
   // a 200 whose body no longer matches
   await dockerOk(['exec', web, 'touch', '/tmp/degraded']);
@@ -112,13 +115,13 @@ test('checks against a real container: 502, a body that no longer matches and a 
 
   // one notice per change (status failed twice: 502, then the stop; body three times: 502, no match, the stop), each signed over
   // exactly the bytes received; the first POST was refused and retried
-  const want: Record<string, number> = { 'status:check.failing': 2, 'status:check.recovered': 2, 'body:check.failing': 3, 'body:check.recovered': 3, 'port:check.failing': 1, 'port:check.recovered': 1 };
+  const want: Record<string, number> = { 'status:check.failing': 2, 'status:check.recovered': 2, 'body:check.failing': 3, 'body:check.recovered': 3, 'port:check.failing': 1, 'port:check.recovered': 1, 'marker:check.failing': 1, 'marker:check.recovered': 1 };
   const tally = (xs: { event: string; detail: { check?: unknown } }[]) => {
     const out: Record<string, number> = {};
     for (const x of xs) out[`${String(x.detail.check)}:${x.event}`] = (out[`${String(x.detail.check)}:${x.event}`] ?? 0) + 1;
     return out;
   };
-  await waitFor('every notice at the webhook', () => hook.got.length >= 12 || null, 60_000, 200);
+  await waitFor('every notice at the webhook', () => hook.got.length >= 14 || null, 60_000, 200);
   assert.deepEqual(tally(hook.got.map((n) => n.body)), want, hook.got.map((n) => n.body.summary).join('\n'));
   assert.ok(hook.got.every((n) => !n.body.repeat && n.body.key.startsWith(`check:${a.id}:shop/`)));
   for (const n of hook.got) {
@@ -133,10 +136,10 @@ test('checks against a real container: 502, a body that no longer matches and a 
 
   // the same at the hub: alerts resolved, history in order, alerts on the event stream
   const alerts = (await f.th.api('GET', '/v1/alerts?tenant=bank-r')).body.alerts as { key: string; state: string }[];
-  assert.deepEqual(alerts.filter((x) => x.key.startsWith('check:')).map((x) => x.state), ['resolved', 'resolved', 'resolved']);
+  assert.deepEqual(alerts.filter((x) => x.key.startsWith('check:')).map((x) => x.state), ['resolved', 'resolved', 'resolved', 'resolved']);
   const hist = (await f.th.api('GET', `/v1/agents/${a.id}/checks?check=status`)).body.history as { from: string; to: string; error: string | null }[];
   assert.deepEqual(hist.map((h) => `${h.from}>${h.to}`).reverse(), ['pending>passing', 'passing>failing', 'failing>passing', 'passing>failing', 'failing>passing']);
-  const stream = await run('ferry', ['events', '--since', '0', '--kind', 'alert', '--limit', '12', '--json'], { env });
+  const stream = await run('ferry', ['events', '--since', '0', '--kind', 'alert', '--limit', '14', '--json'], { env });
   assert.equal(stream.code, 0, stream.stderr);
   const streamed = stream.stdout.trim().split('\n').map((l) => JSON.parse(l) as { id: number; kind: string; event: string; detail: { check?: string } });
   assert.deepEqual(tally(streamed), want, 'the same notices on the event stream');
