@@ -130,6 +130,7 @@ export class CheckRunner {
   }
 
   close(): void {
+    this.book.persist();
     this.closed = true;
     for (const r of this.checks.values()) clearTimeout(r.timer);
     this.checks.clear();
@@ -204,6 +205,8 @@ export class CheckRunner {
 
   /** Sends what is not yet sent on this connection: transitions in batches, and a snapshot when due. */
   private flush(): void {
+    // Durable before anything leaves (and whether or not the hub is there to hear it).
+    this.book.persist();
     const pending = this.book.outbox.filter((t) => t.n > this.sentUpTo);
     const snapshot = this.snapshotDue ? this.snapshot() : undefined;
     if (!pending.length && !snapshot) return;

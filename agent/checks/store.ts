@@ -1,8 +1,8 @@
 // What the check runner keeps across restarts (checks.json in the state
 // directory): each check's state, and the transitions the hub has not yet
-// acknowledged, numbered per agent. Written (atomically) on every transition
-// and every acknowledgement, never per probe: a check that passes all day
-// writes nothing.
+// acknowledged, numbered per agent. Written (atomically) before transitions
+// are sent, once for all those of a moment, and on acknowledgements; never
+// per probe: a check that passes all day writes nothing.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FerryError } from '../../shared/errors.js';
@@ -26,6 +26,7 @@ export class CheckBook {
   private p: Persisted;
   /** Transitions dropped because the outbox was full (a log line says so). */
   dropped = 0;
+  private dirty = false;
 
   constructor(private readonly dir: string) {
     this.p = load(dir);
@@ -39,7 +40,13 @@ export class CheckBook {
     return this.p.outbox;
   }
 
-  /** Records a transition (and the state it leads to) durably; returns it numbered. */
+  /**
+   * Records a transition (and the state it leads to); returns it numbered.
+   * Durable at the next `persist`, which the runner calls before anything is
+   * sent: one write for every transition of a moment (1,000 checks starting
+   * are one fsync, not 1,000 on the event loop). A crash before it loses only
+   * transitions never sent; the states they led to are observed again.
+   */
   record(key: string, t: Omit<CheckTransition, 'n'>, m: Pick<CheckMemory, 'state' | 'since' | 'error'>): CheckTransition {
     const numbered = { n: this.p.next++, ...t };
     this.p.outbox.push(numbered);
@@ -48,7 +55,7 @@ export class CheckBook {
       this.p.outbox.splice(0, this.p.outbox.length - MAX_OUTBOX);
     }
     this.p.states[key] = { state: m.state, since: m.since, ...(m.error !== undefined && { error: m.error }) };
-    this.save();
+    this.dirty = true;
     return numbered;
   }
 
@@ -67,7 +74,13 @@ export class CheckBook {
     if (this.p.outbox.length !== before) this.save();
   }
 
+  /** Writes what was recorded since the last write (nothing when nothing was). */
+  persist(): void {
+    if (this.dirty) this.save();
+  }
+
   private save(): void {
+    this.dirty = false;
     writeFileAtomic(join(this.dir, CHECKS_FILE), JSON.stringify(this.p) + '\n', 0o600);
   }
 }
