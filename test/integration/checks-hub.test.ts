@@ -8,12 +8,16 @@
 // /metrics.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { verifyWebhook } from '../../hub/checks/webhook.js';
 import { startHub } from '../helpers/hub.js';
 import { backends } from '../helpers/postgres.js';
 import { apiClient, simAgents, simRelease } from '../helpers/sim-agents.js';
-import { waitFor } from '../helpers/tmp.js';
+import { freePort } from '../helpers/faults.js';
+import { daemon, run } from '../helpers/proc.js';
+import { tempDir, waitFor } from '../helpers/tmp.js';
 import { receiver } from '../helpers/webhook.js';
 
 const SECRET = 'the secret the receiver shares';
@@ -122,3 +126,36 @@ for (const backend of await backends()) {
     assert.deepEqual(((await th.api('GET', '/v1/alerts', undefined, bAdmin)).body.alerts as { key: string }[]).map((x) => x.key), [`agent-offline:${b!.id}`], 'a rollout alert is the vendor\'s');
   });
 }
+
+test('ferry-hub serve: the alert and metrics flags are checked before listening; --metrics-listen serves /metrics only, without credentials; the API\'s /metrics needs a token', async (t) => {
+  const dir = join(tempDir(t), 'hub');
+  const init = await run('hub', ['init', '--data-dir', dir]);
+  assert.equal(init.code, 0, init.stderr);
+  const secretFile = join(dir, '..', 'webhook-secret');
+  writeFileSync(secretFile, 'short\n', { mode: 0o600 });
+  const hook = await receiver(t);
+  const bad = [
+    [['--alert-webhook', hook.url], /FERRY_E_CONFIG_INVALID.*--alert-webhook and --alert-webhook-secret-file go together/],
+    [['--alert-webhook', 'ftp://x/', '--alert-webhook-secret-file', secretFile], /--alert-webhook takes an http:\/\/ or https:\/\/ URL/],
+    [['--alert-webhook', hook.url, '--alert-webhook-secret-file', secretFile], /the secret is shorter than 16 characters/],
+    [['--alert-offline', 'soon'], /--alert-offline/],
+    [['--metrics-listen', 'nonsense'], /--metrics-listen takes HOST:PORT/],
+  ] as const;
+  for (const [args, message] of bad) {
+    const r = await run('hub', ['serve', '--data-dir', dir, '--listen', '127.0.0.1:0', ...args]);
+    assert.equal(r.code, 7, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+  }
+  writeFileSync(secretFile, `${SECRET}\n`);
+  const [port, metricsPort] = [await freePort(), await freePort()];
+  const hub = daemon(t, 'hub', ['serve', '--data-dir', dir, '--listen', `127.0.0.1:${port}`, '--metrics-listen', `127.0.0.1:${metricsPort}`, '--alert-webhook', hook.url, '--alert-webhook-secret-file', secretFile, '--alert-offline', '10m']);
+  await hub.waitFor(/listening on/);
+  const m = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+  assert.equal(m.status, 200);
+  const families = parsePrometheusTextFormat(await m.text()).map((f) => f.name);
+  assert.ok(families.includes('ferry_hub_leader') && families.includes('process_cpu_seconds_total'), families.join(','));
+  assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/v1/agents`)).status, 404);
+  const viaApi = await fetch(`http://127.0.0.1:${port}/metrics`);
+  assert.equal(viaApi.status, 401);
+  assert.equal(((await viaApi.json()) as { error: { code: string } }).error.code, 'FERRY_E_AUTH_REQUIRED');
+});
