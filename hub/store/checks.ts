@@ -295,7 +295,8 @@ export class CheckRows {
   async due(repeatBefore: number | null, limit: number): Promise<AlertRow[]> {
     const dirty = (await this.db.all<Raw>('SELECT * FROM alerts WHERE dirty = 1 ORDER BY since LIMIT ?', [limit])).map(alertOf);
     if (repeatBefore === null || dirty.length >= limit) return dirty;
-    const repeat = (await this.db.all<Raw>("SELECT * FROM alerts WHERE state = 'firing' AND dirty = 0 AND notified_at < ? ORDER BY notified_at LIMIT ?", [repeatBefore, limit - dirty.length])).map(alertOf);
+    // An alarm an agent raised is a one-off (the bank acknowledges it at the agent): noticed once, never reminded.
+    const repeat = (await this.db.all<Raw>("SELECT * FROM alerts WHERE state = 'firing' AND dirty = 0 AND notified_at < ? AND kind <> 'audit-alarm' ORDER BY notified_at LIMIT ?", [repeatBefore, limit - dirty.length])).map(alertOf);
     return [...dirty, ...repeat];
   }
 

@@ -7,7 +7,7 @@ import type { TestContext } from 'node:test';
 export interface Notice {
   headers: IncomingHttpHeaders;
   raw: string;
-  body: { id: number; event: string; state: string; key: string; summary: string; repeat: boolean; tenant: string | null; agentId: string | null; detail: Record<string, unknown> };
+  body: { id: number; event: string; state: string; key: string; summary: string; repeat: boolean; tenant: string | null; agentId: string | null; since: string; at: string; detail: Record<string, unknown> };
 }
 
 /** Listens on 127.0.0.1 (any free port); answers 503 to the first `refuse` POSTs, 204 after. */

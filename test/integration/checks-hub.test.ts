@@ -90,6 +90,13 @@ for (const backend of await backends()) {
     const bAdmin = (await th.person({ tenants: { 'bank-b': 'tenant-admin' } })).token;
     assert.deepEqual(((await th.api('GET', '/v1/alerts', undefined, bAdmin)).body.alerts as { key: string }[]).map((x) => x.key), [`agent-offline:${b!.id}`]);
 
+    // an alarm the agent raised (in its status report), reported again: one audit.alarm, never reminded
+    const alarm = { at: new Date().toISOString(), code: 'FERRY_E_AUDIT_INCONSISTENT', message: 'the hub served a log that does not extend what this agent witnessed', kind: 'checkpoint' };
+    for (let i = 0; i < 2; i++) assert.ok(a!.say({ type: 'status', releases: [], services: [], alarms: [alarm] }));
+    const raised = await waitFor('audit.alarm', () => hook.got.find((n) => n.body.event === 'audit.alarm') ?? null, 10_000, 100);
+    assert.equal(raised.body.tenant, 'bank-a');
+    assert.match(raised.body.summary, /raised FERRY_E_AUDIT_INCONSISTENT: the hub served a log/);
+
     // figures: the fleet gauges per tenant
     assert.ok(a!.say({ type: 'figures', containers: 3, containersRunning: 3, servicesHealthy: 2, servicesUnhealthy: 1, checksPassing: 1, checksFailing: 1, checksPending: 0, rssBytes: 50_000_000, cpuSeconds: 1.5 }));
     const value = async (name: string, labels: Record<string, string>) => {
@@ -105,6 +112,7 @@ for (const backend of await backends()) {
     assert.equal(await value('ferry_checks', { tenant: 'bank-a', state: 'passing' }), 1);
     assert.equal(await value('ferry_agents', { tenant: 'bank-b', state: 'connected' }), 1);
     assert.equal(await value('ferry_hub_alerts_firing', { kind: 'check' }), 1);
+    assert.equal(await value('ferry_hub_alerts_firing', { kind: 'audit-alarm' }), 1);
 
     // a new snapshot without a check: it is gone from the hub
     assert.ok(a!.say({ type: 'checks', snapshot: [info('api', 'passing')], transitions: [] }));
@@ -124,6 +132,11 @@ for (const backend of await backends()) {
     const moved = await waitFor('rollout.moving', () => hook.got.find((n) => n.body.event === 'rollout.moving') ?? null, 30_000, 100);
     assert.match(moved.body.summary, /is no longer running/);
     assert.deepEqual(((await th.api('GET', '/v1/alerts', undefined, bAdmin)).body.alerts as { key: string }[]).map((x) => x.key), [`agent-offline:${b!.id}`], 'a rollout alert is the vendor\'s');
+
+    // the alarm, long past when a reminder would have been due (--alert-repeat 4 s): still one notice
+    await waitFor('past the repeat interval', () => Date.now() >= Date.parse(raised.body.at) + 4000 + 1000 || null, 10_000, 100);
+    assert.equal(hook.got.filter((n) => n.body.event === 'audit.alarm').length, 1, 'the alarm noticed once, not reminded');
+    assert.equal(((await th.api('GET', '/v1/alerts?tenant=bank-a')).body.alerts as { kind: string; notifications: number }[]).find((x) => x.kind === 'audit-alarm')!.notifications, 1);
   });
 }
 
