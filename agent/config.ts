@@ -74,6 +74,17 @@ const FileConfig = z.strictObject({
       minFreeMb: z.number().int().min(0).optional(),
     })
     .optional(),
+  /** Service checks and the figures sent to the hub (agent/checks). */
+  checks: z
+    .strictObject({
+      /** Probes in flight at most. */
+      concurrency: z.number().int().min(1).max(256).optional(),
+      /** How often the agent sends its figures (counts for the hub's /metrics). */
+      figuresMs: z.number().int().min(1000).max(3_600_000).optional(),
+    })
+    .optional(),
+  /** Autoscaling (x-ferry.autoscale): how often each autoscaled service is sampled. */
+  autoscale: z.strictObject({ intervalMs: z.number().int().min(500).max(3_600_000).optional() }).optional(),
   /** How far ahead of this host's clock a signed directive or checkpoint may be dated (default 5 min). */
   maxClockSkewMs: z.number().int().min(1000).max(86_400_000).optional(),
   reconnect: z
@@ -122,6 +133,8 @@ export interface AgentConfig {
   readonly reconcile: Readonly<{ bakeMs: number; driftIntervalMs: number; applyTimeoutMs: number; minFreeBytes: number }>;
   readonly reconnect: Readonly<{ baseMs: number; capMs: number }>;
   readonly maxClockSkewMs: number;
+  readonly checks: Readonly<{ concurrency: number; figuresMs: number }>;
+  readonly autoscale: Readonly<{ intervalMs: number }>;
 }
 
 export interface ConfigInput {
@@ -183,6 +196,8 @@ export function loadAgentConfig(input: ConfigInput, env: NodeJS.ProcessEnv = pro
     }),
     reconnect: Object.freeze(reconnect),
     maxClockSkewMs: file.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS,
+    checks: Object.freeze({ concurrency: file.checks?.concurrency ?? 16, figuresMs: file.checks?.figuresMs ?? 60_000 }),
+    autoscale: Object.freeze({ intervalMs: file.autoscale?.intervalMs ?? 15_000 }),
   });
 }
 

@@ -42,6 +42,8 @@ const PolicyFile = z.strictObject({
   maintenanceWindows: z.array(z.strictObject({ days: z.array(z.enum(DAYS)).min(1).optional(), start: HHMM, end: HHMM })).max(32).optional(),
   /** What a container may be (policy-containers.ts); absent: the strict defaults. */
   containers: ContainersSection.optional(),
+  /** Autoscaling (x-ferry.autoscale): whether the agent may change replicas at all, and a cap below any release's max. */
+  autoscale: z.strictObject({ enabled: z.boolean().optional(), maxReplicas: z.number().int().min(1).max(100).optional() }).optional(),
 });
 export type PolicyFile = z.infer<typeof PolicyFile>;
 
@@ -56,6 +58,8 @@ export interface Policy {
   readonly containers: ContainerLimits;
   /** Where secret and config values are read from, when the policy names their files. */
   readonly files: PolicyFiles;
+  /** Autoscaling: off, or capped at maxReplicas (null: the release's max). */
+  readonly autoscale: { readonly enabled: boolean; readonly maxReplicas: number | null };
 }
 
 export const NO_POLICY: Policy = Object.freeze({
@@ -68,6 +72,7 @@ export const NO_POLICY: Policy = Object.freeze({
   windows: [],
   containers: DEFAULT_LIMITS,
   files: { secret: new Map(), config: new Map() },
+  autoscale: { enabled: true, maxReplicas: null },
 });
 
 export function parsePolicy(text: string, source: string): Policy {
@@ -117,6 +122,7 @@ export function parsePolicy(text: string, source: string): Policy {
     windows: (p.maintenanceWindows ?? []).map((w) => ({ days: w.days ?? [...DAYS], start: minutes(w.start), end: minutes(w.end) })),
     containers: containerLimits(p.containers, lineOf),
     files: { secret: new Map(Object.entries(p.secrets ?? {})), config: new Map(Object.entries(p.configs ?? {})) },
+    autoscale: { enabled: p.autoscale?.enabled ?? true, maxReplicas: p.autoscale?.maxReplicas ?? null },
   });
 }
 

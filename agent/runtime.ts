@@ -25,6 +25,7 @@ import { currentRoot, verifyPrestage } from './verify.js';
 import { Relay } from './relay/relay.js';
 import { relaySource } from './relay/source.js';
 import { Witness } from './witness.js';
+import { startWatching } from './checks/watch.js';
 
 /** The accepted releases as reconciler targets. */
 export function targetsOf(desired: Desired | null): Target[] {
@@ -61,6 +62,7 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
   const acceptor = new Acceptor({ stateDir: cfg.stateDir, agentId: identity.agentId, tenant: identity.tenant, policy, log, send, onRefusal, ...clock });
   const relay = cfg.bankRegistry ? startRelay({ cfg, identity, key, policy, log: log.child({ component: 'relay' }), send }) : null;
   witness = new Witness({ stateDir: cfg.stateDir, tenant: identity.tenant, key, log, root: () => currentRoot(acceptor.current.state), send, onRefusal, ...clock });
+  const watch = startWatching({ cfg, agentId: identity.agentId, engine, policy, log, send, converge: (sig) => reconciler.repair(sig) });
   const reconciler: Reconciler = new Reconciler({
     engine,
     agentId: identity.agentId,
@@ -76,19 +78,27 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
       send({ type: 'status', releases, services, ...(drift.length ? { drift: drift.slice(0, 100).map((d) => d.slice(0, 512)) } : {}), ...(alarms.length ? { alarms } : {}) });
     },
     ...(relay ? { prepare: (targets: Target[], sig: AbortSignal) => relay.relay.ensure(targets.map((t) => t.release), sig) } : {}),
+    scale: (stack) => watch.autoscaler.scaleOf(stack),
   });
+  // Checks and autoscaling follow what runs (the last good release of each stack).
+  const watchRunning = () => watch.releasesChanged(reconciler.running.map((t) => t.release));
+  watchRunning();
   const apply = () => {
     const d = acceptor.current.desired;
     const targets = targetsOf(d);
     reconciler
       .apply(d?.seq ?? 0, targets, signal)
-      .then(() => relay?.relay.retain([...targets, ...reconciler.running].map((t) => t.release), signal))
+      .then(() => {
+        watchRunning();
+        return relay?.relay.retain([...targets, ...reconciler.running].map((t) => t.release), signal);
+      })
       .catch((err) => log.error({ err: asFerryError(err).message }, 'apply stopped'));
   };
   acceptor.on('accepted', apply);
   conn.on('welcome', () => {
     void reconciler.report();
     relay?.report();
+    watch.connected();
   });
   conn.on('message', (msg: HubMessage) => {
     switch (msg.type) {
@@ -108,6 +118,8 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
           });
       case 'prestage':
         return void prestage(msg);
+      case 'checks-ack':
+        return watch.acknowledged(msg.upTo);
       case 'welcome':
       case 'error':
         return; // handled by the connection
@@ -138,12 +150,15 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
   apply();
   const drift = watchDrift(engine, identity.agentId, reconciler, cfg.reconcile.driftIntervalMs, log, signal);
   const catchUp = relay ? relay.catchUpLoop(signal) : Promise.resolve();
+  const watching = watch.run(signal);
   try {
     await conn.run(signal);
   } finally {
     inner.abort();
     await drift;
     await catchUp;
+    await watching;
+    watch.close();
     reconciler.close();
     relay?.close();
   }

@@ -8,7 +8,7 @@
 // the table in ./compose-keys.ts, so no key passes unseen.
 import { type Document, type LineCounter, isAlias, isMap, isScalar, isSeq } from 'yaml';
 import { parseDurationMs } from '../shared/duration.js';
-import { KEYS, type Disposition } from './compose-keys.js';
+import { FERRY_KEYS, KEYS, type Disposition } from './compose-keys.js';
 import { interpolate, shellSplit, type Lookup } from './compose-interpolate.js';
 
 type Scalar = string | number | boolean | null;
@@ -153,14 +153,15 @@ export class Reader {
   /**
    * A map's fields by key, after the table in compose-keys.ts for `scope`:
    * imported and policy-gated keys are returned, ignored ones warned about,
-   * refused and unknown ones recorded as problems; `x-*` extensions pass.
+   * refused and unknown ones recorded as problems; `x-*` extensions pass,
+   * except Ferry's own `x-ferry`, which the table lists.
    */
   keys(f: Field, scope: string): Partial<Record<string, Field>> {
-    const table = KEYS[scope] ?? {};
+    const table = KEYS[scope] ?? FERRY_KEYS[scope] ?? {};
     const out: Partial<Record<string, Field>> = {};
     for (const e of this.entries(f)) {
       const key = e.key!;
-      if (key.startsWith('x-')) continue;
+      if (key.startsWith('x-') && !Object.hasOwn(table, key)) continue; // other tools' extensions (x-ferry is in the table)
       const d: Disposition | undefined = Object.hasOwn(table, key) ? table[key] : undefined;
       if (!d) {
         const near = Object.keys(table).filter((k) => distance(k, key) <= 2);

@@ -28,6 +28,7 @@ export const KEYS: Readonly<Record<string, Readonly<Record<string, Disposition>>
     version: ignore('compose itself ignores it; the file is read as the Compose specification'),
     name: imp, include: imp, services: imp, networks: imp, volumes: imp, secrets: imp, configs: imp,
     models: refuse('AI model runners are not part of a Ferry release'),
+    'x-ferry': imp,
   },
   include: { path: imp, project_directory: imp, env_file: imp },
   service: {
@@ -94,6 +95,7 @@ export const KEYS: Readonly<Record<string, Readonly<Record<string, Disposition>>
     volumes: imp,
     volumes_from: refuse('declare a named volume under volumes: and mount it in both services'),
     working_dir: imp,
+    'x-ferry': imp,
   },
   'service.build': {
     context: imp, dockerfile: imp, args: imp, target: imp, labels: imp, no_cache: imp, pull: imp,
@@ -196,6 +198,21 @@ export const KEYS: Readonly<Record<string, Readonly<Record<string, Disposition>>
   },
 };
 
+/**
+ * Ferry's own extension (`x-ferry`, which compose itself ignores): checks at
+ * the top level, autoscaling and verification jobs per service. Read through
+ * the same reader, so a misspelt key is refused with the key's path.
+ */
+export const FERRY_KEYS: Readonly<Record<string, Readonly<Record<string, Disposition>>>> = {
+  'x-ferry': { checks: imp },
+  'x-ferry.check': { http: imp, tcp: imp, command: imp, interval: imp, timeout: imp, failures: imp, successes: imp },
+  'x-ferry.check.http': { url: imp, method: imp, status: imp, body: imp },
+  'x-ferry.check.command': { service: imp, run: imp },
+  'service.x-ferry': { autoscale: imp, verify: imp },
+  'service.x-ferry.autoscale': { min: imp, max: imp, cpu: imp, memory: imp, cooldown: imp, up_cooldown: imp, down_cooldown: imp },
+  'service.x-ferry.verify': { timeout: imp },
+};
+
 /** The policy-gated keys of a service, in the order the README lists them. */
 export const POLICY_KEYS = Object.entries(KEYS.service!).filter(([, d]) => d.kind === 'policy').map(([k]) => k);
 
@@ -210,6 +227,8 @@ const SCOPE_PATH: Readonly<Record<string, string>> = {
   'service.depends_on': 'services.*.depends_on.*', 'service.logging': 'services.*.logging', 'service.extends': 'services.*.extends',
   'service.secret': 'services.*.secrets[]', 'service.config': 'services.*.configs[]', 'service.device': 'services.*.devices[]',
   'service.ulimit': 'services.*.ulimits.*', 'service.env_file': 'services.*.env_file[]', network: 'networks.*', volume: 'volumes.*', secret: 'secrets.*', config: 'configs.*',
+  'x-ferry': 'x-ferry', 'x-ferry.check': 'x-ferry.checks.*', 'x-ferry.check.http': 'x-ferry.checks.*.http', 'x-ferry.check.command': 'x-ferry.checks.*.command',
+  'service.x-ferry': 'services.*.x-ferry', 'service.x-ferry.autoscale': 'services.*.x-ferry.autoscale', 'service.x-ferry.verify': 'services.*.x-ferry.verify',
 };
 
 /** The key as README.md names it: `services.*.platform`, `networks.*.ipam`, `version`. */

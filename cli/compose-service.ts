@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { FILE_REF_NAME, type FileRef, type Mount, type Port, type Service } from '../shared/release.js';
 import { ComposeError, type Field, type Reader } from './compose-fields.js';
 import { parseEnvFile } from './compose-interpolate.js';
+import { ferryService } from './compose-ferry.js';
 import { parseImageRef } from './image-ref.js';
 
 export type ComposeService = Omit<Service, 'image'> & { imageRef: string };
@@ -119,6 +120,7 @@ export function service(r: Reader, f: Field, ctx: Context): { svc: ComposeServic
     ...(opt('secrets', (x) => ({ secrets: r.items(x).map((i) => fileRef(r, i, 'secret', ctx.secrets)) }))),
     ...(opt('configs', (x) => ({ configs: r.items(x).map((i) => fileRef(r, i, 'config', ctx.configs)) }))),
     ...privileges(r, k, opt),
+    ...opt('x-ferry', (x) => ferryService(r, x, replicas)),
   };
   if (k.links) r.attempt(() => links(r, k.links!));
   if (r.problems.length > before) return undefined;

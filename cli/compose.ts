@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { FerryError, type ErrorCode } from '../shared/errors.js';
 import { NAME, type Release, Service } from '../shared/release.js';
 import { ComposeError, type Field, type Reader } from './compose-fields.js';
+import { ferryTop, isVerifyJob } from './compose-ferry.js';
 import { POLICY_KEYS } from './compose-keys.js';
 import { loadProject } from './compose-load.js';
 import { type BuildSpec, type ComposeService, type Context, service } from './compose-service.js';
@@ -35,6 +36,8 @@ export interface ComposeImport {
   policyGated: string[];
   /** Services left out because none of their profiles is active. */
   skipped: string[];
+  /** x-ferry.checks: the release's service checks. */
+  checks?: Release['checks'];
 }
 
 export interface ComposeOptions {
@@ -139,7 +142,8 @@ function convert(r: Reader, root: Field, opts: ComposeOptions & { dirOf(file: st
       r.attempt(() => r.fail({ path: `${f.path}.${issue.path.join('.')}`, file: f.file, line: f.line }, `is not valid: ${issue.message}`));
     }
   }
-  return { ...(name && { name }), services, networks, volumes, imageAt, builds, policyGated: policyGated(services), skipped };
+  const ferry = r.attempt(() => ferryTop(r, top['x-ferry'], root, services)) ?? {};
+  return { ...(name && { name }), services, networks, volumes, imageAt, builds, policyGated: policyGated(services), skipped, ...ferry };
 }
 
 /** A map entry's key, checked against the release schema's NAME rule. */
@@ -158,7 +162,7 @@ function labelsOf(r: Reader, f: Field | undefined): { labels?: Record<string, st
 
 /** compose profiles: a service that has some runs only when one of them is active. */
 function active(r: Reader, f: Field, profiles: readonly string[]): boolean {
-  if (f.value.kind !== 'map') return true;
+  if (f.value.kind !== 'map' || isVerifyJob(f)) return true; // a verification job is run by Ferry whatever its profiles
   const p = r.entries(f).find((e) => e.key === 'profiles');
   if (!p || r.isNull(p)) return true;
   const mine = r.attempt(() => r.strings(p)) ?? [];

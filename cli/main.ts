@@ -31,6 +31,7 @@ import { registerAuditCommands } from './audit-commands.js';
 import { grantsText, registerPeopleCommands, type WhoAmI } from './people-commands.js';
 import { registerReleaseCommands } from './release-commands.js';
 import { registerImageCommands } from './image-commands.js';
+import { registerCheckCommands } from './check-commands.js';
 import { registerRolloutCommands } from './rollout-commands.js';
 import { registerChatCommands } from './chat-commands.js';
 import { agentDetail, agentTable, tenantTable } from './views.js';
@@ -201,6 +202,7 @@ registerAuditCommands(program, { target, out, note, printJson });
 registerRolloutCommands(program, { target, out, note, printJson });
 registerImageCommands(program, { target, out, note, printJson });
 registerChatCommands(program, { target, out, note, printJson });
+registerCheckCommands(program, { target, out, note, printJson });
 
 program
   .command('version')

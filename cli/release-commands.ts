@@ -293,6 +293,7 @@ export function registerReleaseCommands(program: Command, io: CliIo): void {
         services,
         networks: imported.networks,
         volumes: imported.volumes,
+        ...(imported.checks && { checks: imported.checks }),
       };
       const payload = canonicalJson(doc);
       parseRelease(payload); // refuse locally what the hub and agents would refuse

@@ -117,13 +117,17 @@ export function eventLine(e: RolloutEvent): string {
         return `${e.agentId} (${e.tenant}) ${e.from} -> ${e.to}${e.code ? ` [${e.code}]` : ''}`;
       case 'directive':
         return `${e.agentId} (${e.tenant}) ${e.from} -> ${e.to}: directive ${e.seq}${e.version ? ` for ${e.version}` : ''}`;
+      case 'alert':
+        return `alert ${e.event}${e.state === 'resolved' ? ' (resolved)' : ''}: ${e.summary}`;
+      case 'scale':
+        return `${e.agentId} (${e.tenant}) ${e.stack}/${e.service} scaled ${e.from} -> ${e.to} (${e.reason})`;
       default: {
         const never: never = e;
         return never;
       }
     }
   })();
-  return `${e.at}  #${e.id}  ${e.rollout}  ${what}`;
+  return `${e.at}  #${e.id}  ${e.rollout ?? '-'}  ${what}`;
 }
 
 /**
@@ -321,7 +325,7 @@ export function registerRolloutCommands(program: Command, io: CliIo): void {
     .command('events')
     .description('follow rollout transitions as they happen (the hub\'s event stream); Ctrl-C stops')
     .option('--rollout <id>', 'only this rollout\'s, R-<n>')
-    .option('--kind <kinds>', 'only these kinds: rollout, wave, target, directive (comma-separated)')
+    .option('--kind <kinds>', 'only these kinds: rollout, wave, target, directive, alert, scale (comma-separated)')
     .option('--since <event-id>', 'first replay the events after this id (0: all the hub keeps)')
     .option('--limit <n>', 'stop after this many events')
     .option('--json', 'one JSON object per event (NDJSON)')

@@ -3,7 +3,9 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { FerryError } from '../shared/errors.js';
+import { durationMs } from '../shared/duration.js';
 import { LOG_LEVELS } from '../shared/logger.js';
+import type { AlertOptions } from './checks/rules.js';
 
 export const TICK_MIN_MS = 10;
 export const TICK_MAX_MS = 60_000;
@@ -40,6 +42,15 @@ export const ServeConfig = z.strictObject({
   registryPerAgent: z.coerce.number().int().min(1).max(256).default(8),
   registryPerHub: z.coerce.number().int().min(1).max(10_000).default(128),
   logLevel: z.enum(LOG_LEVELS).default('info'),
+  /** GET /metrics also on this address, without credentials (hub/metrics/serve.ts). */
+  metricsListen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, '--metrics-listen takes HOST:PORT').optional(),
+  /** Alert notices POSTed here, signed with the secret in alertWebhookSecretFile. */
+  alertWebhook: z.url({ protocol: /^https?$/, error: '--alert-webhook takes an http:// or https:// URL' }).optional(),
+  alertWebhookSecretFile: z.string().optional(),
+  alertOffline: z.string().optional(),
+  alertStuck: z.string().optional(),
+  alertRepeat: z.string().optional(),
+  checkHistory: z.string().optional(),
 });
 export type ServeConfig = Readonly<z.infer<typeof ServeConfig>>;
 
@@ -60,7 +71,23 @@ export function loadServeConfig(raw: Record<string, unknown>): ServeConfig {
     }
   }
   if (r.data.publicUrl && !/^https?:$/.test(new URL(r.data.publicUrl).protocol)) throw new FerryError('FERRY_E_CONFIG_INVALID', '--public-url: an http:// or https:// URL');
+  if (!!r.data.alertWebhook !== !!r.data.alertWebhookSecretFile) throw new FerryError('FERRY_E_CONFIG_INVALID', '--alert-webhook and --alert-webhook-secret-file go together: notices are always signed');
+  for (const [flag, v] of [['--alert-offline', r.data.alertOffline], ['--alert-stuck', r.data.alertStuck], ['--alert-repeat', r.data.alertRepeat], ['--check-history', r.data.checkHistory]] as const) {
+    if (v !== undefined) durationMs(v, flag); // FERRY_E_VALIDATION naming the flag
+  }
   return Object.freeze(r.data);
+}
+
+/** The alert settings the hub takes, from the flags (durations parsed once, here). */
+export function alertSettings(cfg: ServeConfig): { alerts: Partial<AlertOptions>; webhook?: { url: string; secret: string } } {
+  const ms = (v: string | undefined, flag: string) => (v === undefined ? undefined : durationMs(v, flag));
+  const alerts = Object.fromEntries(
+    Object.entries({ offlineMs: ms(cfg.alertOffline, '--alert-offline'), stuckMs: ms(cfg.alertStuck, '--alert-stuck'), repeatMs: ms(cfg.alertRepeat, '--alert-repeat'), historyMs: ms(cfg.checkHistory, '--check-history') }).filter(([, v]) => v !== undefined),
+  ) as Partial<AlertOptions>;
+  if (!cfg.alertWebhook) return { alerts };
+  const secret = readPem(cfg.alertWebhookSecretFile!, 'alert-webhook-secret-file').toString('utf8').trim();
+  if (secret.length < 16) throw new FerryError('FERRY_E_CONFIG_INVALID', `--alert-webhook-secret-file ${cfg.alertWebhookSecretFile}: the secret is shorter than 16 characters`);
+  return { alerts, webhook: { url: cfg.alertWebhook, secret } };
 }
 
 /** Whether only this machine can reach `host` (127.0.0.0/8, ::1, localhost). */

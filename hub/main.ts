@@ -9,7 +9,7 @@ import { usageOnError } from '../shared/usage.js';
 import { fingerprint } from '../shared/keys.js';
 import { createLogger } from '../shared/logger.js';
 import { VERSION } from '../shared/version.js';
-import { TICK_MAX_MS, TICK_MIN_MS, loadServeConfig, readPem, splitListen } from './config.js';
+import { TICK_MAX_MS, TICK_MIN_MS, alertSettings, loadServeConfig, readPem, splitListen } from './config.js';
 import { HUB_KEY_FILE, loadOrCreateHubKey } from './hub-key.js';
 import { hashPassword } from './http/passwords.js';
 import { loadRegistryCredentials } from './registry/upstream.js';
@@ -80,6 +80,13 @@ program
   .addOption(new Option('--registry-per-agent <n>', 'image requests in flight per agent (default 8)').env('FERRY_HUB_REGISTRY_PER_AGENT'))
   .addOption(new Option('--registry-per-hub <n>', 'image requests in flight for the hub (default 128)').env('FERRY_HUB_REGISTRY_PER_HUB'))
   .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)').env('FERRY_HUB_LOG_LEVEL'))
+  .addOption(new Option('--metrics-listen <host:port>', 'also serve GET /metrics here without credentials (a monitoring network); the API\'s /metrics takes a token with hub.read').env('FERRY_HUB_METRICS_LISTEN'))
+  .addOption(new Option('--alert-webhook <url>', 'POST every alert notice here, signed (x-ferry-signature: HMAC-SHA256 over timestamp and body)').env('FERRY_HUB_ALERT_WEBHOOK'))
+  .addOption(new Option('--alert-webhook-secret-file <file>', 'the webhook signing secret (at least 16 characters)').env('FERRY_HUB_ALERT_WEBHOOK_SECRET_FILE'))
+  .addOption(new Option('--alert-offline <duration>', 'an agent disconnected this long raises agent.offline (default 5m)').env('FERRY_HUB_ALERT_OFFLINE'))
+  .addOption(new Option('--alert-stuck <duration>', 'a running or paused rollout in which nothing moved this long raises rollout.stuck (default 30m)').env('FERRY_HUB_ALERT_STUCK'))
+  .addOption(new Option('--alert-repeat <duration>', 'remind of alerts still firing this often, 0 for never (default 4h)').env('FERRY_HUB_ALERT_REPEAT'))
+  .addOption(new Option('--check-history <duration>', 'keep check transitions this long (default 30d)').env('FERRY_HUB_CHECK_HISTORY'))
   .action(async (o: Record<string, unknown>) => {
     const { tick, dbPool, dbStatementTimeout, ...rest } = o;
     const cfg = loadServeConfig({ ...rest, tickMs: tick, dbPool, dbStatementTimeoutMs: dbStatementTimeout });
@@ -99,6 +106,8 @@ program
       checkpointMs: cfg.checkpointMs,
       rolloutTickMs: cfg.tickMs,
       rateLimitPerMinute: cfg.rateLimit,
+      ...alertSettings(cfg),
+      ...(cfg.metricsListen && { metricsListen: splitListen(cfg.metricsListen) }),
       registry: {
         credentials: cfg.registryCredentials ? loadRegistryCredentials(cfg.registryCredentials) : new Map(),
         insecure: (cfg.registryInsecure ?? '').split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),

@@ -30,6 +30,13 @@ import { imageRoutes } from './http/routes/images.js';
 import { probeRoutes } from './http/routes/probes.js';
 import { releaseRoutes } from './http/routes/releases.js';
 import { rolloutRoutes } from './http/routes/rollouts.js';
+import { checkRoutes } from './http/routes/checks.js';
+import { Alerts } from './checks/alerts.js';
+import { CheckIntake } from './checks/intake.js';
+import type { AlertOptions } from './checks/rules.js';
+import { WebhookSender, type WebhookOptions } from './checks/webhook.js';
+import { HubMetrics } from './metrics/metrics.js';
+import { metricsRoutes, serveMetrics } from './metrics/serve.js';
 import { ORIGIN_DEFAULTS, Origin, type OriginOptions } from './registry/origin.js';
 import { Prestaging } from './registry/prestage.js';
 import { RelayProgress } from './registry/progress.js';
@@ -68,6 +75,12 @@ export interface HubOptions {
   registry?: Partial<OriginOptions>;
   /** ChatOps: confirmation and link-code lifetimes, the notifier's pace (hub/chat/). */
   chat?: { engine?: Partial<ChatOptions['engine']>; notifier?: Partial<ChatOptions['notifier']> };
+  /** Alert rules: offline and stuck thresholds, reminders, flapping, check history (hub/checks/rules.ts). */
+  alerts?: Partial<AlertOptions>;
+  /** Every alert notice POSTed here, signed with the secret (hub/checks/webhook.ts). */
+  webhook?: WebhookOptions;
+  /** Serve GET /metrics on this address too, without credentials (port 0: any free one). */
+  metricsListen?: { host: string; port: number };
   /** Benchmarks only: serve without authorisation checks. */
   unsafeNoAuthorisation?: boolean;
   log: Logger;
@@ -95,6 +108,15 @@ export interface Hub {
   registry: Origin;
   /** ChatOps: the engine (`chat.handle` runs a message with no platform), transports, notifier. */
   chat: Chat;
+  /**
+   * Alerts: `alerts.events` emits 'alert' (hub/checks/alerts.ts `Alert`) for
+   * each notice, once, on the leading replica, after it is committed — the
+   * hook chat notifiers subscribe to.
+   */
+  alerts: Alerts;
+  metrics: HubMetrics;
+  /** The port of --metrics-listen, when given. */
+  metricsPort: number | null;
   /** Every API route with its access rule (the route-matrix test walks it). */
   routes: RouteEntry[];
   /** The fastify app (tests answer requests with `app.inject()`, no socket). */
@@ -174,6 +196,23 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
   registry.routes(route);
   const chat = new Chat(ctx, hubKey, { engine: { publicUrl: opts.publicUrl ?? null, ...opts.chat?.engine }, notifier: opts.chat?.notifier ?? {} });
   const chatHooks = chatRoutes(route, ctx, chat);
+  // Watching what runs: checks and figures from agents, alert rules (leader), webhook, metrics.
+  const intake = new CheckIntake(store, gateway, audit, log.child({ component: 'checks' }));
+  intake.watchAlarms(delivery);
+  const ringEvents = () => {
+    events.wake();
+    if (cluster.shared) cluster.publish('events', {});
+  };
+  intake.onScaled = ringEvents;
+  const alerts = new Alerts(store, cluster, gateway, log.child({ component: 'alerts' }), opts.alerts, !!opts.webhook, ringEvents);
+  intake.onStored = () => alerts.kick();
+  const webhook = opts.webhook ? new WebhookSender(store, cluster, log.child({ component: 'webhook' }), opts.webhook) : null;
+  alerts.events.on('alert', () => webhook?.kick());
+  checkRoutes(route, ctx);
+  const metrics = new HubMetrics({ store, cluster, gateway, delivery, rollouts, events, alerts, webhook, log: log.child({ component: 'metrics' }) });
+  metrics.instrumentHttp(app);
+  metrics.instrumentDb(store.db);
+  metricsRoutes(route, metrics);
   const prestaging = new Prestaging(store, gateway, releases, trust, cluster, log.child({ component: 'prestage' }));
   rollouts.events.on('transition', (t: { kind: string; reason?: string; rollout: string }) => {
     if (t.kind === 'rollout' && t.reason === 'created') prestaging.rolloutCreated(t.rollout);
@@ -202,6 +241,22 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
     await cluster.close();
     throw new FerryError('FERRY_E_CONFIG_INVALID', `cannot listen on ${opts.host}:${opts.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
+  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | null = null;
+  if (opts.metricsListen) {
+    try {
+      metricsServer = await serveMetrics(opts.metricsListen.host, opts.metricsListen.port, metrics);
+    } catch (err) {
+      await app.close();
+      rollouts.stop();
+      events.close();
+      await registry.close();
+      await cluster.close();
+      throw err;
+    }
+  }
+  alerts.start();
+  webhook?.start();
+  metrics.start();
   ready = true;
   chat.start();
   if (cluster.leader) void events.prune().catch(() => 0);
@@ -216,6 +271,10 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
       ready = false;
       witness.stop();
       rollouts.stop();
+      alerts.stop();
+      webhook?.stop();
+      metrics.stop();
+      await metricsServer?.close();
       events.close(); // ends open event streams, so the server can close
       const stopped = app.close();
       await gateway.close();
@@ -229,6 +288,7 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
       // What was received but is still batched in memory.
       await delivery.flushReports(Infinity);
       await progress.flush();
+      await intake.flush();
       await registry.close();
       await auth.close();
       await guard.close();
@@ -237,5 +297,5 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
       log.info('hub stopped');
     })());
 
-  return { url, port, store, cluster, gateway, trust, releases, directives, delivery, audit, witness, rollouts, events, guard, registry, chat, routes, app, close };
+  return { url, port, store, cluster, gateway, trust, releases, directives, delivery, audit, witness, rollouts, events, guard, registry, chat, alerts, metrics, metricsPort: metricsServer?.port ?? null, routes, app, close };
 }

@@ -129,6 +129,10 @@ export const ERRORS = {
   FERRY_E_WAVES_INVALID: spec(400, 'The wave specification is not valid', 'Give growing cumulative waves ending at 100%, e.g. --waves 1,10%,50%,100% (counts or percentages of the selected agents).'),
   FERRY_E_ROLLOUT_STATE: spec(409, 'The rollout is not in a state that allows this', 'See `ferry rollout status ID` for its state; finished rollouts cannot be changed.'),
   FERRY_E_ROLLOUT_ACTIVE: spec(409, 'Another active rollout already targets some of these agents for this stack', 'Wait for it to finish, or abort it: `ferry rollout abort ID`.'),
+  FERRY_E_CHECK_TIMEOUT: spec(504, 'A check did not answer within its timeout', 'See that the service answers at the address the check names, from the agent host; raise x-ferry.checks.*.timeout if it is only slow.'),
+  FERRY_E_VERIFY_FAILED: spec(409, 'A verification job of the release failed', 'Read the job\'s last output lines (`ferry checks ls`, the agent status); the agent rolled the release back to the last good one. Fix the release and deploy a new version.'),
+  FERRY_E_VERIFY_TIMEOUT: spec(504, 'A verification job did not finish within its timeout', 'Read its last output lines; raise services.*.x-ferry.verify.timeout if it is only slow. The agent rolled the release back to the last good one.'),
+  FERRY_E_WEBHOOK_FAILED: spec(502, 'The alert webhook did not accept an alert', 'Check --alert-webhook (its URL answers 2xx to a POST from the hub) and the hub log; the alert stays in the event stream.'),
   FERRY_E_INTERNAL: spec(500, 'An internal error occurred', 'Retry; if it repeats, report it with the hub log around this time.'),
   FERRY_E_UNAVAILABLE: spec(503, 'The hub is shutting down or not ready', 'Retry in a few seconds.'),
 

@@ -1,6 +1,7 @@
 // The event stream's wire format (GET /v1/events), shared by the hub, which
 // writes it, and the CLI, which reads it: Server-Sent Events as the WHATWG
-// HTML standard defines them, carrying rollout transitions as JSON.
+// HTML standard defines them, carrying rollout transitions, alerts and
+// autoscale changes as JSON.
 //
 // Event types on the stream:
 //   transition  a rollout transition, with `id:` (the durable, increasing event id)
@@ -13,7 +14,7 @@
 //               not reading): reconnect with Last-Event-ID
 import type { ErrorBody } from './errors.js';
 
-export const EVENT_KINDS = ['rollout', 'wave', 'target', 'directive'] as const;
+export const EVENT_KINDS = ['rollout', 'wave', 'target', 'directive', 'alert', 'scale'] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
 interface Base {
@@ -54,7 +55,40 @@ export interface DirectiveEvent extends Base {
   seq: number;
   version: string | null;
 }
-export type RolloutEvent = RolloutStateEvent | WaveEvent | TargetEvent | DirectiveEvent;
+/**
+ * An alert (hub/checks/alerts.ts): `event` says what happened (check.failing,
+ * check.recovered, check.flapping, agent.offline, agent.online, rollout.stuck,
+ * rollout.moving, audit.alarm), `state` whether it is firing or resolved;
+ * `repeat` marks a reminder of one still firing. `rollout` is set for rollout
+ * alerts only.
+ */
+export interface AlertEvent {
+  id: number;
+  kind: 'alert';
+  at: string;
+  rollout: string | null;
+  event: string;
+  state: 'firing' | 'resolved';
+  tenant: string | null;
+  agentId: string | null;
+  summary: string;
+  detail: Record<string, unknown>;
+}
+/** An autoscaled service's replicas changed on an agent. */
+export interface ScaleEvent {
+  id: number;
+  kind: 'scale';
+  at: string;
+  rollout: null;
+  agentId: string;
+  tenant: string;
+  stack: string;
+  service: string;
+  from: number;
+  to: number;
+  reason: string;
+}
+export type RolloutEvent = RolloutStateEvent | WaveEvent | TargetEvent | DirectiveEvent | AlertEvent | ScaleEvent;
 
 export interface ReadyData {
   /** Events after this id follow. */

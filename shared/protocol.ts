@@ -98,6 +98,25 @@ export const Cosign = z.strictObject({
 });
 export type Cosign = z.infer<typeof Cosign>;
 
+/** One verification job's outcome (x-ferry.verify), with its last output lines. */
+export const JobResult = z.strictObject({
+  service: str(64),
+  state: z.enum(['running', 'passed', 'failed', 'timeout']),
+  exitCode: z.number().int().nullable(),
+  output: z.array(str(512)).max(20),
+});
+export type JobResult = z.infer<typeof JobResult>;
+
+/** The verification jobs of a release's apply: they ran once it was up and healthy. */
+export const Verification = z.strictObject({
+  /** `<seq>.<digest>`: jobs run again for each apply. */
+  run: str(64),
+  state: z.enum(['running', 'passed', 'failed']),
+  jobs: z.array(JobResult).max(16),
+  since: str(32),
+});
+export type Verification = z.infer<typeof Verification>;
+
 export const ReleaseStatus = z.strictObject({
   stack: str(64),
   version: str(64),
@@ -107,6 +126,8 @@ export const ReleaseStatus = z.strictObject({
   since: str(32),
   /** The version actually running for this stack (after a rollback, the last good one). */
   runningVersion: str(64).nullable(),
+  /** Its verification jobs, for a release that has some (absent from agents before them). */
+  verification: Verification.optional(),
 });
 export type ReleaseStatus = z.infer<typeof ReleaseStatus>;
 
@@ -185,8 +206,81 @@ export const RelayMessage = z.strictObject({
 });
 export type RelayMessage = z.infer<typeof RelayMessage>;
 
-const agentMessages = { hello: Hello, error: AgentError, ack: Ack, cosign: Cosign, status: StatusMessage, plan: PlanMessage, relay: RelayMessage } as const;
-export type AgentMessage = Hello | AgentError | Ack | Cosign | StatusMessage | PlanMessage | RelayMessage;
+export const CHECK_STATES = ['pending', 'passing', 'failing'] as const;
+export type CheckState = (typeof CHECK_STATES)[number];
+
+/** A check changed state (agent/checks): numbered per agent, kept on the agent until the hub acknowledges it. */
+export const CheckTransition = z.strictObject({
+  n: z.number().int().min(1),
+  stack: str(64),
+  check: str(64),
+  from: z.enum(CHECK_STATES),
+  to: z.enum(CHECK_STATES),
+  /** ms since the epoch, the agent's clock. */
+  at: count,
+  /** Why it failed: `web#0 (172.18.0.3): got 502, expected 200`. */
+  error: str(512).optional(),
+});
+export type CheckTransition = z.infer<typeof CheckTransition>;
+
+/** One check as it is now (the snapshot replaces what the hub holds for the agent). */
+export const CheckInfo = z.strictObject({
+  stack: str(64),
+  check: str(64),
+  /** The release that declares it. */
+  version: str(64),
+  kind: z.enum(['http', 'tcp', 'command']),
+  /** URL, address, or service and command. */
+  target: str(512),
+  state: z.enum(CHECK_STATES),
+  since: count,
+  error: str(512).optional(),
+});
+export type CheckInfo = z.infer<typeof CheckInfo>;
+
+/** Check transitions not yet acknowledged, oldest first, and (on connect, and when the set of checks changes) every check's state. */
+export const ChecksMessage = z.strictObject({
+  type: z.literal('checks'),
+  transitions: z.array(CheckTransition).max(500),
+  snapshot: z.array(CheckInfo).max(2000).optional(),
+});
+export type ChecksMessage = z.infer<typeof ChecksMessage>;
+
+/** An autoscaled service's replicas changed (agent/autoscale). */
+export const ScaleChange = z.strictObject({
+  stack: str(64),
+  service: str(64),
+  from: count,
+  to: count,
+  /** What decided it: `cpu 91% > 70% target`, `policy caps at 3`. */
+  reason: str(256),
+  at: count,
+});
+export type ScaleChange = z.infer<typeof ScaleChange>;
+
+/**
+ * Low-rate figures of one agent (about once a minute): what the hub's
+ * /metrics aggregates per tenant. Counts only; nothing that names a container.
+ */
+export const FiguresMessage = z.strictObject({
+  type: z.literal('figures'),
+  containers: count,
+  containersRunning: count,
+  servicesHealthy: count,
+  servicesUnhealthy: count,
+  checksPassing: count,
+  checksFailing: count,
+  checksPending: count,
+  /** The agent process itself. */
+  rssBytes: count,
+  cpuSeconds: z.number().nonnegative().max(1e12),
+  /** Autoscale changes since the last figures (each is also audited by the hub). */
+  scaled: z.array(ScaleChange).max(100).optional(),
+});
+export type FiguresMessage = z.infer<typeof FiguresMessage>;
+
+const agentMessages = { hello: Hello, error: AgentError, ack: Ack, cosign: Cosign, status: StatusMessage, plan: PlanMessage, relay: RelayMessage, checks: ChecksMessage, figures: FiguresMessage } as const;
+export type AgentMessage = Hello | AgentError | Ack | Cosign | StatusMessage | PlanMessage | RelayMessage | ChecksMessage | FiguresMessage;
 
 // ---- hub -> agent ----------------------------------------------------------
 
@@ -264,8 +358,12 @@ export const PrestageMessage = z.strictObject({
 });
 export type PrestageMessage = z.infer<typeof PrestageMessage>;
 
-const hubMessages = { welcome: Welcome, error: HubError, directive: DirectiveMessage, roots: RootsMessage, checkpoint: CheckpointMessage, 'plan-request': PlanRequest, prestage: PrestageMessage } as const;
-export type HubMessage = Welcome | HubError | DirectiveMessage | RootsMessage | CheckpointMessage | PlanRequest | PrestageMessage;
+/** The hub stored the agent's check transitions up to `upTo`; the agent forgets them. */
+export const ChecksAck = z.strictObject({ type: z.literal('checks-ack'), upTo: z.number().int().min(1) });
+export type ChecksAck = z.infer<typeof ChecksAck>;
+
+const hubMessages = { welcome: Welcome, error: HubError, directive: DirectiveMessage, roots: RootsMessage, checkpoint: CheckpointMessage, 'plan-request': PlanRequest, prestage: PrestageMessage, 'checks-ack': ChecksAck } as const;
+export type HubMessage = Welcome | HubError | DirectiveMessage | RootsMessage | CheckpointMessage | PlanRequest | PrestageMessage | ChecksAck;
 
 // ---- decoding ----------------------------------------------------------------
 

@@ -74,6 +74,55 @@ export type FileRef = z.infer<typeof FileRef>;
 
 const bytes = z.number().int().positive().max(2 ** 53 - 1);
 
+/**
+ * x-ferry.checks: a check the agent runs inside the bank (agent/checks). One
+ * of http, tcp or command. A host in a URL or address that names a service of
+ * the release is that service's containers on the stack's network (each
+ * replica is probed); any other host is reached from the agent's host.
+ */
+export const Check = z.strictObject({
+  http: z
+    .strictObject({
+      url: text(2048).regex(/^https?:\/\/[^/?#\s]+/, 'an http:// or https:// URL'),
+      method: z.enum(['GET', 'HEAD', 'POST', 'PUT', 'OPTIONS']),
+      /** Status codes that pass. */
+      status: z.array(z.number().int().min(100).max(599)).min(1).max(16),
+      /** A regular expression the response body (its first 64 KiB) must match. */
+      body: text(1024).optional(),
+    })
+    .optional(),
+  /** host:port that must accept a TCP connection. */
+  tcp: z.strictObject({ address: text(512).regex(/^[^\s:]+:\d{1,5}$/, 'host:port') }).optional(),
+  /** A command run in each of the service's containers (docker exec); exit 0 passes. */
+  command: z.strictObject({ service: name, run: z.array(text()).min(1).max(64) }).optional(),
+  intervalMs: ms.min(1000),
+  timeoutMs: ms.min(100),
+  /** Consecutive failed probes before the check is failing. */
+  failures: z.number().int().min(1).max(100),
+  /** Consecutive passed probes before a failing check is back to normal. */
+  successes: z.number().int().min(1).max(100),
+});
+export type Check = z.infer<typeof Check>;
+
+/**
+ * x-ferry.autoscale: the agent keeps the service between `min` and `max`
+ * replicas (the signed bounds; the bank's policy may cap them lower), adding
+ * one when the replicas' average is above the target and removing one when it
+ * would stay below it with one less, no sooner than the cooldowns allow.
+ */
+export const Autoscale = z.strictObject({
+  min: z.number().int().min(1).max(100),
+  max: z.number().int().min(1).max(100),
+  /** Average CPU per replica, percent of one core (as `docker stats` shows it). */
+  cpuPercent: z.number().int().min(1).max(10_000).optional(),
+  /** Average memory per replica, percent of the service's memory limit. */
+  memoryPercent: z.number().int().min(1).max(100).optional(),
+  /** Least time after a change before replicas are added again, and before they are removed. */
+  upCooldownMs: ms,
+  downCooldownMs: ms,
+});
+export type Autoscale = z.infer<typeof Autoscale>;
+
 export const Service = z.strictObject({
   /** repo@sha256:… — enforced by every agent's policy check (FERRY_E_POLICY_DIGEST), and by the hub on upload. */
   image: z.string().min(1).max(512),
@@ -140,6 +189,15 @@ export const Service = z.strictObject({
   ipc: z.enum(['host', 'private', 'shareable']).optional(),
   devices: z.array(z.strictObject({ host: text(1024), container: text(1024), permissions: z.string().regex(/^[rwm]{1,3}$/) })).max(64).optional(),
   sysctls: z.record(z.string().max(256), text(256)).optional(),
+
+  /** x-ferry.autoscale: replicas adjusted by the agent between signed bounds (`replicas` is where it starts). */
+  autoscale: Autoscale.optional(),
+  /**
+   * x-ferry.verify: this service is a verification job, not a long-running
+   * service. Once the rest of the release runs and is healthy, the agent runs
+   * it once; it must exit 0 within `timeoutMs`, or the release is rolled back.
+   */
+  verify: z.strictObject({ timeoutMs: ms.min(1000) }).optional(),
 });
 export type Service = z.infer<typeof Service>;
 
@@ -153,6 +211,8 @@ export const Release = z.strictObject({
   services: z.record(name, Service).refine((s) => Object.keys(s).length >= 1 && Object.keys(s).length <= 100, '1 to 100 services'),
   networks: z.record(name, z.strictObject({ internal: z.boolean(), labels: z.record(z.string().max(256), text(4096)).optional() })),
   volumes: z.record(name, z.strictObject({ labels: z.record(z.string().max(256), text(4096)).optional() })),
+  /** x-ferry.checks: service checks by name (absent in releases made before they existed). */
+  checks: z.record(name, Check).optional(),
 });
 export type Release = z.infer<typeof Release>;
 
@@ -196,7 +256,50 @@ export function parseRelease(payload: Uint8Array): Release {
     for (const m of s.volumes) if (m.type === 'volume' && !rel.volumes[m.source]) throw new FerryError('FERRY_E_PAYLOAD_INVALID', `release: ${svc} uses undeclared volume ${m.source}`);
     if (s.containerName && (s.replicas > 1 || s.updateOrder === 'start-first')) throw new FerryError('FERRY_E_PAYLOAD_INVALID', `release: ${svc} has a container name but ${s.replicas > 1 ? 'several replicas' : 'start-first updates'}`);
   }
+  const problem = watchProblem(rel);
+  if (problem) throw new FerryError('FERRY_E_PAYLOAD_INVALID', `release: ${problem}`);
   return rel;
+}
+
+/** Verification jobs one release may have (each reports its last output lines). */
+export const MAX_JOBS = 16;
+
+/** What is wrong with a release's checks, verification jobs and autoscaling (x-ferry), or null. */
+export function watchProblem(rel: { services: Record<string, Pick<Service, 'autoscale' | 'verify' | 'dependsOn' | 'ports' | 'resources' | 'containerName'>>; checks?: Release['checks'] }): string | null {
+  for (const [svc, s] of Object.entries(rel.services)) {
+    const a = s.autoscale;
+    if (a) {
+      if (a.min > a.max) return `${svc}: autoscale min ${a.min} is above max ${a.max}`;
+      if ((a.cpuPercent === undefined) === (a.memoryPercent === undefined)) return `${svc}: autoscale needs one target, cpu or memory`;
+      if (a.memoryPercent !== undefined && !s.resources?.memoryBytes) return `${svc}: an autoscale memory target is a percentage of the memory limit; give the service mem_limit`;
+      if (s.containerName) return `${svc}: a service with a container name cannot be scaled`;
+      if (s.verify) return `${svc}: a verification job cannot be autoscaled`;
+    }
+    if (s.verify) {
+      for (const [other, o] of Object.entries(rel.services)) if (o.dependsOn[svc]) return `${other} depends on ${svc}, a verification job (it runs after the release is up)`;
+      if (s.ports.some((p) => p.published !== undefined)) return `${svc}: a verification job publishes no host port`;
+    }
+  }
+  if (Object.values(rel.services).filter((s) => s.verify).length > MAX_JOBS) return `at most ${MAX_JOBS} verification jobs per release`;
+  for (const [name, c] of Object.entries(rel.checks ?? {})) {
+    const kinds = [c.http, c.tcp, c.command].filter((x) => x !== undefined).length;
+    if (kinds !== 1) return `check ${name}: give exactly one of http, tcp or command`;
+    if (c.timeoutMs > c.intervalMs) return `check ${name}: timeout ${c.timeoutMs} ms is longer than its interval ${c.intervalMs} ms`;
+    if (c.http) {
+      try {
+        new URL(c.http.url);
+        if (c.http.body !== undefined) new RegExp(c.http.body);
+      } catch (err) {
+        return `check ${name}: ${(err as Error).message}`;
+      }
+    }
+    if (c.command) {
+      const target = rel.services[c.command.service];
+      if (!target) return `check ${name}: command runs in ${c.command.service}, which is not a service of the release`;
+      if (target.verify) return `check ${name}: command runs in ${c.command.service}, a verification job`;
+    }
+  }
+  return null;
 }
 
 export function parseDirective(payload: Uint8Array): Directive {

@@ -7,7 +7,7 @@ import Docker from 'dockerode';
 import { FerryError, type ErrorCode } from '../../shared/errors.js';
 import type { EngineFacts } from '../../shared/protocol.js';
 import { LABEL, type ContainerSpec, type ContainerStatus, type Health, type ObservedContainer, type ObservedNetwork, type ObservedVolume } from '../reconcile/model.js';
-import type { Engine, EngineEvent, PullAuth } from './engine.js';
+import type { ContainerStats, Engine, EngineEvent, ExecResult, PullAuth } from './engine.js';
 
 export interface DockerEngineOptions {
   /** unix socket path; by default DOCKER_HOST or /var/run/docker.sock. */
@@ -258,6 +258,63 @@ export class DockerEngine implements Engine {
     }
   }
 
+  async logs(id: string, lines: number): Promise<string[]> {
+    try {
+      const c = this.docker.getContainer(id);
+      const info = await c.inspect();
+      const raw = (await c.logs({ stdout: true, stderr: true, follow: false, tail: lines })) as unknown as Buffer;
+      const text = info.Config.Tty ? raw.toString('utf8') : demux(raw);
+      return text.split('\n').filter((l, i, all) => l !== '' || i < all.length - 1).slice(-lines);
+    } catch (err) {
+      throw engineError(err);
+    }
+  }
+
+  async exec(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult> {
+    const deadline = AbortSignal.timeout(timeoutMs);
+    try {
+      const exec = await this.docker.getContainer(id).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, abortSignal: deadline });
+      const stream = await exec.start({ hijack: true, stdin: false, abortSignal: deadline });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => {
+          stream.destroy();
+          reject(new FerryError('FERRY_E_CHECK_TIMEOUT', `${cmd[0]} did not finish in ${timeoutMs} ms`));
+        };
+        deadline.addEventListener('abort', onAbort, { once: true });
+        stream.on('data', (d: Buffer) => {
+          if (size < EXEC_OUTPUT_MAX) chunks.push(d);
+          size += d.length;
+        });
+        stream.on('error', reject);
+        stream.on('end', () => {
+          deadline.removeEventListener('abort', onAbort);
+          resolve();
+        });
+      });
+      const info = await exec.inspect();
+      return { exitCode: info.ExitCode ?? -1, output: demux(Buffer.concat(chunks)).slice(0, EXEC_OUTPUT_MAX) };
+    } catch (err) {
+      if (deadline.aborted) throw new FerryError('FERRY_E_CHECK_TIMEOUT', `${cmd[0]} did not finish in ${timeoutMs} ms`);
+      throw engineError(err);
+    }
+  }
+
+  async stats(id: string): Promise<ContainerStats | null> {
+    try {
+      // one-shot (API 1.41): one sample at once, instead of waiting a second for a second sample
+      const s = (await this.docker.getContainer(id).stats({ stream: false, 'one-shot': true } as { stream: false })) as unknown as DockerStats;
+      if (!s.cpu_stats?.cpu_usage || !s.read || s.read.startsWith('0001-')) return null;
+      const mem = s.memory_stats ?? {};
+      const cache = mem.stats?.inactive_file ?? mem.stats?.total_inactive_file ?? mem.stats?.cache ?? 0;
+      return { cpuNanos: Number(s.cpu_stats.cpu_usage.total_usage ?? 0), memoryBytes: Math.max(0, Number(mem.usage ?? 0) - Number(cache)), memoryLimitBytes: Number(mem.limit ?? 0) };
+    } catch (err) {
+      if (status(err) === 404 || status(err) === 409) return null;
+      throw engineError(err);
+    }
+  }
+
   async *events(label: Label, signal: AbortSignal): AsyncIterable<EngineEvent> {
     if (signal.aborted) return;
     let stream: NodeJS.ReadableStream & { destroy(): void };
@@ -375,7 +432,31 @@ function observed(c: Docker.ContainerInspectInfo): ObservedContainer {
     startedAt: started,
     image: c.Config.Image,
     networks: userAliases(c),
+    addresses: Object.fromEntries(Object.entries((c.NetworkSettings?.Networks ?? {}) as Record<string, { IPAddress?: string }>).flatMap(([n, e]) => (e.IPAddress ? [[n, e.IPAddress]] : []))),
   };
+}
+
+interface DockerStats {
+  read?: string;
+  cpu_stats?: { cpu_usage?: { total_usage?: number } };
+  memory_stats?: { usage?: number; limit?: number; stats?: { inactive_file?: number; total_inactive_file?: number; cache?: number } };
+}
+
+/** What an exec or a check may write that is kept. */
+const EXEC_OUTPUT_MAX = 4096;
+
+/** Docker's multiplexed stdout/stderr stream (8-byte frame headers) as text; text without frames as it is. */
+function demux(buf: Buffer): string {
+  const out: Buffer[] = [];
+  let i = 0;
+  while (i + 8 <= buf.length) {
+    const kind = buf[i]!;
+    const len = buf.readUInt32BE(i + 4);
+    if (kind > 2 || buf[i + 1] !== 0 || buf[i + 2] !== 0 || buf[i + 3] !== 0) return buf.toString('utf8'); // not framed (a TTY)
+    out.push(buf.subarray(i + 8, Math.min(buf.length, i + 8 + len)));
+    i += 8 + len;
+  }
+  return Buffer.concat(out).toString('utf8');
 }
 
 /**

@@ -20,6 +20,22 @@ export interface EngineEvent {
   labels: Record<string, string>;
 }
 
+/** One sample of a container's resource use (agent/autoscale turns two into a CPU share). */
+export interface ContainerStats {
+  /** Cumulative CPU time the container used, ns. */
+  cpuNanos: number;
+  /** Memory in use without the page cache, bytes. */
+  memoryBytes: number;
+  /** Its memory limit (the host's memory without one), bytes. */
+  memoryLimitBytes: number;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  /** The first bytes of what it wrote (stdout and stderr). */
+  output: string;
+}
+
 export interface Engine {
   /** Engine version and inventory, for the hub's view of the host. */
   info(): Promise<EngineFacts>;
@@ -62,6 +78,17 @@ export interface Engine {
   stopContainer(id: string, graceMs: number): Promise<void>;
   /** Removes a container (not its named volumes). A missing container is fine. */
   removeContainer(id: string): Promise<void>;
+
+  /** The last `lines` lines a container wrote, stdout and stderr in order (a verification job's output). */
+  logs(id: string, lines: number): Promise<string[]>;
+  /**
+   * Runs `cmd` in a running container (a command check) and waits for it, at
+   * most `timeoutMs` (then FERRY_E_CHECK_TIMEOUT; the engine cannot kill an
+   * exec, so the process may live on in the container).
+   */
+  exec(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult>;
+  /** One sample of a running container's CPU and memory use; null when it is not running. */
+  stats(id: string): Promise<ContainerStats | null>;
 
   /** Engine events for objects carrying the label, until `signal` aborts. */
   events(label: { key: string; value: string }, signal: AbortSignal): AsyncIterable<EngineEvent>;

@@ -5,7 +5,7 @@ import { FerryError } from '../../shared/errors.js';
 import { sleep } from '../../shared/sleep.js';
 import type { Engine, PullAuth } from '../engine/engine.js';
 import type { Journal } from './journal.js';
-import { LABEL } from './model.js';
+import { LABEL, agentPrefix, jobContainer } from './model.js';
 import { PHASES, type Step, type StepKind } from './plan.js';
 
 export type Executors = { [K in StepKind]: (step: Extract<Step, { kind: K }>, signal: AbortSignal) => Promise<void> };
@@ -60,6 +60,11 @@ export function executors(engine: Engine, opts: ExecutorOptions): Executors {
     start: (s) => engine.startContainer(s.id),
     alias: (s) => engine.setAliases(s.id, s.networks, s.aliases),
     removeNetwork: (s) => engine.removeNetwork(s.id),
+    runJob: async (s) => {
+      // Named for its run: after a crash between create and start, the same container is found (and started once).
+      const id = await engine.createContainer(jobContainer(agentPrefix(opts.agentId), s.job, s.run));
+      await engine.startContainer(id);
+    },
   };
 }
 
@@ -79,6 +84,8 @@ export function describeStep(s: Step): string {
     case 'remove':
     case 'start':
       return `${s.kind} ${s.name} (${s.reason})`;
+    case 'runJob':
+      return `runJob ${s.job.stack}/${s.job.service} run ${s.run} (${s.reason})`;
   }
 }
 

@@ -17,7 +17,8 @@ export type JournalRecord =
   | { event: 'applied'; seq: number }
   | { event: 'failed'; seq: number; code: string; message: string }
   | { event: 'rolled-back'; seq: number; stacks: string[] }
-  | { event: 'drift-repaired'; what: string[] };
+  | { event: 'drift-repaired'; what: string[] }
+  | { event: 'job-done'; stack: string; service: string; run: string; state: string };
 
 export class Journal {
   private fd: number;

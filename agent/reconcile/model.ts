@@ -15,6 +15,8 @@ export const LABEL = {
   replica: 'ferry.replica',
   release: 'ferry.release',
   configHash: 'ferry.config-hash',
+  /** On a verification job's container: the run it belongs to (`<seq>.<digest>`), see `jobRun`. */
+  jobRun: 'ferry.job-run',
 } as const;
 
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
@@ -98,6 +100,8 @@ export interface ObservedContainer {
    * stopped container keeps its attachments; a drained one has no aliases.
    */
   networks: Record<string, string[]>;
+  /** Its IPv4 address on each network it is attached to (checks reach services by them). */
+  addresses?: Record<string, string>;
 }
 
 export interface ObservedNetwork {
@@ -133,6 +137,20 @@ export interface DesiredContainer {
   hasHealthcheck: boolean;
 }
 
+/**
+ * A verification job (x-ferry.verify): a one-shot container run once the rest
+ * of the release is up and healthy, on the stack's networks without an alias.
+ */
+export interface DesiredJob {
+  stack: string;
+  service: string;
+  release: string;
+  /** The container spec without its run-specific name and label (see `jobContainer`). */
+  spec: ContainerSpec;
+  configHash: string;
+  timeoutMs: number;
+}
+
 export interface DesiredStack {
   stack: string;
   version: string;
@@ -142,6 +160,19 @@ export interface DesiredStack {
   /** The release's labels for some of `volumes`. */
   volumeLabels?: Record<string, Record<string, string>>;
   containers: DesiredContainer[];
+  /** Its verification jobs (absent: none). */
+  jobs?: DesiredJob[];
+}
+
+/** The run of a release's verification jobs under one directive: jobs run again for each apply. */
+export const jobRun = (seq: number, digest: string) => `${seq}.${digest.replace(/^sha256:/, '').slice(0, 12)}`;
+
+/** Whether a container is a verification job's. */
+export const isJob = (c: { labels: Record<string, string> }) => c.labels[LABEL.jobRun] !== undefined;
+
+/** The container spec of one run of a job: its own name and run label, so a crash mid-run finds the same container. */
+export function jobContainer(prefix: string, job: DesiredJob, run: string): ContainerSpec {
+  return { ...job.spec, name: `${prefix}_${job.stack}_${job.service}_job_${run.replace(/\./g, '_')}`, labels: { ...job.spec.labels, [LABEL.jobRun]: run } };
 }
 
 /** Short, stable, engine-unique prefix for this agent's objects (several agents may share one engine). */
@@ -167,9 +198,10 @@ export function configHash(spec: Omit<ContainerSpec, 'name'>): string {
  * `files` finds the prepared secrets and configs. `pull` maps a pinned image
  * to the reference it is pulled and run from (the bank's registry, same
  * digest); the config hash stays the pinned image's, so running from a
- * standby instead of the primary recreates nothing.
+ * standby instead of the primary recreates nothing. `scale`: the replicas
+ * of autoscaled services, by service (clamped to their signed bounds).
  */
-export function desiredStack(agentId: string, release: Release, files: FileProvider = () => undefined, pull: Readonly<Record<string, string>> = {}): DesiredStack {
+export function desiredStack(agentId: string, release: Release, files: FileProvider = () => undefined, pull: Readonly<Record<string, string>> = {}, scale: Readonly<Record<string, number>> = {}): DesiredStack {
   const prefix = agentPrefix(agentId);
   const stack = release.stack;
   const declared = Object.entries(release.networks).map(([n, v]) => ({ name: networkName(prefix, stack, n), internal: v.internal, ...(v.labels && { labels: v.labels }) }));
@@ -178,6 +210,7 @@ export function desiredStack(agentId: string, release: Release, files: FileProvi
   const volumes = Object.keys(release.volumes).map((v) => volumeName(prefix, stack, v));
   const volumeLabels = Object.fromEntries(Object.entries(release.volumes).flatMap(([v, x]) => (x.labels ? [[volumeName(prefix, stack, v), x.labels]] : [])));
   const containers: DesiredContainer[] = [];
+  const jobs: DesiredJob[] = [];
   const missing: string[] = [];
   for (const [service, s] of Object.entries(release.services).sort(([a], [b]) => a.localeCompare(b))) {
     // A service with a network mode (host, none, bridge) joins none of the stack's networks, and has no alias there.
@@ -240,7 +273,18 @@ export function desiredStack(agentId: string, release: Release, files: FileProvi
       devices: s.devices,
       sysctls: s.sysctls,
     });
-    for (let replica = 0; replica < s.replicas; replica++) {
+    if (s.verify) {
+      // A job runs once and exits: no restart, no alias, and none of the service's replicas.
+      const spec = { ...base(0), restart: 'no' as const, aliases: [] };
+      for (const m of spec.mounts) if (m.type === 'volume' && !volumes.includes(m.source)) volumes.push(m.source);
+      const hash = configHash(spec);
+      const labels = { ...spec.labels, [LABEL.agent]: agentId, [LABEL.stack]: stack, [LABEL.service]: service, [LABEL.replica]: '0', [LABEL.release]: release.version, [LABEL.configHash]: hash };
+      jobs.push({ stack, service, release: release.version, spec: { ...spec, image: pull[s.image] ?? s.image, labels, name: '' }, configHash: hash, timeoutMs: s.verify.timeoutMs });
+      continue;
+    }
+    // `scale`: replicas the autoscaler chose inside the service's signed bounds (agent/autoscale).
+    const replicas = s.autoscale && scale[service] !== undefined ? Math.min(s.autoscale.max, Math.max(s.autoscale.min, scale[service])) : s.replicas;
+    for (let replica = 0; replica < replicas; replica++) {
       const spec = base(replica);
       for (const m of spec.mounts) if (m.type === 'volume' && !volumes.includes(m.source)) volumes.push(m.source);
       // Anonymous volumes differ per replica by name only: hash replica 0's spec, so replicas share one hash.
@@ -269,7 +313,7 @@ export function desiredStack(agentId: string, release: Release, files: FileProvi
     }
   }
   if (missing.length) throw new FerryError('FERRY_E_SECRET_MISSING', `${stack}@${release.version} needs ${[...new Set(missing)].join(', ')}`);
-  return { stack, version: release.version, networks, volumes, ...(Object.keys(volumeLabels).length && { volumeLabels }), containers };
+  return { stack, version: release.version, networks, volumes, ...(Object.keys(volumeLabels).length && { volumeLabels }), containers, ...(jobs.length && { jobs }) };
 }
 
 /** The object without its undefined properties (so specs compare and print as they hash). */

@@ -14,8 +14,8 @@
 // the old one (it re-joins its networks without the alias) and stop it.
 // Every step is decided from observed state alone, so a crash between any two
 // of them converges the same way.
-import type { Current, DesiredContainer, DesiredStack, ObservedContainer } from './model.js';
-import { LABEL } from './model.js';
+import type { Current, DesiredContainer, DesiredJob, DesiredStack, ObservedContainer } from './model.js';
+import { LABEL, isJob } from './model.js';
 
 export type Step =
   | { kind: 'pull'; image: string }
@@ -35,11 +35,13 @@ export type Step =
   | { kind: 'start'; id: string; name: string; reason: string }
   /** Make a running container resolve as `aliases` on each of `networks` (those where it does not yet). */
   | { kind: 'alias'; id: string; name: string; networks: string[]; aliases: string[]; reason: string }
-  | { kind: 'removeNetwork'; id: string; name: string };
+  | { kind: 'removeNetwork'; id: string; name: string }
+  /** Create and start one run of a verification job (a one-shot container; the reconciler reads how it exited). */
+  | { kind: 'runJob'; job: DesiredJob; run: string; reason: string };
 
 export type StepKind = Step['kind'];
 /** The order in which the executor runs the kinds of one batch. */
-export const PHASES: readonly StepKind[][] = [['pull'], ['createNetwork', 'createVolume'], ['stop'], ['remove'], ['create', 'start'], ['alias'], ['removeNetwork']];
+export const PHASES: readonly StepKind[][] = [['pull'], ['createNetwork', 'createVolume'], ['stop'], ['remove'], ['create', 'start', 'runJob'], ['alias'], ['removeNetwork']];
 
 export interface Plan {
   steps: Step[];
@@ -51,6 +53,20 @@ export interface PlanFacts {
   defaultGraceMs: number;
   /** Stacks to leave exactly as they run (their release waits for a secret): nothing of theirs is removed. */
   keep?: readonly string[];
+  /**
+   * Verification jobs under way, per stack: the run, the jobs whose result is
+   * recorded, and whether to start the others now (the verification gate) or
+   * only keep what runs (a converge before it, e.g. after a crash). Job
+   * containers of any other run, or recorded, are removed.
+   */
+  jobs?: readonly JobFacts[];
+}
+
+export interface JobFacts {
+  stack: string;
+  run: string;
+  done: readonly string[];
+  start: boolean;
 }
 
 const live = (c: ObservedContainer) => c.status === 'running' || c.status === 'restarting' || c.status === 'paused';
@@ -74,6 +90,7 @@ export function plan(current: Current, desired: readonly DesiredStack[], facts: 
   const volumes = new Set(current.volumes.map((v) => v.name));
   const slots = new Map<string, ObservedContainer[]>();
   for (const c of current.containers) {
+    if (isJob(c)) continue; // planned by planJobs
     const k = slotKey(c.labels[LABEL.stack] ?? '', c.labels[LABEL.service] ?? '', c.labels[LABEL.replica] ?? '');
     slots.set(k, [...(slots.get(k) ?? []), c]);
   }
@@ -181,8 +198,9 @@ export function plan(current: Current, desired: readonly DesiredStack[], facts: 
   // Everything owned but not wanted: other stacks, removed services, surplus replicas.
   const desiredKeys = new Set(desired.flatMap((s) => s.containers.map((dc) => slotKey(dc.stack, dc.service, dc.replica))));
   const keep = new Set(facts.keep ?? []);
+  planJobs(current, desired, facts, steps, waiting, stopAndRemove);
   for (const c of current.containers) {
-    if (wanted.has(c.id) || keep.has(c.labels[LABEL.stack] ?? '')) continue;
+    if (isJob(c) || wanted.has(c.id) || keep.has(c.labels[LABEL.stack] ?? '')) continue;
     const k = slotKey(c.labels[LABEL.stack] ?? '', c.labels[LABEL.service] ?? '', c.labels[LABEL.replica] ?? '');
     if (desiredKeys.has(k)) continue; // stale container of a desired slot: handled above
     stopAndRemove(c, facts.defaultGraceMs, `${c.labels[LABEL.stack]}/${c.labels[LABEL.service]} is no longer desired`);
@@ -202,3 +220,42 @@ export function plan(current: Current, desired: readonly DesiredStack[], facts: 
   }
   return { steps, waiting };
 }
+
+/**
+ * Verification jobs: a run's container is started once (the gate), kept while
+ * it runs or until its result is recorded, then removed; containers of any
+ * other run, or of a stack no longer verifying, are removed.
+ */
+function planJobs(current: Current, desired: readonly DesiredStack[], facts: PlanFacts, steps: Step[], waiting: string[], stopAndRemove: (c: ObservedContainer, graceMs: number, reason: string) => void): void {
+  const keep = new Set(facts.keep ?? []);
+  const jobsOf = new Map(desired.map((d) => [d.stack, d.jobs ?? []]));
+  const runs = new Map((facts.jobs ?? []).map((j) => [j.stack, j]));
+  const seen = new Set<string>();
+  for (const c of current.containers.filter(isJob)) {
+    const stack = c.labels[LABEL.stack] ?? '';
+    if (keep.has(stack)) continue;
+    const svc = c.labels[LABEL.service] ?? '';
+    const f = runs.get(stack);
+    const job = (jobsOf.get(stack) ?? []).find((j) => j.service === svc && j.configHash === c.labels[LABEL.configHash]);
+    if (f && job && c.labels[LABEL.jobRun] === f.run && !f.done.includes(svc)) {
+      seen.add(`${stack}/${svc}`);
+      if (c.status === 'created' && f.start) steps.push({ kind: 'start', id: c.id, name: c.name, reason: `${stack}/${svc} verification job created` });
+      else if (c.status === 'running' && f.start) waiting.push(`${stack}/${svc}: verification job running`);
+      continue;
+    }
+    stopAndRemove(c, job?.spec.stopGraceMs ?? facts.defaultGraceMs, f && job && c.labels[LABEL.jobRun] === f.run ? `${stack}/${svc} verification job finished` : `${stack}/${svc} verification job of another run`);
+  }
+  for (const f of facts.jobs ?? []) {
+    if (!f.start) continue;
+    const images = new Set(current.images);
+    for (const job of jobsOf.get(f.stack) ?? []) {
+      if (f.done.includes(job.service) || seen.has(`${f.stack}/${job.service}`)) continue;
+      if (!images.has(job.spec.image)) {
+        if (!steps.some((s) => s.kind === 'pull' && s.image === job.spec.image)) steps.push({ kind: 'pull', image: job.spec.image });
+        continue;
+      }
+      steps.push({ kind: 'runJob', job, run: f.run, reason: `verify ${f.stack}@${job.release}` });
+    }
+  }
+}
+

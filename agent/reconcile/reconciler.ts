@@ -12,13 +12,14 @@ import { join } from 'node:path';
 import { FerryError, asFerryError } from '../../shared/errors.js';
 import { writeFileAtomic } from '../../shared/files.js';
 import type { Logger } from '../../shared/logger.js';
-import type { ReleaseStatus, ServiceStatus } from '../../shared/protocol.js';
+import type { ReleaseStatus, ServiceStatus, Verification } from '../../shared/protocol.js';
 import type { Release } from '../../shared/release.js';
 import type { Engine, PullAuth } from '../engine/engine.js';
 import { describeStep, executors, runSteps, type Executors } from './execute.js';
 import { Journal } from './journal.js';
-import { LABEL, desiredStack, type Current, type DesiredStack, type FileProvider, type ObservedContainer } from './model.js';
-import { plan, type Plan } from './plan.js';
+import { LABEL, desiredStack, isJob, jobRun, type Current, type DesiredStack, type FileProvider, type ObservedContainer } from './model.js';
+import { plan, type JobFacts, type Plan } from './plan.js';
+import { jobContainerOf, jobFacts, jobOutcome, readResult, verificationError } from './verify-jobs.js';
 
 export const RECONCILE_FILE = 'reconcile.json';
 
@@ -41,6 +42,8 @@ interface Persisted {
    */
   failed: Record<string, FailedRelease[]>;
   statuses: Record<string, ReleaseStatus>;
+  /** Verification jobs of the newest apply of each stack that has some (absent in files before them). */
+  verification?: Record<string, Verification>;
 }
 
 interface FailedRelease {
@@ -72,6 +75,8 @@ export interface ReconcilerOptions {
   now?: () => number;
   /** Secret and config values prepared on this host (agent/secrets.ts); default: none are provided. */
   files?: FileProvider;
+  /** Replicas the autoscaler chose for a stack's autoscaled services (agent/autoscale); clamped to the signed bounds. */
+  scale?: (stack: string) => Readonly<Record<string, number>>;
 }
 
 /** A release that cannot be started yet: a secret or config has no value here. Its stack is left as it runs. */
@@ -111,7 +116,7 @@ export function failing(current: Current, desired: readonly DesiredStack[]): Fer
 }
 
 export function serviceStatuses(current: Current): ServiceStatus[] {
-  return current.containers.map((c: ObservedContainer) => ({
+  return current.containers.filter((c) => !isJob(c)).map((c: ObservedContainer) => ({
     stack: c.labels[LABEL.stack] ?? '',
     service: c.labels[LABEL.service] ?? '',
     replica: Number(c.labels[LABEL.replica] ?? 0),
@@ -135,7 +140,7 @@ export class Reconciler {
   private seq = 0;
 
   constructor(opts: ReconcilerOptions) {
-    this.o = { bakeMs: 10_000, pollMs: 500, applyTimeoutMs: 300_000, concurrency: 4, minFreeBytes: 256 * 1024 * 1024, drainMs: 2000, now: Date.now, files: () => undefined, ...opts };
+    this.o = { bakeMs: 10_000, pollMs: 500, applyTimeoutMs: 300_000, concurrency: 4, minFreeBytes: 256 * 1024 * 1024, drainMs: 2000, now: Date.now, files: () => undefined, scale: () => ({}), ...opts };
     this.exec = executors(opts.engine, { agentId: opts.agentId, auth: opts.auth ?? (() => undefined), minFreeBytes: this.o.minFreeBytes, drainMs: this.o.drainMs });
     this.journal = new Journal(opts.stateDir);
     this.persisted = load(opts.stateDir);
@@ -147,7 +152,9 @@ export class Reconciler {
   }
 
   get statuses(): ReleaseStatus[] {
-    return Object.values(this.persisted.statuses);
+    const v = this.persisted.verification ?? {};
+    // An apply under way shows its own run once it starts, not the previous release's.
+    return Object.values(this.persisted.statuses).map((st) => (v[st.stack] && (st.state !== 'applying' || v[st.stack]!.state === 'running') ? { ...st, verification: v[st.stack] } : st));
   }
 
   close(): void {
@@ -208,7 +215,7 @@ export class Reconciler {
     const blocked: Blocked[] = [];
     for (const t of targets) {
       try {
-        stacks.push(desiredStack(this.o.agentId, t.release, this.o.files, t.pull));
+        stacks.push(desiredStack(this.o.agentId, t.release, this.o.files, t.pull, this.o.scale(t.stack)));
       } catch (err) {
         const e = asFerryError(err);
         if (e.code !== 'FERRY_E_SECRET_MISSING' && e.code !== 'FERRY_E_SECRET_FILE') throw e;
@@ -259,9 +266,13 @@ export class Reconciler {
       this.targets = targets.map((t) => effective.find((e) => e.digest === t.digest) ?? t);
       ({ stacks: desired, blocked } = this.resolve(effective));
     }
+    const verifying = desired.filter((d) => d.jobs?.length && changed.some((t) => t.stack === d.stack));
+    this.startVerification(verifying, changed, seq);
     try {
-      await this.converge(desired, signal, this.o.applyTimeoutMs, blocked);
+      // A job of this run that outlived a crash is kept (and its result read by the gate), not started again.
+      await this.converge(desired, signal, this.o.applyTimeoutMs, blocked, jobFacts(this.persisted.verification ?? {}, verifying, false));
       await this.bake(desired, signal);
+      await this.verifyJobs(desired, verifying, blocked, signal);
     } catch (err) {
       const e = asFerryError(err);
       if (signal.aborted) throw e;
@@ -308,13 +319,67 @@ export class Reconciler {
   async observe(desired: readonly DesiredStack[]): Promise<Current> {
     const label = { key: LABEL.agent, value: this.o.agentId };
     const [containers, networks, volumes] = await Promise.all([this.o.engine.listContainers(label), this.o.engine.listNetworks(label), this.o.engine.listVolumes(label)]);
-    const wanted = [...new Set(desired.flatMap((s) => s.containers.map((c) => c.spec.image)))];
+    const wanted = [...new Set(desired.flatMap((s) => [...s.containers.map((c) => c.spec.image), ...(s.jobs ?? []).map((j) => j.spec.image)]))];
     const present = await Promise.all(wanted.map((i) => this.o.engine.hasImage(i)));
     return { containers, networks, volumes, images: wanted.filter((_, i) => present[i]) };
   }
 
+  /** A new run of the verification jobs of each changed stack that has some (an interrupted run of the same apply carries on). */
+  private startVerification(verifying: DesiredStack[], changed: Target[], seq: number): void {
+    const records = (this.persisted.verification ??= {});
+    for (const t of changed) {
+      if (!verifying.some((d) => d.stack === t.stack)) delete records[t.stack]; // its new release has no jobs
+      else if (records[t.stack]?.run !== jobRun(seq, t.digest)) records[t.stack] = { run: jobRun(seq, t.digest), state: 'running', jobs: [], since: new Date(this.o.now()).toISOString() };
+    }
+  }
+
+  /**
+   * The verification gate's jobs: each runs once; a result is recorded before
+   * its container goes. Throws the first failure (the apply rolls back).
+   */
+  private async verifyJobs(desired: DesiredStack[], verifying: DesiredStack[], blocked: readonly Blocked[], signal: AbortSignal): Promise<void> {
+    if (!verifying.length) return;
+    const records = this.persisted.verification!;
+    void this.report();
+    for (;;) {
+      if (signal.aborted) throw new FerryError('FERRY_E_UNAVAILABLE', 'agent stopping');
+      const current = await this.observe(desired);
+      let recorded = false;
+      for (const d of verifying) {
+        const v = records[d.stack]!;
+        for (const job of d.jobs!) {
+          if (v.jobs.some((j) => j.service === job.service)) continue;
+          const c = jobContainerOf(current, job, v.run);
+          const outcome = jobOutcome(c, job, this.o.now());
+          if (!c || !outcome) continue;
+          const result = await readResult(this.o.engine, c, job, outcome);
+          v.jobs.push(result);
+          this.journal.write({ event: 'job-done', stack: d.stack, service: job.service, run: v.run, state: result.state });
+          this.o.log.info({ stack: d.stack, job: job.service, state: result.state, exitCode: result.exitCode }, 'verification job finished');
+          recorded = true;
+        }
+        if (d.jobs!.every((j) => v.jobs.some((r) => r.service === j.service))) v.state = v.jobs.every((j) => j.state === 'passed') ? 'passed' : 'failed';
+      }
+      if (recorded) {
+        this.save();
+        void this.report();
+      }
+      const p = plan(current, desired, { defaultGraceMs: 10_000, keep: blocked.map((b) => b.target.stack), jobs: jobFacts(records, verifying, true) });
+      if (p.steps.length) {
+        await runSteps(p.steps, this.exec, { concurrency: this.o.concurrency, journal: this.journal, signal });
+        continue;
+      }
+      if (verifying.every((d) => records[d.stack]!.state !== 'running')) break;
+      await sleep(this.o.pollMs, signal);
+    }
+    for (const d of verifying) {
+      const e = verificationError(d.stack, records[d.stack]!, Object.fromEntries(d.jobs!.map((j) => [j.service, j.timeoutMs])));
+      if (e) throw e;
+    }
+  }
+
   /** observe -> plan -> execute until nothing is left to do. Returns the steps it ran. */
-  private async converge(desired: DesiredStack[], signal: AbortSignal, timeoutMs: number, blocked: readonly Blocked[] = []): Promise<string[]> {
+  private async converge(desired: DesiredStack[], signal: AbortSignal, timeoutMs: number, blocked: readonly Blocked[] = [], jobs: JobFacts[] = []): Promise<string[]> {
     const keep = blocked.map((b) => b.target.stack);
     const deadline = this.o.now() + timeoutMs;
     const done: string[] = [];
@@ -323,7 +388,7 @@ export class Reconciler {
       const current = await this.observe(desired);
       const broken = failing(current, desired);
       if (broken) throw broken; // a new container that already failed will not become ready by waiting
-      const p = plan(current, desired, { defaultGraceMs: 10_000, keep });
+      const p = plan(current, desired, { defaultGraceMs: 10_000, keep, jobs });
       if (p.steps.length === 0 && p.waiting.length === 0) return done;
       if (this.o.now() > deadline) throw new FerryError('FERRY_E_APPLY_TIMEOUT', p.waiting.join('; ') || 'steps still pending');
       if (p.steps.length) {

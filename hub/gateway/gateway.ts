@@ -54,6 +54,8 @@ export class Gateway extends EventEmitter {
   private readonly heartbeat: NodeJS.Timeout;
   private readonly now: () => number;
   readonly presence: Presence;
+  /** Messages sent through send/sendEncoded, by type (/metrics). */
+  readonly sentCounts: Record<string, number> = {};
 
   constructor(private readonly opts: GatewayOptions) {
     super();
@@ -94,6 +96,7 @@ export class Gateway extends EventEmitter {
       (err: unknown) => {
         const e = asFerryError(err);
         this.opts.log.warn({ code: e.code, remote: req.socket.remoteAddress, agentId: req.headers[AUTH_HEADERS.agent] }, 'agent handshake refused');
+        this.emit('refused', e.code);
         rejectUpgrade(socket, e.status, e.toJSON());
       },
     );
@@ -113,6 +116,7 @@ export class Gateway extends EventEmitter {
     if (!s) return false;
     const ok = sendTo(s, msg);
     if (ok && msg.type === 'directive') s.sentSeq = Math.max(s.sentSeq, seqOf(msg.directive.payload));
+    if (ok) this.sentCounts[msg.type] = (this.sentCounts[msg.type] ?? 0) + 1;
     return ok;
   }
 
@@ -122,6 +126,7 @@ export class Gateway extends EventEmitter {
     if (!s) return false;
     const ok = sendText(s, type, text);
     if (ok && seq !== undefined) s.sentSeq = Math.max(s.sentSeq, seq);
+    if (ok) this.sentCounts[type] = (this.sentCounts[type] ?? 0) + 1;
     return ok;
   }
 
@@ -237,6 +242,12 @@ export class Gateway extends EventEmitter {
         break;
       case 'relay':
         this.emit('relay', s.agentId, msg);
+        break;
+      case 'checks':
+        this.emit('checks', s.agentId, msg);
+        break;
+      case 'figures':
+        this.emit('figures', s.agentId, msg);
         break;
       default: {
         const never: never = msg;

@@ -104,7 +104,20 @@ export function parseEventQuery(query: URLSearchParams, lastEventId?: string | s
 /** A stored row as the API shows it. */
 export function eventView(r: EventRow): RolloutEvent {
   const base = { id: r.id, rollout: `R-${r.rollout}`, at: new Date(r.at).toISOString() };
+  const detail = (): Record<string, unknown> => {
+    try {
+      return r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : {};
+    } catch {
+      return {};
+    }
+  };
   switch (r.kind) {
+    case 'alert':
+      return { id: r.id, kind: 'alert', at: base.at, rollout: r.rollout === null ? null : base.rollout, event: r.code ?? '', state: r.to_state === 'resolved' ? 'resolved' : 'firing', tenant: r.tenant, agentId: r.agent_id, summary: r.reason ?? '', detail: detail() };
+    case 'scale': {
+      const d = detail();
+      return { id: r.id, kind: 'scale', at: base.at, rollout: null, agentId: r.agent_id ?? '', tenant: r.tenant ?? '', stack: String(d.stack ?? ''), service: String(d.service ?? ''), from: Number(d.from ?? 0), to: Number(d.to ?? 0), reason: r.reason ?? '' };
+    }
     case 'rollout':
       return { ...base, kind: 'rollout', from: r.from_state, to: r.to_state ?? '', reason: r.reason };
     case 'wave':
@@ -170,6 +183,11 @@ export class EventStreams {
       }, PRUNE_EVERY_MS),
     );
     for (const t of this.timers) t.unref();
+  }
+
+  /** Something else wrote events (alerts, autoscale changes): every stream reads what follows its cursor. */
+  wake(): void {
+    this.ring();
   }
 
   /** The newest event id ever written (0: none yet). */

@@ -11,7 +11,8 @@
 //   rollout is running and (after a maintenance-window refusal) its retry
 //   time has come; the scheduler records the seq in the transaction that
 //   issues it, so one decision never yields two directives;
-// - "done" means the agent reported stack@version applied and nothing else
+// - "done" means the agent reported stack@version applied (with its
+//   verification jobs passed, when the release has some) and nothing else
 //   for the whole bake time after that (the hub does not guess).
 import { FerryError } from '../../shared/errors.js';
 
@@ -42,6 +43,8 @@ export interface Rollout {
   onTimeout: OnTimeout;
   /** How long to wait before re-issuing after a maintenance-window refusal. */
   retryMs: number;
+  /** The release has verification jobs (x-ferry.verify): an agent's apply counts only once they passed. */
+  verification?: boolean;
 }
 
 export interface Target {
@@ -63,7 +66,7 @@ export interface Target {
 export interface AgentFacts {
   connected: boolean;
   /** The agent's last report for the rollout's stack, with when the hub received it. */
-  report: { version: string; state: 'applying' | 'applied' | 'failed' | 'rolled-back'; runningVersion: string | null; code: string | null; at: number } | null;
+  report: { version: string; state: 'applying' | 'applied' | 'failed' | 'rolled-back'; runningVersion: string | null; code: string | null; at: number; verification?: 'running' | 'passed' | 'failed' | null } | null;
   /** The directive named by the target's seq. */
   directive: { seq: number; status: 'pending' | 'accepted' | 'refused'; code: string | null; issuedAt: number } | null;
   /** The stack's version the hub last directed to the agent (for `previous`). */
@@ -144,7 +147,9 @@ function forward(r: Rollout, t: Target, f: AgentFacts, now: number, out: Decisio
         return move(t, 'failed', { code: d.code ?? 'refused' });
       }
       const fresh = rep !== null && d !== null && rep.at >= d.issuedAt;
-      if (rep && rep.state === 'applied' && rep.runningVersion === r.version && (fresh || d?.status === 'accepted')) return move(t, 'baking', { appliedAt: now, code: null });
+      // With verification jobs, applied counts only with them passed (an agent that ran none has not verified it).
+      const verified = !r.verification || rep?.verification === 'passed';
+      if (rep && rep.state === 'applied' && rep.runningVersion === r.version && verified && (fresh || d?.status === 'accepted')) return move(t, 'baking', { appliedAt: now, code: null });
       if (rep && fresh && (rep.state === 'failed' || rep.state === 'rolled-back')) return move(t, 'failed', { code: rep.code ?? rep.state });
       if (timedOut) return timeout();
       return;

@@ -250,13 +250,26 @@ export class Rollouts {
         // Read when first asked: starting a wave needs none.
         const needsFacts = r.state !== 'succeeded' && targets.some((t) => t.state !== 'pending');
         const facts = needsFacts ? await this.rows.facts(r.id, r.stack, (a, replica, lease) => this.gateway.presence.isConnected({ id: a, replica, leaseUntil: lease })) : new Map<string, AgentFacts>();
-        const decisions = decide(r, targets, (a) => facts.get(a)!, this.now());
+        const decisions = decide({ ...r, verification: await this.hasJobs(r.stack, r.version) }, targets, (a) => facts.get(a)!, this.now());
         if (!decisions.length) break;
         const finished = await this.performAll(r, decisions, new Map(targets.map((t) => [t.agentId, t.tenant])));
         if (!finished || decisions.some((d) => d.kind === 'rollout')) break;
       }
     }
   }
+
+  /** Whether a release has verification jobs (its bytes never change, so the answer is kept). */
+  private async hasJobs(stack: string, version: string): Promise<boolean> {
+    const k = `${stack}@${version}`;
+    let v = this.jobs.get(k);
+    if (v === undefined) {
+      v = Object.values((await this.releases.get(stack, version)).release.services).some((s) => s.verify);
+      this.jobs.set(k, v);
+    }
+    return v;
+  }
+
+  private readonly jobs = new Map<string, boolean>();
 
   /**
    * Performs one pass's decisions: the per-target ones (issues, target

@@ -7,7 +7,7 @@ import { MerkleTree, leafHash } from '../../shared/merkle.js';
 import type { Param } from './db.js';
 import { openStore, type Store, type StoreLocation } from './store.js';
 
-/** In an order that satisfies every foreign key. Agents' answers and nonces are transient and not copied. */
+/** In an order that satisfies every foreign key. Agents' answers, nonces and figures are transient and not copied. */
 const TABLES = [
   'tenants',
   'users',
@@ -34,6 +34,10 @@ const TABLES = [
   'chat_policies',
   'chat_locks',
   'chat_messages',
+  'checks',
+  'check_events',
+  'alerts',
+  'alert_outbox',
 ] as const;
 
 const BATCH = 500;
@@ -69,6 +73,7 @@ export async function migrateStore(from: StoreLocation, to: StoreLocation, progr
       await dst.db.run("SELECT setval(pg_get_serial_sequence('rollout_events', 'id'), coalesce((SELECT max(id) FROM rollout_events), 0) + 1, false)");
       await dst.db.run("SELECT setval(pg_get_serial_sequence('chat_locks', 'num'), coalesce((SELECT max(num) FROM chat_locks), 0) + 1, false)");
       await dst.db.run("SELECT setval(pg_get_serial_sequence('chat_messages', 'id'), coalesce((SELECT max(id) FROM chat_messages), 0) + 1, false)");
+      await dst.db.run("SELECT setval(pg_get_serial_sequence('alert_outbox', 'id'), coalesce((SELECT max(id) FROM alert_outbox), 0) + 1, false)");
     });
     const audit = [];
     for (const log of await src.audit.logs()) {

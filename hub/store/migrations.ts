@@ -464,6 +464,122 @@ function V9_SQL(text: string, int: string, serial: string): string {
   `;
 }
 
+// 10: watching what runs. Each agent's checks as it last said (protocol 'checks': a snapshot and numbered
+// transitions), their history (kept for the retention, idempotent by the agent's numbering), the agents'
+// low-rate figures (/metrics aggregates them per tenant), alerts with their de-duplication state, and the
+// webhook's outbox. Alerts and autoscale changes join the event stream: rollout_events takes kinds alert
+// and scale, with no rollout, and a JSON `detail`.
+function V10_SQL(text: string, int: string, serial: string): string {
+  return `
+  CREATE TABLE checks (
+    agent_id   ${text} NOT NULL REFERENCES agents(id),
+    tenant     ${text} NOT NULL,
+    stack      ${text} NOT NULL,
+    name       ${text} NOT NULL,
+    version    ${text} NOT NULL,
+    kind       ${text} NOT NULL,
+    target     ${text} NOT NULL,
+    state      ${text} NOT NULL CHECK (state IN ('pending', 'passing', 'failing')),
+    since      ${int} NOT NULL,
+    last_error ${text},
+    updated_at ${int} NOT NULL,
+    dirty      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (agent_id, stack, name)
+  );
+  CREATE INDEX checks_tenant ON checks(tenant, state);
+  CREATE INDEX checks_dirty ON checks(dirty) WHERE dirty = 1;
+  CREATE TABLE check_events (
+    agent_id    ${text} NOT NULL,
+    n           ${int} NOT NULL,
+    tenant      ${text} NOT NULL,
+    stack       ${text} NOT NULL,
+    name        ${text} NOT NULL,
+    from_state  ${text} NOT NULL,
+    to_state    ${text} NOT NULL,
+    at          ${int} NOT NULL,
+    error       ${text},
+    received_at ${int} NOT NULL,
+    PRIMARY KEY (agent_id, n)
+  );
+  CREATE INDEX check_events_check ON check_events(agent_id, stack, name, at);
+  CREATE INDEX check_events_received ON check_events(received_at);
+  CREATE TABLE agent_figures (
+    agent_id           ${text} PRIMARY KEY REFERENCES agents(id),
+    tenant             ${text} NOT NULL,
+    at                 ${int} NOT NULL,
+    containers         INTEGER NOT NULL,
+    containers_running INTEGER NOT NULL,
+    services_healthy   INTEGER NOT NULL,
+    services_unhealthy INTEGER NOT NULL,
+    checks_passing     INTEGER NOT NULL,
+    checks_failing     INTEGER NOT NULL,
+    checks_pending     INTEGER NOT NULL,
+    rss_bytes          ${int} NOT NULL,
+    cpu_ms             ${int} NOT NULL
+  );
+  CREATE TABLE alerts (
+    key            ${text} PRIMARY KEY,
+    kind           ${text} NOT NULL,
+    tenant         ${text},
+    agent_id       ${text},
+    rollout        ${int},
+    state          ${text} NOT NULL CHECK (state IN ('firing', 'resolved')),
+    since          ${int} NOT NULL,
+    summary        ${text} NOT NULL,
+    detail         ${text} NOT NULL,
+    flapping       INTEGER NOT NULL DEFAULT 0,
+    dirty          INTEGER NOT NULL DEFAULT 1,
+    notified_at    ${int},
+    notifications  INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX alerts_dirty ON alerts(dirty) WHERE dirty = 1;
+  CREATE INDEX alerts_state ON alerts(state, kind);
+  CREATE TABLE alert_outbox (
+    id         ${serial},
+    created_at ${int} NOT NULL,
+    event      ${text} NOT NULL,
+    body       ${text} NOT NULL,
+    sent_at    ${int},
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    next_at    ${int} NOT NULL,
+    error      ${text}
+  );
+  CREATE INDEX alert_outbox_due ON alert_outbox(next_at) WHERE sent_at IS NULL;
+  `;
+}
+
+/** sqlite cannot change a column's constraints: rollout_events is copied into its new form (ids kept, AUTOINCREMENT carried on). */
+const V10_SQLITE_EVENTS = `
+  CREATE TABLE rollout_events_v9 (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    at         INTEGER NOT NULL,
+    rollout    INTEGER,
+    kind       TEXT NOT NULL CHECK (kind IN ('rollout', 'wave', 'target', 'directive', 'alert', 'scale')),
+    from_state TEXT,
+    to_state   TEXT,
+    reason     TEXT,
+    wave       INTEGER,
+    agent_id   TEXT,
+    tenant     TEXT,
+    seq        INTEGER,
+    version    TEXT,
+    code       TEXT,
+    detail     TEXT
+  );
+  INSERT INTO rollout_events_v9 (id, at, rollout, kind, from_state, to_state, reason, wave, agent_id, tenant, seq, version, code)
+    SELECT id, at, rollout, kind, from_state, to_state, reason, wave, agent_id, tenant, seq, version, code FROM rollout_events;
+  DROP TABLE rollout_events;
+  ALTER TABLE rollout_events_v9 RENAME TO rollout_events;
+  CREATE INDEX rollout_events_rollout ON rollout_events(rollout, id);
+`;
+
+const PG_V10_EVENTS = `
+  ALTER TABLE rollout_events ALTER COLUMN rollout DROP NOT NULL;
+  ALTER TABLE rollout_events DROP CONSTRAINT rollout_events_kind_check;
+  ALTER TABLE rollout_events ADD CONSTRAINT rollout_events_kind_check CHECK (kind IN ('rollout', 'wave', 'target', 'directive', 'alert', 'scale'));
+  ALTER TABLE rollout_events ADD COLUMN detail ${'TEXT COLLATE "C"'};
+`;
+
 type SqliteStep = string | ((db: Database.Database) => void);
 
 const SQLITE: readonly SqliteStep[] = [
@@ -474,6 +590,7 @@ const SQLITE: readonly SqliteStep[] = [
   },
   V8_SQL('TEXT', 'INTEGER'),
   V9_SQL('TEXT', 'INTEGER', 'INTEGER PRIMARY KEY AUTOINCREMENT'),
+  V10_SQLITE_EVENTS + V10_SQL('TEXT', 'INTEGER', 'INTEGER PRIMARY KEY AUTOINCREMENT'),
 ];
 
 export const SCHEMA_VERSION = SQLITE.length;
@@ -751,4 +868,5 @@ export const POSTGRES: readonly { version: number; sql: string }[] = [
   { version: 7, sql: PG_V7 },
   { version: 8, sql: V8_SQL(T, 'BIGINT') },
   { version: 9, sql: V9_SQL(T, 'BIGINT', 'BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY') },
+  { version: 10, sql: PG_V10_EVENTS + V10_SQL(T, 'BIGINT', 'BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY') },
 ];

@@ -101,7 +101,8 @@ const ACTIVE_SQL = `(${ACTIVE_STATES.map((s) => `'${s}'`).join(', ')})`;
 export interface EventRow {
   id: number;
   at: number;
-  rollout: number;
+  /** null for alerts and autoscale changes (hub/checks). */
+  rollout: number | null;
   kind: EventKind;
   from_state: string | null;
   to_state: string | null;
@@ -112,6 +113,8 @@ export interface EventRow {
   seq: number | null;
   version: string | null;
   code: string | null;
+  /** JSON: an alert's or autoscale change's details. */
+  detail?: string | null;
 }
 
 export interface EventQuery {
@@ -240,11 +243,11 @@ export class RolloutRows {
     const out = new Map<string, AgentFacts>();
     const needCurrent: { agentId: string; fallback: string | null; set: (v: string | null) => void }[] = [];
     for (const r of rows) {
-      const status = r.astatus ? (JSON.parse(r.astatus) as { releases?: { stack: string; version: string; state: 'applying' | 'applied' | 'failed' | 'rolled-back'; runningVersion: string | null; code?: string }[] }) : null;
+      const status = r.astatus ? (JSON.parse(r.astatus) as { releases?: { stack: string; version: string; state: 'applying' | 'applied' | 'failed' | 'rolled-back'; runningVersion: string | null; code?: string; verification?: { state: 'running' | 'passed' | 'failed' } }[] }) : null;
       const rel = status?.releases?.find((x) => x.stack === stack);
       const f: AgentFacts = {
         connected: connected(r.agent_id, r.replica, r.lease_until),
-        report: rel ? { version: rel.version, state: rel.state, runningVersion: rel.runningVersion, code: rel.code ?? null, at: r.status_at ?? 0 } : null,
+        report: rel ? { version: rel.version, state: rel.state, runningVersion: rel.runningVersion, code: rel.code ?? null, at: r.status_at ?? 0, verification: rel.verification?.state ?? null } : null,
         directive: r.dseq !== null ? { seq: r.dseq, status: r.dstatus!, code: r.dcode, issuedAt: r.dissued! } : null,
         current: null,
       };

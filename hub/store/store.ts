@@ -6,6 +6,7 @@
 import { FerryError } from '../../shared/errors.js';
 import { AuditRows } from './audit.js';
 import { ChatRows } from './chat.js';
+import { CheckRows } from './checks.js';
 import type { Db } from './db.js';
 import { Fleet } from './fleet.js';
 import { ImageRows } from './images.js';
@@ -26,6 +27,7 @@ export class Store {
   readonly rollouts: RolloutRows;
   readonly images: ImageRows;
   readonly chat: ChatRows;
+  readonly checks: CheckRows;
 
   constructor(readonly db: Db) {
     this.fleet = new Fleet(db);
@@ -38,6 +40,7 @@ export class Store {
     this.rollouts = new RolloutRows(db);
     this.images = new ImageRows(db);
     this.chat = new ChatRows(db);
+    this.checks = new CheckRows(db);
   }
 
   get backend(): 'sqlite' | 'postgres' {

@@ -12,7 +12,7 @@
 // pulls), optional per-call latency. Ids are deterministic (`ctr-1`, `net-1`).
 import { FerryError, type ErrorCode } from '../../shared/errors.js';
 import type { EngineFacts } from '../../shared/protocol.js';
-import type { Engine, EngineEvent, PullAuth } from '../../agent/engine/engine.js';
+import type { ContainerStats, Engine, EngineEvent, ExecResult, PullAuth } from '../../agent/engine/engine.js';
 import { LABEL, type ContainerSpec, type Health, type ObservedContainer, type ObservedNetwork, type ObservedVolume } from '../../agent/reconcile/model.js';
 
 type Label = { key: string; value: string };
@@ -252,6 +252,28 @@ export class FakeEngine implements Engine {
     if (c.status === 'running') this.exited(c, 137); // force: SIGKILL
     this.containers.delete(c.id);
     this.emit(c, 'destroy');
+  }
+
+  /** What logs() answers per container name (default: none). */
+  readonly logLines = new Map<string, string[]>();
+
+  async logs(id: string, lines: number): Promise<string[]> {
+    await this.enter(`logs ${this.nameOf(id)}`, false);
+    const c = this.container(id);
+    if (!c) throw new FerryError('FERRY_E_NOT_FOUND', `docker: No such container: ${id}`);
+    return (this.logLines.get(c.name) ?? []).slice(-lines);
+  }
+
+  async exec(id: string, cmd: string[], _timeoutMs: number): Promise<ExecResult> {
+    await this.enter(`exec ${this.nameOf(id)} ${cmd.join(' ')}`, false);
+    const c = this.container(id);
+    if (!c || c.status !== 'running') throw new FerryError('FERRY_E_CONFLICT', `docker: container ${id} is not running`);
+    return { exitCode: 0, output: '' };
+  }
+
+  async stats(id: string): Promise<ContainerStats | null> {
+    const c = this.container(id);
+    return c && c.status === 'running' ? { cpuNanos: 0, memoryBytes: 0, memoryLimitBytes: 2 ** 30 } : null;
   }
 
   async *events(label: Label, signal: AbortSignal): AsyncIterable<EngineEvent> {

@@ -12,6 +12,7 @@ import { canonicalJson, type Release, type Service } from '../../shared/release.
 import { agentPrefix, networkName } from '../../agent/reconcile/model.js';
 import { enrollmentToken } from './agents.js';
 import { docker, testLabel } from './docker.js';
+import type { HubOptions } from '../../hub/server.js';
 import { startHub, type TestHub } from './hub.js';
 import { daemon, run, type Daemon } from './proc.js';
 import { seededKey } from './signing.js';
@@ -52,10 +53,12 @@ export interface FleetOptions {
   agentConfig?: (i: number) => string;
   /** The institution's policy file for every agent (rewrite `policyFile` and restart to change it). */
   policy?: string;
+  /** More hub options (alert rules, the alert webhook, a metrics listener); kept when the hub is reopened. */
+  hub?: Partial<HubOptions>;
 }
 
 export async function fleet(t: TestContext, opts: FleetOptions = {}): Promise<Fleet> {
-  let th = await startHub(t, { checkpointMs: 3_600_000 });
+  let th = await startHub(t, { checkpointMs: 3_600_000, ...opts.hub });
   const hubPort = th.hub.port;
   const tenant = 'bank-r';
   const root = seededKey('fleet-root');
@@ -114,7 +117,7 @@ export async function fleet(t: TestContext, opts: FleetOptions = {}): Promise<Fl
     },
     async reopenHub() {
       await th.close();
-      th = await startHub(t, { dataDir: th.dataDir, adminToken: th.adminToken, port: hubPort, checkpointMs: 3_600_000 });
+      th = await startHub(t, { dataDir: th.dataDir, adminToken: th.adminToken, port: hubPort, checkpointMs: 3_600_000, ...opts.hub });
       return th;
     },
     agents,

@@ -40,6 +40,8 @@ export class SimAgent {
   readonly running = new Map<string, string>();
   windowClosed = false;
   readonly failing = new Set<string>();
+  /** The newest `checks-ack` the hub sent (0: none). */
+  checksAcked = 0;
   private ws: WebSocket | undefined;
   private accepted = 0;
   private stopped = true;
@@ -111,6 +113,13 @@ export class SimAgent {
     }
   }
 
+  /** Sends any agent message now (false when not connected). */
+  say(m: unknown): boolean {
+    if (this.ws?.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(m));
+    return true;
+  }
+
   private send(m: unknown): void {
     if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(m));
   }
@@ -125,7 +134,8 @@ export class SimAgent {
     this.report();
   }
 
-  private onMessage(m: { type: string; directive?: Envelope; id?: string }): void {
+  private onMessage(m: { type: string; directive?: Envelope; id?: string; upTo?: number }): void {
+    if (m.type === 'checks-ack') return void (this.checksAcked = Math.max(this.checksAcked, m.upTo ?? 0));
     // asked what it would do: nothing (a simulated engine always matches)
     if (m.type === 'plan-request' && m.id) return this.send({ type: 'plan', id: m.id, steps: [], waiting: [] });
     if (m.type !== 'directive' || !m.directive) return;

@@ -132,6 +132,14 @@ const CASES: Record<string, Case> = {
   'GET /v1/audit/:log/entries': { req: () => ({ url: '/v1/audit/bank-a/entries' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
   'GET /v1/audit/:log/export': { req: () => ({ url: '/v1/audit/bank-a/export' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
   'GET /v1/audit/:log/proof': { req: () => ({ url: '/v1/audit/bank-a/proof?index=0' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+
+  // ---- checks, alerts, metrics -------------------------------------------------------------------
+  'GET /v1/checks': { list: true, req: () => ({ url: '/v1/checks' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  // another tenant's name answers like one that does not exist
+  'GET /v1/agents/:id/checks': { req: (w) => ({ url: `/v1/agents/${A(w)}/checks` }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/alerts': { list: true, req: () => ({ url: '/v1/alerts' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  // the fleet's figures across tenants: a vendor-wide role with hub.read (a viewer's token); a tenant's admin is not enough
+  'GET /metrics': { req: () => ({ url: '/metrics' }), lower: 'aAdmin', ok: { as: 'vViewer', status: 200 } },
   'POST /v1/audit/:log/checkpoint': { req: () => ({ method: 'POST', url: '/v1/audit/bank-a/checkpoint' }), foreign: 'bOperator', lower: 'aOperator', ok: { as: 'aAdmin', status: 200 } },
 
   // ---- chat --------------------------------------------------------------------------------------

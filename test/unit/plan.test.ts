@@ -34,7 +34,7 @@ function infra(d: DesiredStack): Pick<Current, 'networks' | 'volumes'> {
     volumes: d.volumes.map((v) => ({ name: v, labels: { [LABEL.stack]: d.stack } })),
   };
 }
-const kinds = (steps: Step[]) => steps.map((s) => `${s.kind}:${'container' in s ? s.container.service : 'name' in s ? s.name : s.image}`);
+const kinds = (steps: Step[]) => steps.map((s) => `${s.kind}:${'container' in s ? s.container.service : 'job' in s ? s.job.service : 'name' in s ? s.name : s.image}`);
 
 test('fresh deploy: pull first, then networks and volumes, then dependencies before dependents', () => {
   const d = desiredStack(AGENT, rel('1.0.0', IMG1));
