@@ -12,6 +12,8 @@ import { Acceptor } from './acceptor.js';
 import type { AgentConfig } from './config.js';
 import { Connection, buildHello } from './connection.js';
 import type { Engine } from './engine/engine.js';
+import type { OperationsEngine } from './engine/operations.js';
+import { Operations } from './operations/operations.js';
 import type { Policy } from './policy.js';
 import type { Transport } from './proxy.js';
 import { LABEL } from './reconcile/model.js';
@@ -46,7 +48,7 @@ export function registryAuth(cfg: AgentConfig) {
   };
 }
 
-export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key: KeyPair; policy: Policy; engine: Engine; transport: Transport; log: Logger; signal: AbortSignal }): Promise<void> {
+export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key: KeyPair; policy: Policy; engine: Engine & OperationsEngine; transport: Transport; log: Logger; signal: AbortSignal }): Promise<void> {
   const { cfg, identity, key, policy, engine, transport, log } = opts;
   // Everything below stops when the caller aborts or when the connection ends for good (revoked).
   const inner = new AbortController();
@@ -71,9 +73,9 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
     applyTimeoutMs: cfg.reconcile.applyTimeoutMs,
     minFreeBytes: cfg.reconcile.minFreeBytes,
     files: fileProvider(cfg.stateDir, policy.files),
-    report: (releases, services, drift) => {
+    report: (releases, services, drift, holds) => {
       const alarms = activeAlarms(cfg.stateDir);
-      send({ type: 'status', releases, services, ...(drift.length ? { drift: drift.slice(0, 100).map((d) => d.slice(0, 512)) } : {}), ...(alarms.length ? { alarms } : {}) });
+      send({ type: 'status', releases, services, ...(drift.length ? { drift: drift.slice(0, 100).map((d) => d.slice(0, 512)) } : {}), ...(alarms.length ? { alarms } : {}), ...(holds.length ? { holds: holds.slice(0, 200) } : {}) });
     },
     ...(relay ? { prepare: (targets: Target[], sig: AbortSignal) => relay.relay.ensure(targets.map((t) => t.release), sig) } : {}),
   });
@@ -85,6 +87,22 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
       .then(() => relay?.relay.retain([...targets, ...reconciler.running].map((t) => t.release), signal))
       .catch((err) => log.error({ err: asFerryError(err).message }, 'apply stopped'));
   };
+  const operations = new Operations({
+    stateDir: cfg.stateDir,
+    agentId: identity.agentId,
+    tenant: identity.tenant,
+    policy,
+    engine,
+    reconciler,
+    log: log.child({ component: 'operations' }),
+    send,
+    buffered: () => conn.bufferedAmount,
+    trust: () => acceptor.current.state,
+    maxSkewMs: cfg.maxClockSkewMs,
+    hubClockOffsetMs: () => conn.hubClockOffsetMs,
+    onRefusal,
+  });
+  conn.on('disconnected', () => operations.disconnected());
   acceptor.on('accepted', apply);
   conn.on('welcome', () => {
     void reconciler.report();
@@ -108,6 +126,12 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
           });
       case 'prestage':
         return void prestage(msg);
+      case 'operation':
+        return operations.onOperation(msg);
+      case 'stream-credit':
+        return operations.onCredit(msg);
+      case 'stream-cancel':
+        return operations.onCancel(msg);
       case 'welcome':
       case 'error':
         return; // handled by the connection
@@ -142,6 +166,7 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
     await conn.run(signal);
   } finally {
     inner.abort();
+    operations.close();
     await drift;
     await catchUp;
     reconciler.close();

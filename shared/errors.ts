@@ -129,6 +129,16 @@ export const ERRORS = {
   FERRY_E_WAVES_INVALID: spec(400, 'The wave specification is not valid', 'Give growing cumulative waves ending at 100%, e.g. --waves 1,10%,50%,100% (counts or percentages of the selected agents).'),
   FERRY_E_ROLLOUT_STATE: spec(409, 'The rollout is not in a state that allows this', 'See `ferry rollout status ID` for its state; finished rollouts cannot be changed.'),
   FERRY_E_ROLLOUT_ACTIVE: spec(409, 'Another active rollout already targets some of these agents for this stack', 'Wait for it to finish, or abort it: `ferry rollout abort ID`.'),
+  FERRY_E_AGENT_OFFLINE: spec(503, 'The agent is not connected', 'Operations need a live agent: `ferry agent show ID` says when it was last seen; retry once it is connected again.'),
+  FERRY_E_OPERATION_TIMEOUT: spec(504, 'The agent did not answer the operation in time', 'It may still be running there: see `ferry operation show ID` and the agent host\'s `ferry-agent status`, then retry if needed.'),
+  FERRY_E_CONFIRM_REQUIRED: spec(409, 'An operation on several agents needs its plan confirmed', 'Read the plan (agents and waves) and send it again with its hash: `--yes`, or `confirm` in the API body.'),
+
+  // Remote operations (agent side)
+  FERRY_E_OPERATION_INVALID: spec(400, 'The operation is not valid for its target', 'Check the kind, STACK/SERVICE and arguments against `ferry service --help` and what runs on the agent (`ferry agent show ID`).'),
+  FERRY_E_OPERATION_BINDING: spec(403, 'The operation is for another tenant or agent', 'The hub sent an operation meant elsewhere; report this to the vendor.'),
+  FERRY_E_OPERATION_EXPIRED: spec(403, 'The operation has expired', 'Operations live a minute; send it again. If this repeats, check the clocks of the hub and the agent host (NTP).'),
+  FERRY_E_OPERATION_REPLAY: spec(409, 'The operation was already received (a replay)', 'Nothing was done again. Send a new operation if it is still needed.'),
+  FERRY_E_POLICY_EXEC: spec(403, 'The local policy does not list this command for the service', 'Only commands named under operations.exec for the service run, with arguments matching their patterns; the institution adds commands to its policy file.'),
   FERRY_E_INTERNAL: spec(500, 'An internal error occurred', 'Retry; if it repeats, report it with the hub log around this time.'),
   FERRY_E_UNAVAILABLE: spec(503, 'The hub is shutting down or not ready', 'Retry in a few seconds.'),
 

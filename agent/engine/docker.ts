@@ -8,6 +8,8 @@ import { FerryError, type ErrorCode } from '../../shared/errors.js';
 import type { EngineFacts } from '../../shared/protocol.js';
 import { LABEL, type ContainerSpec, type ContainerStatus, type Health, type ObservedContainer, type ObservedNetwork, type ObservedVolume } from '../reconcile/model.js';
 import type { Engine, EngineEvent, PullAuth } from './engine.js';
+import * as ops from './docker-operations.js';
+import type { ContainerSample, ExecRun, LogLine, LogQuery, OperationsEngine } from './operations.js';
 
 export interface DockerEngineOptions {
   /** unix socket path; by default DOCKER_HOST or /var/run/docker.sock. */
@@ -20,7 +22,7 @@ type Label = { key: string; value: string };
 const INSPECT_CONCURRENCY = 8;
 const DIGEST_REF = /^([^@\s]+)@(sha256:[0-9a-f]{64})$/;
 
-export class DockerEngine implements Engine {
+export class DockerEngine implements Engine, OperationsEngine {
   /** For short calls: modem's idle timeout applies. */
   private readonly docker: Docker;
   /** For pulls, event streams and stops, which may be idle longer: no idle timeout, bounded by signals. */
@@ -256,6 +258,24 @@ export class DockerEngine implements Engine {
       if (s === 404 || (s === 409 && /already in progress/i.test(message(err)))) return;
       throw engineError(err);
     }
+  }
+
+  // ---- remote operations (operations.ts, docker-operations.ts) ----
+
+  restartContainer(id: string, graceMs: number): Promise<void> {
+    return ops.restartContainer(this.slow, id, graceMs, this.timeoutMs, engineError);
+  }
+
+  logs(id: string, q: LogQuery, signal: AbortSignal): AsyncIterable<LogLine> {
+    return ops.logs(this.docker, this.slow, id, q, signal, engineError);
+  }
+
+  stats(id: string, signal?: AbortSignal): Promise<ContainerSample> {
+    return ops.stats(this.slow, id, signal, engineError);
+  }
+
+  exec(id: string, argv: readonly string[], signal: AbortSignal): Promise<ExecRun> {
+    return ops.exec(this.docker, this.slow, id, argv, signal, engineError);
   }
 
   async *events(label: Label, signal: AbortSignal): AsyncIterable<EngineEvent> {

@@ -51,6 +51,8 @@ export interface PlanFacts {
   defaultGraceMs: number;
   /** Stacks to leave exactly as they run (their release waits for a secret): nothing of theirs is removed. */
   keep?: readonly string[];
+  /** Services (`stack/service`) an operator stopped: their containers are left as they are (not started, not removed). */
+  keepServices?: readonly string[];
 }
 
 const live = (c: ObservedContainer) => c.status === 'running' || c.status === 'restarting' || c.status === 'paused';
@@ -181,8 +183,10 @@ export function plan(current: Current, desired: readonly DesiredStack[], facts: 
   // Everything owned but not wanted: other stacks, removed services, surplus replicas.
   const desiredKeys = new Set(desired.flatMap((s) => s.containers.map((dc) => slotKey(dc.stack, dc.service, dc.replica))));
   const keep = new Set(facts.keep ?? []);
+  const keepServices = new Set(facts.keepServices ?? []);
   for (const c of current.containers) {
     if (wanted.has(c.id) || keep.has(c.labels[LABEL.stack] ?? '')) continue;
+    if (keepServices.has(`${c.labels[LABEL.stack]}/${c.labels[LABEL.service]}`)) continue;
     const k = slotKey(c.labels[LABEL.stack] ?? '', c.labels[LABEL.service] ?? '', c.labels[LABEL.replica] ?? '');
     if (desiredKeys.has(k)) continue; // stale container of a desired slot: handled above
     stopAndRemove(c, facts.defaultGraceMs, `${c.labels[LABEL.stack]}/${c.labels[LABEL.service]} is no longer desired`);
