@@ -31,6 +31,7 @@ import { registerAuditCommands } from './audit-commands.js';
 import { grantsText, registerPeopleCommands, type WhoAmI } from './people-commands.js';
 import { registerReleaseCommands } from './release-commands.js';
 import { registerImageCommands } from './image-commands.js';
+import { registerOperationCommands } from './operation-commands.js';
 import { registerRolloutCommands } from './rollout-commands.js';
 import { agentDetail, agentTable, tenantTable } from './views.js';
 import type { AgentView, EnrollmentTokenView, TenantView } from './views.js';
@@ -199,6 +200,7 @@ registerReleaseCommands(program, { target, out, note, printJson });
 registerAuditCommands(program, { target, out, note, printJson });
 registerRolloutCommands(program, { target, out, note, printJson });
 registerImageCommands(program, { target, out, note, printJson });
+registerOperationCommands(program, { target, out, note, printJson });
 
 program
   .command('version')

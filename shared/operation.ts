@@ -130,9 +130,13 @@ export type StreamChunk = z.infer<typeof StreamChunk>;
 export const STREAM_END_REASONS = ['eof', 'exit', 'cancelled', 'limit-bytes', 'limit-time', 'error'] as const;
 export type StreamEndReason = (typeof STREAM_END_REASONS)[number];
 
-/** The bytes a chunk counts for in credits: its JSON text (what the hub holds and forwards). */
+/**
+ * The bytes a chunk counts for in credits, the same on both sides whatever
+ * the key order: its strings' UTF-8 bytes and a fixed overhead. Its JSON text
+ * is at most six times this (escapes), which bounds a frame's size.
+ */
 export function chunkBytes(c: StreamChunk): number {
-  return Buffer.byteLength(JSON.stringify(c));
+  return 16 + Buffer.byteLength(c.src) + Buffer.byteLength(c.ts ?? '') + Buffer.byteLength(c.text);
 }
 
 /**

@@ -10,8 +10,8 @@ import { TranscriptDigest, chunkBytes, type StreamChunk } from '../../shared/ope
 
 /** Bytes in the socket's send buffer under which stream frames may be sent. */
 export const LOW_WATER = 256 * 1024;
-/** Encoded bytes of chunks per stream-data frame at most (well under the protocol's 1 MiB). */
-export const MAX_FRAME_BYTES = 256 * 1024;
+/** Chunk bytes (chunkBytes) per stream-data frame at most: its JSON is at most 6x this, under the protocol's 1 MiB. */
+export const MAX_FRAME_BYTES = 128 * 1024;
 /** Bytes a stream holds while it waits for credit or the socket; its producer waits past this. */
 export const MAX_QUEUED = 256 * 1024;
 

@@ -28,6 +28,7 @@ const TABLES = [
   'rollouts',
   'rollout_targets',
   'rollout_events',
+  'operations',
 ] as const;
 
 const BATCH = 500;

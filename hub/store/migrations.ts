@@ -349,6 +349,52 @@ function V8_SQL(text: string, int: string): string {
   `;
 }
 
+// 9: remote operations (hub/operations): each signed operation with its per-agent seq, its answer and,
+// for exec, the transcript the hub kept and its digest; and the chunks of a stream whose client is on
+// another replica than the agent's socket (transient: deleted as that replica reads them).
+function V9_SQL(text: string, int: string): string {
+  return `
+  CREATE TABLE operations (
+    id                ${text} PRIMARY KEY,
+    agent_id          ${text} NOT NULL REFERENCES agents(id),
+    tenant            ${text} NOT NULL,
+    seq               ${int} NOT NULL,
+    kind              ${text} NOT NULL,
+    stack             ${text},
+    service           ${text},
+    args              ${text} NOT NULL,
+    envelope          ${text} NOT NULL,
+    issued_at         ${int} NOT NULL,
+    expires_at        ${int} NOT NULL,
+    created_by        ${text},
+    surface           ${text},
+    batch             ${text},
+    status            ${text} NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'ok', 'refused', 'failed', 'timeout')),
+    code              ${text},
+    message           ${text},
+    result            ${text},
+    exit_code         ${int},
+    bytes             ${int},
+    duration_ms       ${int},
+    stream_reason     ${text},
+    agent_digest      ${text},
+    transcript        ${text},
+    transcript_digest ${text},
+    finished_at       ${int},
+    UNIQUE (agent_id, seq)
+  );
+  CREATE INDEX operations_agent ON operations(agent_id, issued_at);
+  CREATE INDEX operations_batch ON operations(batch);
+  CREATE TABLE operation_chunks (
+    op_id      ${text} NOT NULL,
+    n          ${int} NOT NULL,
+    body       ${text} NOT NULL,
+    created_at ${int} NOT NULL,
+    PRIMARY KEY (op_id, n)
+  );
+  `;
+}
+
 type SqliteStep = string | ((db: Database.Database) => void);
 
 const SQLITE: readonly SqliteStep[] = [
@@ -358,6 +404,7 @@ const SQLITE: readonly SqliteStep[] = [
     migrateTokensToUsers(db);
   },
   V8_SQL('TEXT', 'INTEGER'),
+  V9_SQL('TEXT', 'INTEGER'),
 ];
 
 export const SCHEMA_VERSION = SQLITE.length;
@@ -634,4 +681,5 @@ const PG_V7 = `
 export const POSTGRES: readonly { version: number; sql: string }[] = [
   { version: 7, sql: PG_V7 },
   { version: 8, sql: V8_SQL(T, 'BIGINT') },
+  { version: 9, sql: V9_SQL(T, 'BIGINT') },
 ];

@@ -8,6 +8,7 @@ import { AuditRows } from './audit.js';
 import type { Db } from './db.js';
 import { Fleet } from './fleet.js';
 import { ImageRows } from './images.js';
+import { OperationRows } from './operations.js';
 import { People } from './people.js';
 import { PostgresDb, isPostgresUrl, type PostgresOptions } from './postgres.js';
 import { RolloutRows } from './rollouts.js';
@@ -24,6 +25,7 @@ export class Store {
   readonly audit: AuditRows;
   readonly rollouts: RolloutRows;
   readonly images: ImageRows;
+  readonly operations: OperationRows;
 
   constructor(readonly db: Db) {
     this.fleet = new Fleet(db);
@@ -35,6 +37,7 @@ export class Store {
     this.audit = new AuditRows(db);
     this.rollouts = new RolloutRows(db);
     this.images = new ImageRows(db);
+    this.operations = new OperationRows(db);
   }
 
   get backend(): 'sqlite' | 'postgres' {

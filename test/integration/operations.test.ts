@@ -1,0 +1,125 @@
+// Remote operations on the real engine, between real processes: a hub, an
+// agent process with the bank's policy, and the ferry CLI. Restart, stop (and
+// it stays stopped across drift passes and an agent restart), start, scale
+// up and down, a new release ending the holds; everything audited.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { buildTestImage, dockerOk, requireRegistry } from '../helpers/docker.js';
+import { fleet, type Fleet, type FleetAgent } from '../helpers/fleet.js';
+import { service } from '../helpers/signing.js';
+import { run } from '../helpers/proc.js';
+import { waitFor } from '../helpers/tmp.js';
+
+export async function chattyImage(): Promise<string> {
+  const img = await buildTestImage('ferry-test/ops-chatty', 'v1', { push: true, cmd: ['sh', '-c', 'i=0; while true; do echo "line $i"; echo "err $i" >&2; i=$((i+1)); sleep 0.2; done'] });
+  return img.ref!;
+}
+
+export function cli(f: Fleet, a: FleetAgent) {
+  return (args: string[], opts: { timeoutMs?: number } = {}) => run('ferry', args, { env: { FERRY_HUB: f.th.url, FERRY_TOKEN: f.th.adminToken, XDG_CONFIG_HOME: a.stateDir }, ...opts });
+}
+
+/** Containers of a service on the engine, by replica: their id, state and start time. */
+export async function containers(agentId: string, stack: string, svc: string): Promise<{ id: string; replica: number; state: string; startedAt: string }[]> {
+  const ids = (await dockerOk(['ps', '-aq', '--filter', `label=ferry.agent=${agentId}`, '--filter', `label=ferry.stack=${stack}`, '--filter', `label=ferry.service=${svc}`])).split('\n').filter(Boolean);
+  if (!ids.length) return [];
+  const lines = (await dockerOk(['inspect', '--format', '{{.Id}} {{index .Config.Labels "ferry.replica"}} {{.State.Status}} {{.State.StartedAt}}', ...ids])).split('\n');
+  return lines.map((l) => {
+    const [id, replica, state, startedAt] = l.split(' ');
+    return { id: id!, replica: Number(replica), state: state!, startedAt: startedAt! };
+  }).sort((a, b) => a.replica - b.replica);
+}
+
+const drifts = (out: string) => out.split('\n').filter((l) => l.includes('"drift pass"')).length;
+
+test('restart (rolling), stop that stays stopped across drift passes and an agent restart, start, scale up and down, a new release ends the holds; all audited', async (t) => {
+  if (!(await requireRegistry(t))) return;
+  const f = await fleet(t, { logLevel: 'debug', driftIntervalMs: 1000, policy: 'operations:\n  deny: [exec]\n' });
+  const [a] = f.agents as [FleetAgent];
+  const ferry = cli(f, a);
+  const img = await chattyImage();
+  await f.publish('ops', '1.0.0', { api: service(img, { replicas: 2, stopGracePeriodMs: 1000 }), worker: service(img, { stopGracePeriodMs: 1000 }) });
+  await f.deploy(a, 'ops', '1.0.0');
+  await f.waitRelease(a, 'ops', '1.0.0', 'applied');
+
+  // restart: both replicas, one after the other, the same containers started again
+  const before = await containers(a.id, 'ops', 'api');
+  const r = await ferry(['service', 'restart', 'ops/api', '--agent', a.id, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const restarted = JSON.parse(r.stdout);
+  assert.equal(restarted.status, 'ok');
+  assert.equal(restarted.result.containers.length, 2);
+  const after = await containers(a.id, 'ops', 'api');
+  assert.deepEqual(after.map((c) => c.id), before.map((c) => c.id), 'the same containers');
+  for (const [i, c] of after.entries()) {
+    assert.equal(c.state, 'running');
+    assert.ok(c.startedAt > before[i]!.startedAt, `replica ${i} was started again`);
+  }
+  assert.ok(after[1]!.startedAt > after[0]!.startedAt, 'rolling: replica 1 after replica 0');
+
+  // stop: stays stopped through drift passes and an agent restart
+  const stop = await ferry(['service', 'stop', 'ops/worker', '--agent', a.id]);
+  assert.equal(stop.code, 0, stop.stderr);
+  assert.match(stop.stdout, /stop ferry_\S+_ops_worker_0_\S+ \(stopped by an operator\)/);
+  assert.match(stop.stdout, /held: stopped until started, scaled back or a new release of ops/);
+  assert.equal((await containers(a.id, 'ops', 'worker'))[0]!.state, 'exited');
+  const shown = await waitFor('the hold in the agent view', async () => {
+    const v = (await f.th.api('GET', `/v1/agents/${a.id}`)).body;
+    return v.running?.holds?.find((h: { service: string }) => h.service === 'worker');
+  });
+  assert.equal(shown.state, 'stopped');
+  assert.equal(shown.release, '1.0.0');
+  const mark = a.daemon.output().length;
+  await waitFor('two drift passes after the stop', () => drifts(a.daemon.output().slice(mark)) >= 2, 20_000);
+  assert.equal((await containers(a.id, 'ops', 'worker'))[0]!.state, 'exited', 'not repaired as drift');
+  await a.daemon.stop();
+  a.start();
+  await waitFor('agent reconnected', async () => (await f.th.api('GET', `/v1/agents/${a.id}`)).body.status === 'connected', 15_000);
+  await a.daemon.waitFor(/"drift pass"/, 20_000);
+  assert.equal((await containers(a.id, 'ops', 'worker'))[0]!.state, 'exited', 'still stopped after the agent restarted');
+  const status = await run('agent', ['status', '--state-dir', a.stateDir, '--config', a.configFile]);
+  assert.match(status.stdout, /held\s+ops\/worker stopped by an operator/);
+
+  // start: running again, the hold gone
+  const start = await ferry(['service', 'start', 'ops/worker', '--agent', a.id, '--json']);
+  assert.equal(start.code, 0, start.stderr);
+  assert.equal(JSON.parse(start.stdout).result.hold, null);
+  assert.equal((await containers(a.id, 'ops', 'worker'))[0]!.state, 'running');
+
+  // scale up and down; the release's own count ends the hold
+  const up = await ferry(['service', 'scale', 'ops/api', '--replicas', '3', '--agent', a.id, '--json']);
+  assert.equal(up.code, 0, up.stderr);
+  assert.deepEqual(JSON.parse(up.stdout).result.hold.replicas, 3);
+  assert.deepEqual((await containers(a.id, 'ops', 'api')).map((c) => [c.replica, c.state]), [[0, 'running'], [1, 'running'], [2, 'running']]);
+  const down = await ferry(['service', 'scale', 'ops/api', '--replicas', '1', '--agent', a.id]);
+  assert.equal(down.code, 0, down.stderr);
+  assert.deepEqual((await containers(a.id, 'ops', 'api')).map((c) => [c.replica, c.state]), [[0, 'running']]);
+  const mark2 = a.daemon.output().length;
+  await waitFor('a drift pass after the scale', () => drifts(a.daemon.output().slice(mark2)) >= 2, 20_000);
+  assert.equal((await containers(a.id, 'ops', 'api')).length, 1, 'the scale is not repaired as drift');
+
+  // a new release of the stack ends the holds: the worker stopped again runs, api has its 2 replicas
+  assert.equal((await ferry(['service', 'stop', 'ops/worker', '--agent', a.id])).code, 0);
+  await f.publish('ops', '1.0.1', { api: service(img, { replicas: 2, stopGracePeriodMs: 1000 }), worker: service(img, { stopGracePeriodMs: 1000, environment: { V: '2' } }) });
+  await f.deploy(a, 'ops', '1.0.1');
+  await f.waitRelease(a, 'ops', '1.0.1', 'applied');
+  assert.deepEqual((await containers(a.id, 'ops', 'api')).map((c) => c.state), ['running', 'running']);
+  assert.deepEqual((await containers(a.id, 'ops', 'worker')).map((c) => c.state), ['running']);
+  const v = (await f.th.api('GET', `/v1/agents/${a.id}`)).body;
+  assert.deepEqual(v.running.holds ?? [], []);
+
+  // a kind the bank's policy denies: refused on the agent with its code, exit 3
+  const denied = await ferry(['exec', 'ops/api', '--agent', a.id, '--', 'anything']);
+  assert.equal(denied.code, 3, denied.stderr);
+  assert.match(denied.stderr, /FERRY_E_POLICY_OPERATION: .*exec on ops\/api: denied by operations.deny/);
+
+  // the audit log: each request with who and from where, each answer with what the agent did
+  const entries = (await f.th.api('GET', '/v1/audit/bank-r/entries?limit=500')).body.entries as { action: string; surface: string; outcome: string; actor: { kind: string }; details: Record<string, unknown> }[];
+  const requests = entries.filter((e) => e.action === 'operation.request');
+  const results = entries.filter((e) => e.action === 'operation.result');
+  assert.deepEqual(requests.map((e) => e.details.kind), ['restart', 'stop', 'start', 'scale', 'scale', 'stop', 'exec']);
+  assert.ok(requests.every((e) => e.surface === 'cli' && e.actor.kind === 'operator'));
+  assert.deepEqual(results.map((e) => [e.details.kind, e.outcome]), [['restart', 'ok'], ['stop', 'ok'], ['start', 'ok'], ['scale', 'ok'], ['scale', 'ok'], ['stop', 'ok'], ['exec', 'refused']]);
+  assert.ok(results.every((e) => e.surface === 'agent' && typeof e.details.durationMs === 'number'));
+  assert.equal(results.at(-1)!.details.code, 'FERRY_E_POLICY_OPERATION');
+});
