@@ -137,8 +137,12 @@ async function serviceOp(io: CliIo, cmd: Command, kind: string, target: string, 
   });
 }
 
-/** Prints a stream's data lines as they come: each line prefixed by its container; stderr lines to stderr. Returns the end. */
-async function followStream(h: HubClient, method: 'GET' | 'POST', path: string, o: { query?: Record<string, string | undefined>; body?: unknown; json?: boolean; prefix: boolean; file?: WriteStream }, io: CliIo): Promise<OperationView> {
+/**
+ * Prints a stream's data lines as they come: each line prefixed by its
+ * container; stderr lines to stderr. Returns the end, or null when
+ * interrupted (Ctrl-C: the hub cancels the stream on the agent).
+ */
+async function followStream(h: HubClient, method: 'GET' | 'POST', path: string, o: { query?: Record<string, string | undefined>; body?: unknown; json?: boolean; prefix: boolean; file?: WriteStream }, io: CliIo): Promise<OperationView | null> {
   const ac = new AbortController();
   const stop = () => ac.abort();
   process.once('SIGINT', stop);
@@ -164,7 +168,11 @@ async function followStream(h: HubClient, method: 'GET' | 'POST', path: string, 
     if (o.file) await new Promise<void>((r) => o.file!.end(() => r()));
   }
   if (!end) {
-    if (ac.signal.aborted) throw new FerryError('FERRY_E_OPERATION_INVALID', `interrupted; the hub ends the stream${first ? ` (${first.id})` : ''}`);
+    if (ac.signal.aborted) {
+      io.note(`interrupted; the hub ends the stream on the agent${first ? ` (${first.id})` : ''}`);
+      process.exitCode = 130;
+      return null;
+    }
     throw new FerryError('FERRY_E_HUB_UNREACHABLE', `the stream ended without its end${first ? ` (${first.id}: \`ferry operation show ${first.id}\`)` : ''}`);
   }
   return end;
@@ -221,6 +229,7 @@ export function registerOperationCommands(program: Command, io: CliIo): void {
       };
       const file = o.output ? createWriteStream(o.output, { flags: 'w', mode: 0o600 }) : undefined;
       const end = await withHub(io.target(cmd), (h) => followStream(h, 'GET', `/v1/agents/${enc(o.agent)}/logs`, { query, json: o.json, prefix: o.prefix, file }, io));
+      if (!end) return;
       if (end.status !== 'ok') throw failure(end);
       if (!o.json) io.note(`${end.streamReason === 'eof' ? 'end of logs' : `stream ended: ${end.streamReason}`}; ${bytesText(end.bytes ?? 0)}${o.output ? ` written to ${o.output}` : ''} (${end.id})`);
     });
@@ -277,6 +286,7 @@ export function registerOperationCommands(program: Command, io: CliIo): void {
       if (!o.shell === !words.length) throw new FerryError('FERRY_E_VALIDATION', 'give a command name (after --) or --shell LINE, not both');
       const body = { ...parseTarget(t), ...(o.replica !== undefined ? { replica: int(o.replica, '--replica', 0, 99) } : {}), ...(o.shell ? { shell: o.shell } : { command: words[0], argv: words.slice(1) }) };
       const end = await withHub(io.target(cmd), (h) => followStream(h, 'POST', `/v1/agents/${enc(o.agent)}/exec`, { body, json: o.json, prefix: false }, io));
+      if (!end) return;
       if (end.status !== 'ok') throw failure(end);
       if (end.streamReason !== 'exit') throw new FerryError('FERRY_E_OPERATION_INVALID', `${end.id}: the output stream ended by ${end.streamReason} before the command exited`);
       if (!o.json) io.note(`exit ${end.exitCode}; transcript ${end.transcriptDigest} (${end.id})`);
