@@ -253,22 +253,30 @@ export function registerOperationCommands(program: Command, io: CliIo): void {
           return io.out(statsTable(r.result?.stats ?? []));
         }
         const ac = new AbortController();
-        process.once('SIGINT', () => ac.abort());
+        const stop = () => ac.abort();
+        process.once('SIGINT', stop);
         let batch: ContainerStats[] = [];
-        for await (const raw of h.lines('GET', `/v1/agents/${enc(o.agent)}/stats`, { query, signal: ac.signal })) {
-          const line = raw as StreamLine;
-          if (o.json) io.out(JSON.stringify(line) + '\n');
-          if (line.type !== 'data' || o.json) continue;
-          for (const c of line.chunks) {
-            const s = JSON.parse(c.text) as ContainerStats;
-            if (batch.length && batch[0]!.at !== s.at) {
-              io.out(statsTable(batch) + '\n');
-              batch = [];
+        try {
+          for await (const raw of h.lines('GET', `/v1/agents/${enc(o.agent)}/stats`, { query, signal: ac.signal })) {
+            const line = raw as StreamLine;
+            if (o.json) io.out(JSON.stringify(line) + '\n');
+            if (line.type === 'end' && line.operation.status !== 'ok') throw failure(line.operation);
+            if (line.type !== 'data' || o.json) continue;
+            for (const c of line.chunks) {
+              const s = JSON.parse(c.text) as ContainerStats;
+              if (batch.length && batch[0]!.at !== s.at) {
+                io.out(statsTable(batch) + '\n');
+                batch = [];
+              }
+              batch.push(s);
             }
-            batch.push(s);
           }
+        } finally {
+          process.off('SIGINT', stop);
         }
         if (batch.length && !o.json) io.out(statsTable(batch));
+        // like `ferry logs -f`: interrupted is exit 130
+        if (ac.signal.aborted) process.exitCode = 130;
       });
     });
 

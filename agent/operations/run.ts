@@ -115,13 +115,17 @@ export async function networks(op: Operation, ctx: RunContext): Promise<Operatio
     for (const network of [...names].sort()) {
       const engineName = networkName(prefix, stack, network);
       const mine = containers.filter((c) => c.labels[LABEL.stack] === stack);
-      const attached = mine.filter((c) => Object.hasOwn(c.networks, engineName)).map((c) => ({ src: srcOf(c), name: c.name, aliases: (c.networks[engineName] ?? []).slice(0, 16) }));
+      const attached = mine
+        .filter((c) => Object.hasOwn(c.networks, engineName))
+        .map((c) => ({ src: srcOf(c), name: c.name, aliases: (c.networks[engineName] ?? []).slice(0, 16) }))
+        .sort((x, y) => x.src.localeCompare(y.src));
       const missing = mine
         .filter((c) => {
           const svc = t.release.services[c.labels[LABEL.service] ?? ''];
           return !!svc && serviceNetworks(svc).includes(network) && !Object.hasOwn(c.networks, engineName);
         })
-        .map(srcOf);
+        .map(srcOf)
+        .sort();
       out.push({ stack, network, engineName, present: nets.some((n) => n.name === engineName), internal: t.release.networks[network]?.internal ?? false, attached, missing });
     }
   }
@@ -153,11 +157,13 @@ export async function reconnect(op: Operation, ctx: RunContext): Promise<Operati
 export async function sample(op: Operation, ctx: RunContext): Promise<ContainerStats[]> {
   const cs = await containersOf(ctx, op.stack, op.service, op.args.replica);
   const out: ContainerStats[] = [];
+  // one moment per round: a watcher groups the samples of a round by it
+  const at = new Date(ctx.now()).toISOString();
   let next = 0;
   const worker = async () => {
     while (next < cs.length) {
       const c = cs[next++]!;
-      const base = { src: srcOf(c), stack: c.labels[LABEL.stack] ?? '', name: c.name, state: c.status, restarts: c.restartCount, at: new Date(ctx.now()).toISOString() };
+      const base = { src: srcOf(c), stack: c.labels[LABEL.stack] ?? '', name: c.name, state: c.status, restarts: c.restartCount, at };
       if (c.status !== 'running') {
         out.push({ ...base, cpuPercent: 0, memoryBytes: 0, memoryLimitBytes: 0, netRxBytes: 0, netTxBytes: 0, pids: 0 });
         continue;

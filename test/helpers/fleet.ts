@@ -13,6 +13,7 @@ import { agentPrefix, networkName } from '../../agent/reconcile/model.js';
 import { enrollmentToken } from './agents.js';
 import { docker, testLabel } from './docker.js';
 import { startHub, type TestHub } from './hub.js';
+import type { Backend } from './postgres.js';
 import { daemon, run, type Daemon } from './proc.js';
 import { seededKey } from './signing.js';
 import { tempDir, waitFor } from './tmp.js';
@@ -52,10 +53,12 @@ export interface FleetOptions {
   agentConfig?: (i: number) => string;
   /** The institution's policy file for every agent (rewrite `policyFile` and restart to change it). */
   policy?: string;
+  /** The hub's store (default: as startHub chooses); with postgres, `th.database` is there for other replicas. */
+  backend?: Backend;
 }
 
 export async function fleet(t: TestContext, opts: FleetOptions = {}): Promise<Fleet> {
-  let th = await startHub(t, { checkpointMs: 3_600_000 });
+  let th = await startHub(t, { checkpointMs: 3_600_000, ...(opts.backend ? { backend: opts.backend } : {}) });
   const hubPort = th.hub.port;
   const tenant = 'bank-r';
   const root = seededKey('fleet-root');
@@ -114,7 +117,7 @@ export async function fleet(t: TestContext, opts: FleetOptions = {}): Promise<Fl
     },
     async reopenHub() {
       await th.close();
-      th = await startHub(t, { dataDir: th.dataDir, adminToken: th.adminToken, port: hubPort, checkpointMs: 3_600_000 });
+      th = await startHub(t, { dataDir: th.dataDir, adminToken: th.adminToken, port: hubPort, checkpointMs: 3_600_000, ...(th.database ? { database: th.database } : {}) });
       return th;
     },
     agents,

@@ -1,8 +1,12 @@
 // Helpers for the remote operations tests: a chatty image, the CLI against a
 // fleet's hub, and what the engine says of a service's containers.
+import { spawn } from 'node:child_process';
+import type { TestContext } from 'node:test';
 import { buildTestImage, dockerOk } from './docker.js';
 import type { Fleet, FleetAgent } from './fleet.js';
-import { run } from './proc.js';
+import type { TestHub } from './hub.js';
+import { BIN, run } from './proc.js';
+import { waitFor } from './tmp.js';
 
 /** Prints `line N` on stdout and `err N` on stderr five times a second. */
 export async function chattyImage(): Promise<string> {
@@ -10,8 +14,13 @@ export async function chattyImage(): Promise<string> {
   return img.ref!;
 }
 
+/** The CLI's environment against a fleet's hub, as its admin. */
+export function cliEnv(f: Fleet, a: FleetAgent): NodeJS.ProcessEnv {
+  return { FERRY_HUB: f.th.url, FERRY_TOKEN: f.th.adminToken, XDG_CONFIG_HOME: a.stateDir };
+}
+
 export function cli(f: Fleet, a: FleetAgent) {
-  return (args: string[], opts: { timeoutMs?: number } = {}) => run('ferry', args, { env: { FERRY_HUB: f.th.url, FERRY_TOKEN: f.th.adminToken, XDG_CONFIG_HOME: a.stateDir }, ...opts });
+  return (args: string[], opts: { timeoutMs?: number } = {}) => run('ferry', args, { env: cliEnv(f, a), ...opts });
 }
 
 /** Containers of a service on the engine, by replica: their id, state and start time. */
@@ -25,3 +34,43 @@ export async function containers(agentId: string, stack: string, svc: string): P
   }).sort((a, b) => a.replica - b.replica);
 }
 
+
+export interface Streaming {
+  /** The chunks received so far (`--json` lines of type data). */
+  chunks(): { src: string; fd: number; text: string }[];
+  /** Their text, line by line. */
+  lines(): string[];
+  /** The operation's id, from the stream's first line. */
+  operationId(): string;
+  /** Ctrl-C, as a person reading would; resolves with the exit code. */
+  interrupt(): Promise<number | null>;
+}
+
+/** A streaming `ferry ... --json` (logs -f, stats --watch) as a child process, read as it goes; killed after the test. */
+export function streaming(t: TestContext, env: NodeJS.ProcessEnv, args: string[]): Streaming {
+  const child = spawn(process.execPath, [BIN.ferry, ...args, '--json'], { env: { ...process.env, ...env } });
+  t.after(() => child.kill('SIGKILL'));
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', r));
+  const parsed = () =>
+    out
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { type: string; chunks?: { src: string; fd: number; text: string }[]; operation?: { id: string } });
+  const chunks = () => parsed().flatMap((l) => l.chunks ?? []);
+  return {
+    chunks,
+    lines: () => chunks().flatMap((c) => c.text.split('\n').filter(Boolean)),
+    operationId: () => parsed()[0]!.operation!.id,
+    interrupt: () => (child.kill('SIGINT'), exited),
+  };
+}
+
+/** The operation's record once the hub has its answer (no longer pending). */
+export function answered(th: Pick<TestHub, 'api'>, id: string): Promise<{ status: string; streamReason: string | null; bytes: number }> {
+  return waitFor(`operation ${id} answered`, async () => {
+    const o = (await th.api('GET', `/v1/operations/${id}`)).body;
+    return o.status !== 'pending' ? o : null;
+  }, 20_000);
+}

@@ -4,7 +4,6 @@
 // and misbound operations, maintenance windows.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PAYLOAD_TYPES, addSignature, createEnvelope, signatureFor } from '../../shared/dsse.js';
@@ -14,10 +13,9 @@ import type { OperationResultMessage } from '../../shared/protocol.js';
 import { loadOrCreateHubKey } from '../../hub/hub-key.js';
 import { dockerOk, requireRegistry } from '../helpers/docker.js';
 import { fleet, type FleetAgent } from '../helpers/fleet.js';
-import { BIN } from '../helpers/proc.js';
 import { service } from '../helpers/signing.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
-import { chattyImage, cli, containers } from '../helpers/operations.js';
+import { answered, chattyImage, cli, cliEnv, containers, streaming } from '../helpers/operations.js';
 
 const POLICY = `
 operations:
@@ -81,16 +79,8 @@ test('logs: tail, since and until, grep, a download, and follow across a contain
   assert.ok(saved.some((l) => /^api#0 \| \S+ line 0$/.test(l)) && saved.some((l) => /^api#0 \| \S+ err 0$/.test(l)));
 
   // follow across a restart: lines before and after (the counter starts again at 0), none twice; then the reader leaves
-  const child = spawn(process.execPath, [BIN.ferry, 'logs', 'ops/api', '--agent', a.id, '--tail', '1', '-f', '--grep', 'line', '--json'], { env: { ...process.env, FERRY_HUB: f.th.url, FERRY_TOKEN: f.th.adminToken, XDG_CONFIG_HOME: a.stateDir } });
-  t.after(() => child.kill('SIGKILL'));
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d));
-  const lines = () =>
-    out
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as { type: string; chunks?: { text: string }[]; operation?: { id: string } })
-      .flatMap((l) => (l.chunks ?? []).flatMap((c) => c.text.split('\n').filter(Boolean)));
+  const follow = streaming(t, cliEnv(f, a), ['logs', 'ops/api', '--agent', a.id, '--tail', '1', '-f', '--grep', 'line']);
+  const lines = follow.lines;
   await waitFor('followed lines', () => lines().length >= 3, 20_000);
   const restart = await ferry(['service', 'restart', 'ops/api', '--agent', a.id]);
   assert.equal(restart.code, 0, restart.stderr);
@@ -99,14 +89,10 @@ test('logs: tail, since and until, grep, a download, and follow across a contain
   const seen = lines();
   assert.equal(new Set(seen).size, seen.length, 'no line twice');
   assert.ok(seen.filter((l) => / line 0$/.test(l)).length >= 1 && seen.some((l) => l.split(' ')[0]! < restartedAt), 'lines from before and after the restart');
-  const id = (JSON.parse(out.split('\n')[0]!) as { operation: { id: string } }).operation.id;
-  child.kill('SIGINT');
-  const code = await new Promise<number | null>((r) => child.on('exit', r));
+  const id = follow.operationId();
+  const code = await follow.interrupt();
   assert.equal(code, 130);
-  const ended = await waitFor('the stream recorded as cancelled', async () => {
-    const o = (await f.th.api('GET', `/v1/operations/${id}`)).body;
-    return o.status !== 'pending' ? o : null;
-  }, 20_000);
+  const ended = await answered(f.th, id);
   assert.equal(ended.status, 'ok');
   assert.equal(ended.streamReason, 'cancelled');
   assert.ok(ended.bytes > 0);
