@@ -95,7 +95,7 @@ export const ERRORS = {
   FERRY_E_POLICY_CONTAINER: spec(403, 'A release asks for more than the local policy lets a container be', 'Nothing was pulled or started. The institution decides: review the release with `ferry-agent policy check --release FILE` and allow what it needs in the policy file\'s containers section, or have the vendor publish a release that needs less.'),
   FERRY_E_POLICY_DIRECT: spec(403, 'The local policy does not allow fetching images from this registry directly', 'Use the hub as the source (bankRegistry.source: hub, the default), or have the institution list the registry under directRegistries in its policy file.'),
   FERRY_E_POLICY_OPERATION: spec(403, 'The local policy does not allow this operation', 'The institution must allow it in its policy file.'),
-  FERRY_E_POLICY_WINDOW: spec(409, 'Outside the institution\'s maintenance window', 'Deploy again during a window the local policy allows (see `ferry-agent status`).'),
+  FERRY_E_POLICY_WINDOW: spec(409, 'Outside the institution\'s maintenance window', 'Deploy or operate again during a window the local policy allows (see `ferry-agent status`).'),
   FERRY_E_AUDIT_INCONSISTENT: spec(409, 'The audit log is inconsistent with a witnessed checkpoint', 'This is a security alarm: the log was edited, truncated or forked. Keep the agent\'s audit files and investigate.'),
   FERRY_E_DISK_FULL: spec(507, 'Not enough free disk space on the Docker host', 'Free space in the engine\'s data directory (docker system prune, larger disk); the old release keeps running.'),
   FERRY_E_APPLY_TIMEOUT: spec(504, 'The release did not converge in time', 'See `ferry-agent status` for the service that is waiting, and its container logs.'),
