@@ -14,6 +14,11 @@ export async function chattyImage(): Promise<string> {
   return img.ref!;
 }
 
+/** A command printing `line 000000 <52 digits>` n times (65 bytes a line, as fast as sh can), then quiet. */
+export function loudCommand(n: number): string[] {
+  return ['sh', '-c', `i=0; while [ $i -lt ${n} ]; do printf "line %06d 0123456789012345678901234567890123456789012345678901\\n" $i; i=$((i+1)); done; exec sleep 3600`];
+}
+
 /** The CLI's environment against a fleet's hub, as its admin. */
 export function cliEnv(f: Fleet, a: FleetAgent): NodeJS.ProcessEnv {
   return { FERRY_HUB: f.th.url, FERRY_TOKEN: f.th.adminToken, XDG_CONFIG_HOME: a.stateDir };

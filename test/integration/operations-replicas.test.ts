@@ -11,15 +11,13 @@ import { join } from 'node:path';
 import { dockerOk, requireRegistry } from '../helpers/docker.js';
 import { fleet, type FleetAgent } from '../helpers/fleet.js';
 import { startHub } from '../helpers/hub.js';
-import { answered, chattyImage, containers, streaming } from '../helpers/operations.js';
+import { answered, chattyImage, containers, loudCommand, streaming } from '../helpers/operations.js';
 import { postgresAvailable } from '../helpers/postgres.js';
 import { run } from '../helpers/proc.js';
 import { service } from '../helpers/signing.js';
 import { skipOrFail } from '../helpers/skip.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
-/** 40000 numbered lines of 64 bytes (2.5 MiB, more than the 1 MiB a stream may have in flight without credit), then quiet. */
-const LOUD = ['sh', '-c', 'i=0; while [ $i -lt 40000 ]; do printf "line %06d %s\\n" $i 0123456789012345678901234567890123456789012345678901; i=$((i+1)); done; exec sleep 3600'];
 const POLICY = 'operations:\n  exec:\n    ops/api:\n      commands:\n        greet: { argv: [echo, hello] }\n';
 
 test('[postgres] an operation asked of one replica reaches the agent held by the other: restart, a stop held, logs followed and exec output relayed through the database', async (t) => {
@@ -39,7 +37,7 @@ test('[postgres] an operation asked of one replica reaches the agent held by the
   const ferry = (args: string[]) => run('ferry', args, { env });
 
   const img = await chattyImage();
-  await f.publish('ops', '1.0.0', { api: service(img, { replicas: 2, stopGracePeriodMs: 1000 }), worker: service(img, { stopGracePeriodMs: 1000 }), loud: service(img, { command: LOUD, stopGracePeriodMs: 1000 }) });
+  await f.publish('ops', '1.0.0', { api: service(img, { replicas: 2, stopGracePeriodMs: 1000 }), worker: service(img, { stopGracePeriodMs: 1000 }), loud: service(img, { command: loudCommand(40_000), stopGracePeriodMs: 1000 }) });
   await f.deploy(a, 'ops', '1.0.0');
   await f.waitRelease(a, 'ops', '1.0.0', 'applied');
 
@@ -79,7 +77,7 @@ test('[postgres] an operation asked of one replica reaches the agent held by the
   assert.equal(ended.streamReason, 'cancelled');
   assert.equal(ended.status, 'ok');
 
-  // a range bigger than the window: the agent goes on only as A grants back what its client took, through B
+  // 2.5 MiB, a range bigger than the 1 MiB a stream may have in flight without credit: the agent goes on only as A grants back what its client took, through B
   const [loud] = await containers(a.id, 'ops', 'loud');
   await waitFor('the loud service wrote its lines', async () => (await dockerOk(['logs', '--tail', '1', loud!.id])).startsWith('line 039999 '), 60_000);
   const big = await ferry(['logs', 'ops/loud', '--agent', a.id, '--no-prefix']);

@@ -1,10 +1,12 @@
 // Streamed remote operations on the real engine: logs (tail, since/until,
 // grep, a download, follow across a container restart), exec of what the
 // bank's policy lists (and refusals of what it does not), replayed, expired
-// and misbound operations, maintenance windows.
+// and misbound operations, maintenance windows; a reader that stops reading
+// while a deploy goes through.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { get, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { PAYLOAD_TYPES, addSignature, createEnvelope, signatureFor } from '../../shared/dsse.js';
 import { canonicalJson } from '../../shared/release.js';
@@ -15,7 +17,7 @@ import { dockerOk, requireRegistry } from '../helpers/docker.js';
 import { fleet, type FleetAgent } from '../helpers/fleet.js';
 import { service } from '../helpers/signing.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
-import { answered, chattyImage, cli, cliEnv, containers, streaming } from '../helpers/operations.js';
+import { answered, chattyImage, cli, cliEnv, containers, loudCommand, streaming } from '../helpers/operations.js';
 
 const POLICY = `
 operations:
@@ -213,4 +215,48 @@ test('replayed, expired, long-lived and misbound operations are refused by the a
   assert.match(outside.stderr, /FERRY_E_POLICY_WINDOW: .*restart on ops\/api changes what runs and is allowed only in a maintenance window/);
   const read = await ferry(['logs', 'ops/api', '--agent', a.id, '--tail', '1']);
   assert.equal(read.code, 0, read.stderr);
+});
+
+test('a reader that stops reading holds its log stream back, not the agent: a deploy goes through meanwhile, then every line arrives in order', async (t) => {
+  if (!(await requireRegistry(t))) return;
+  const f = await fleet(t, {});
+  const [a] = f.agents as [FleetAgent];
+  const img = await chattyImage();
+  const LINES = 200_000; // 13 MiB of text, 20 MiB with timestamps: more than the stream's window and the sockets' buffers
+  const release = (v: string) => ({ loud: service(img, { command: loudCommand(LINES), stopGracePeriodMs: 1000 }), api: service(img, { stopGracePeriodMs: 1000, environment: { V: v } }) });
+  await f.publish('ops', '1.0.0', release('1'));
+  await f.publish('ops', '1.0.1', release('2'));
+  await f.deploy(a, 'ops', '1.0.0');
+  await f.waitRelease(a, 'ops', '1.0.0', 'applied');
+  const [loud] = await containers(a.id, 'ops', 'loud');
+  await waitFor('the loud service wrote its lines', async () => (await dockerOk(['logs', '--tail', '1', loud!.id])).startsWith(`line ${String(LINES - 1).padStart(6, '0')} `), 120_000);
+
+  // the client reads the first bytes, then nothing
+  const res = await new Promise<IncomingMessage>((resolve, reject) => get(`${f.th.url}/v1/agents/${a.id}/logs?stack=ops&service=loud`, { headers: { authorization: `Bearer ${f.th.adminToken}` } }, resolve).on('error', reject));
+  assert.equal(res.statusCode, 200);
+  res.pause();
+  await waitFor('the stream started', () => res.readableLength > 0);
+  const id = String(res.headers['x-ferry-operation']);
+
+  // meanwhile a deploy to the same agent, and the agent stays connected
+  const d = await f.deploy(a, 'ops', '1.0.1');
+  assert.equal(d.status, 'accepted', JSON.stringify(d));
+  await f.waitRelease(a, 'ops', '1.0.1', 'applied');
+  assert.equal((await f.th.api('GET', `/v1/agents/${a.id}`)).body.status, 'connected');
+  assert.equal((await f.th.api('GET', `/v1/operations/${id}`)).body.status, 'pending', 'the stream still waits for its reader');
+
+  // the reader comes back: the whole range, in order
+  let text = '';
+  res.setEncoding('utf8');
+  res.on('data', (c: string) => (text += c));
+  res.resume();
+  await new Promise((r) => res.on('end', r));
+  const lines = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; chunks?: { text: string }[]; operation?: { status: string; streamReason: string; bytes: number } });
+  const got = lines.flatMap((l) => (l.chunks ?? []).flatMap((c) => c.text.split('\n').filter(Boolean)));
+  assert.equal(got.length, LINES);
+  assert.ok(got.every((l, i) => l.endsWith(` line ${String(i).padStart(6, '0')} 0123456789012345678901234567890123456789012345678901`)), 'every line, in order, once');
+  const end = lines.at(-1)!;
+  assert.equal(end.type, 'end');
+  assert.deepEqual([end.operation!.status, end.operation!.streamReason], ['ok', 'eof']);
+  assert.ok(end.operation!.bytes > 13 * 1024 * 1024);
 });
