@@ -104,3 +104,49 @@ test('restart (rolling), stop that stays stopped across drift passes and an agen
   assert.ok(results.every((e) => e.surface === 'agent' && typeof e.details.durationMs === 'number'));
   assert.equal(results.at(-1)!.details.code, 'FERRY_E_POLICY_OPERATION');
 });
+
+test('on a selector: the plan shown and confirmed (--yes off a terminal), waves one after the other, an unreachable agent in the canary wave skips the rest', async (t) => {
+  if (!(await requireRegistry(t))) return;
+  const f = await fleet(t, { agents: 2 });
+  const [a0, a1] = f.agents as [FleetAgent, FleetAgent];
+  const ferry = cli(f, a0);
+  const img = await chattyImage();
+  await f.publish('ops', '1.0.0', { api: service(img, { stopGracePeriodMs: 1000 }) });
+  for (const a of [a0, a1]) await f.deploy(a, 'ops', '1.0.0');
+  for (const a of [a0, a1]) await f.waitRelease(a, 'ops', '1.0.0', 'applied');
+  const started = async () => Promise.all([a0, a1].map(async (a) => (await containers(a.id, 'ops', 'api'))[0]!.startedAt));
+  const before = await started();
+
+  // not confirmed: nothing done
+  const asked = await ferry(['service', 'restart', 'ops/api', '--to', 'tenant=bank-r', '--waves', '1,100%']);
+  assert.equal(asked.code, 5, asked.stderr);
+  assert.match(asked.stderr, /restart ops\/api on 2 agents in 2 wave\(s\) \(cumulative 1, 2\):/);
+  for (const a of [a0, a1]) assert.match(asked.stderr, new RegExp(`  ${a.id}  bank-r  host-\\d`));
+  assert.match(asked.stderr, /plan sha256:[0-9a-f]{64}/);
+  assert.match(asked.stderr, /FERRY_E_CONFIRM_REQUIRED: .*not a terminal: read the plan above and run again with --yes/);
+  assert.deepEqual(await started(), before, 'nothing restarted');
+  // the API without the plan's hash
+  const bare = await f.th.api('POST', '/v1/operations', { kind: 'restart', stack: 'ops', service: 'api', selector: 'tenant=bank-r' });
+  assert.equal(bare.status, 409);
+  assert.equal(bare.body.error.code, 'FERRY_E_CONFIRM_REQUIRED');
+
+  // confirmed: host-0 in the first wave, host-1 in the second, both restarted
+  const yes = await ferry(['service', 'restart', 'ops/api', '--to', 'tenant=bank-r', '--waves', '1,100%', '--yes', '--json']);
+  assert.equal(yes.code, 0, yes.stderr);
+  const r = JSON.parse(yes.stdout) as { state: string; batch: string; waves: { agents: { agent: string; operation: { status: string; batch: string; finishedAt: string } | null }[] }[] };
+  assert.equal(r.state, 'done');
+  assert.deepEqual(r.waves.map((w) => w.agents.map((x) => [x.agent, x.operation?.status, x.operation?.batch])), [[[a0.id, 'ok', r.batch]], [[a1.id, 'ok', r.batch]]]);
+  const after = await started();
+  assert.ok(after[0]! > before[0]! && after[1]! > before[1]!, 'both restarted');
+  assert.ok(after[1]! > r.waves[0]!.agents[0]!.operation!.finishedAt.replace('Z', ''), 'the second wave after the first finished');
+
+  // host-0 (the canary) unreachable: its wave fails, the next is skipped, host-1 untouched
+  await a0.daemon.stop();
+  await waitFor('host-0 seen offline', async () => (await f.th.api('GET', `/v1/agents/${a0.id}`)).body.status !== 'connected', 20_000);
+  const stopped = await ferry(['service', 'restart', 'ops/api', '--to', 'tenant=bank-r', '--waves', '1,100%', '--yes']);
+  assert.notEqual(stopped.code, 0);
+  assert.match(stopped.stdout, new RegExp(`wave 1  restart ops/api on ${a0.id}: skipped \\(FERRY_E_AGENT_OFFLINE: `));
+  assert.match(stopped.stdout, new RegExp(`wave 2  restart ops/api on ${a1.id}: skipped \\(an earlier wave failed\\)`));
+  assert.match(stopped.stderr, /opb_[0-9a-f]+: stopped/);
+  assert.equal((await started())[1], after[1], 'host-1 not restarted');
+});
