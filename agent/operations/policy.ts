@@ -55,6 +55,8 @@ export type OperationsSection = z.infer<typeof OperationsSection>;
 export interface ExecRule {
   argv: readonly string[];
   args: readonly RegExp[];
+  /** The patterns as the policy writes them (for refusals). */
+  argText: readonly string[];
   timeoutMs: number;
 }
 
@@ -97,7 +99,7 @@ export function operationLimits(s: OperationsSection | undefined, source: string
         }
         if (timeoutMs < 1000 || timeoutMs > MAX_EXEC_TIMEOUT_MS) throw bad(`exec.${target}.commands.${name}.timeout: between 1s and 1h`);
       }
-      commands.set(name, { argv: c.argv, args, timeoutMs });
+      commands.set(name, { argv: c.argv, args, argText: c.args ?? [], timeoutMs });
     }
     exec.set(target, { commands, shell: e.shell === true });
   }
@@ -166,7 +168,7 @@ function execPlan(l: OperationLimits, op: Pick<Operation, 'stack' | 'service' | 
   const extra = op.args.argv ?? [];
   if (extra.length > rule.args.length) throw refuse(`${name} takes at most ${rule.args.length} argument(s) after ${JSON.stringify(rule.argv)}, got ${extra.length}`);
   extra.forEach((a, i) => {
-    if (!rule.args[i]!.test(a)) throw refuse(`${name}: argument ${i + 1} ${JSON.stringify(a.slice(0, 80))} does not match ${rule.args[i]!.source.slice(4, -2)} (operations.exec.${key}.commands.${name}.args[${i}])`);
+    if (!rule.args[i]!.test(a)) throw refuse(`${name}: argument ${i + 1} ${JSON.stringify(a.slice(0, 80))} does not match ${rule.argText[i]!} (operations.exec.${key}.commands.${name}.args[${i}])`);
   });
   return { argv: [...rule.argv, ...extra], timeoutMs: rule.timeoutMs };
 }
