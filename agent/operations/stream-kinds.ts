@@ -126,9 +126,10 @@ export async function logs(op: Operation, ctx: RunContext, out: OutStream): Prom
     while (!caps.signal.aborted) {
       // After the first pass: from the last line seen, so nothing is lost or repeated across a restart.
       const q: LogQuery = round === 0 ? { since: a.since, until: a.until, tail: a.tail, follow } : { since: last ? Date.parse(last) : a.since, follow: true };
+      // the timestamp compared as a string only after a restart (the agent runs --jitless: per-line work counts)
+      const lastKey = round > 0 && last !== null ? tsKey(last) : null;
       for await (const l of ctx.engine.logs(id, q, caps.signal)) {
-        const key = tsKey(l.ts);
-        if (round > 0 && last !== null && key <= tsKey(last)) continue;
+        if (lastKey !== null && tsKey(l.ts) <= lastKey) continue;
         if (l.ts) last = l.ts;
         if (a.grep !== undefined && !l.text.includes(a.grep)) continue;
         await batch.add(src, l.fd, l.ts ? `${l.ts} ${l.text}` : l.text);
