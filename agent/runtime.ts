@@ -5,7 +5,7 @@ import { payloadBytes, payloadDigest } from '../shared/dsse.js';
 import { asFerryError } from '../shared/errors.js';
 import type { KeyPair } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
-import type { AgentAlarm, AgentMessage, HubMessage, ImageRelay, PrestageMessage } from '../shared/protocol.js';
+import type { AgentAlarm, AgentMessage, ContainerStats, HubMessage, ImageRelay, PrestageMessage } from '../shared/protocol.js';
 import { sleep } from '../shared/sleep.js';
 import { parseRelease } from '../shared/release.js';
 import { Acceptor } from './acceptor.js';
@@ -55,6 +55,8 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
   const signal = inner.signal;
   opts.signal.addEventListener('abort', () => inner.abort(), { once: true });
   let witness: Witness | undefined;
+  /** The last coarse stats sample (sent with every status; taken every stats.coarseIntervalMs). */
+  let samples: ContainerStats[] = [];
   const conn = new Connection({ identity, key, transport, log, reconnect: cfg.reconnect, hello: () => buildHello(engine, witness?.last() ?? null) });
   const send = (m: AgentMessage) => conn.send(m);
   // An alarm goes to the hub at once, with the status it rides on.
@@ -75,7 +77,7 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
     files: fileProvider(cfg.stateDir, policy.files),
     report: (releases, services, drift, holds) => {
       const alarms = activeAlarms(cfg.stateDir);
-      send({ type: 'status', releases, services, ...(drift.length ? { drift: drift.slice(0, 100).map((d) => d.slice(0, 512)) } : {}), ...(alarms.length ? { alarms } : {}), ...(holds.length ? { holds: holds.slice(0, 200) } : {}) });
+      send({ type: 'status', releases, services, ...(drift.length ? { drift: drift.slice(0, 100).map((d) => d.slice(0, 512)) } : {}), ...(alarms.length ? { alarms } : {}), ...(holds.length ? { holds: holds.slice(0, 200) } : {}), ...(samples.length ? { samples: samples.slice(0, 500) } : {}) });
     },
     ...(relay ? { prepare: (targets: Target[], sig: AbortSignal) => relay.relay.ensure(targets.map((t) => t.release), sig) } : {}),
   });
@@ -103,6 +105,18 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
     onRefusal,
   });
   conn.on('disconnected', () => operations.disconnected());
+  void (async () => {
+    while (!signal.aborted) {
+      await sleep(cfg.stats.coarseIntervalMs, signal);
+      if (signal.aborted) return;
+      try {
+        samples = await operations.coarseSample(signal);
+        void reconciler.report();
+      } catch (err) {
+        if (!signal.aborted) log.warn({ err: asFerryError(err).message }, 'coarse stats sample failed');
+      }
+    }
+  })();
   acceptor.on('accepted', apply);
   conn.on('welcome', () => {
     void reconciler.report();

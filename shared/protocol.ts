@@ -160,6 +160,8 @@ export const StatusMessage = z.strictObject({
   alarms: z.array(AgentAlarm).max(20).optional(),
   /** Services an operator stopped or scaled (remote operations): kept so until started, scaled back, or a new release. */
   holds: z.array(OperatorHold).max(200).optional(),
+  /** The coarse sample of every container (remote operations' stats), taken every few minutes for the fleet view. */
+  samples: z.array(z.lazy(() => ContainerStats)).max(500).optional(),
 });
 export type StatusMessage = z.infer<typeof StatusMessage>;
 

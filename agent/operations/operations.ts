@@ -10,7 +10,7 @@ import { asFerryError, FerryError } from '../../shared/errors.js';
 import { writeFileAtomic } from '../../shared/files.js';
 import type { Logger } from '../../shared/logger.js';
 import { STREAM_KINDS, type Operation } from '../../shared/operation.js';
-import type { AgentMessage, OperationMessage, OperationResult, OperationResultMessage, StreamCancel, StreamCredit } from '../../shared/protocol.js';
+import type { AgentMessage, ContainerStats, OperationMessage, OperationResult, OperationResultMessage, StreamCancel, StreamCredit } from '../../shared/protocol.js';
 import type { Engine } from '../engine/engine.js';
 import type { OperationsEngine } from '../engine/operations.js';
 import { inWindow, type Policy } from '../policy.js';
@@ -127,6 +127,11 @@ export class Operations {
   /** The hub connection is gone: nobody reads the streams. Operations that change things finish; their answers are lost. */
   disconnected(): void {
     this.streams.cancelAll('the connection to the hub was lost');
+  }
+
+  /** One sample of every container of this agent (the coarse one the status carries for the fleet view). */
+  coarseSample(signal: AbortSignal): Promise<ContainerStats[]> {
+    return sample({ stack: undefined, service: undefined, args: {} }, { engine: this.o.engine, reconciler: this.o.reconciler, agentId: this.o.agentId, log: this.o.log, signal, now: this.now });
   }
 
   close(): void {

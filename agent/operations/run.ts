@@ -154,7 +154,7 @@ export async function reconnect(op: Operation, ctx: RunContext): Promise<Operati
 }
 
 /** One sample of every container of the target (all of this agent's when no stack is named). */
-export async function sample(op: Operation, ctx: RunContext): Promise<ContainerStats[]> {
+export async function sample(op: Pick<Operation, 'stack' | 'service' | 'args'>, ctx: RunContext): Promise<ContainerStats[]> {
   const cs = await containersOf(ctx, op.stack, op.service, op.args.replica);
   const out: ContainerStats[] = [];
   // one moment per round: a watcher groups the samples of a round by it

@@ -1,5 +1,6 @@
-// Remote operations that look and repair, on the real engine: stats (once
-// and watched, restarts as the engine counts them), a stack's networks and
+// Remote operations that look and repair, on the real engine: stats (once,
+// watched, and the coarse sample in the agent's status; restarts as the
+// engine counts them), a stack's networks and
 // who is attached, a container taken off its network (drift) and joined
 // again with `ferry network reconnect`; the bank's per-service `operations`
 // rules refusing a kind with its code while allowing the others.
@@ -26,10 +27,10 @@ interface Stats {
   at: string;
 }
 
-test('stats: per container figures once and watched, restarts as the engine counts them; the reader leaving ends the watch', async (t) => {
+test('stats: per container figures once, watched and in the coarse sample the status carries; restarts as the engine counts them; the reader leaving ends the watch', async (t) => {
   if (!(await requireRegistry(t))) return;
   // no periodic drift pass: the engine's own restart policy brings the crashing container back
-  const f = await fleet(t, { driftIntervalMs: 600_000 });
+  const f = await fleet(t, { driftIntervalMs: 600_000, agentConfig: () => 'stats:\n  coarseIntervalMs: 2000\n' });
   const [a] = f.agents as [FleetAgent];
   const ferry = cli(f, a);
   const img = await chattyImage();
@@ -50,6 +51,14 @@ test('stats: per container figures once and watched, restarts as the engine coun
     assert.ok(s.cpuPercent >= 0);
   }
   assert.deepEqual(stats.map((s) => s.restarts), [0, 0, await engineRestarts()]);
+
+  // the coarse sample the agent sends with its status, for the fleet view, without anyone asking
+  const coarse = await waitFor('a coarse sample of the three containers in the agent view', async () => {
+    const s = (await f.th.api('GET', `/v1/agents/${a.id}`)).body.running?.samples as Stats[] | undefined;
+    return s && s.length === 3 && s.every((x) => x.state === 'running') ? s : null;
+  }, 30_000, 250);
+  assert.deepEqual(coarse.map((s) => s.src), ['api#0', 'api#1', 'flaky#0']);
+  assert.ok(coarse.every((s) => s.memoryBytes > 0 && s.pids >= 1), JSON.stringify(coarse));
 
   // the table, one service
   const table = await ferry(['stats', 'ops/api', '--agent', a.id]);
