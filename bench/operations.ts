@@ -9,9 +9,13 @@
 //      hub (POST /v1/agents/:id/operations, answered when the agent has
 //      restarted the container) against `docker restart` of the same
 //      container, same grace (the container exits at once on SIGTERM);
-//      alternating, p50/p90.
+//      alternating, p50/p90;
+//   c. directive delivery while streams run: a deploy (POST /v1/deploy, wait
+//      for the agent's acknowledgement) of alternating versions of a small
+//      stack, idle against while 10 log streams read the loud container at
+//      full speed; p50/p99.
 //
-//   npm run bench:operations -- [--lines 200000] [--runs 3] [--restarts 15] [--agent-node-args='--cpu-prof --cpu-prof-dir=DIR']
+//   npm run bench:operations -- [--lines 200000] [--runs 3] [--restarts 15] [--deploys 30] [--streams 10] [--agent-node-args='--cpu-prof --cpu-prof-dir=DIR']
 //
 // The hub runs in this process (in-process, sqlite), the agent as a real
 // child process, as in the integration tests (test/helpers/fleet.ts). Needs
@@ -36,6 +40,8 @@ const { values: args } = parseArgs({
     lines: { type: 'string', default: '200000' },
     runs: { type: 'string', default: '3' },
     restarts: { type: 'string', default: '15' },
+    deploys: { type: 'string', default: '30' },
+    streams: { type: 'string', default: '10' },
     /** Node flags for the agent process, e.g. '--cpu-prof --cpu-prof-dir=DIR' (profile written when it stops at the end). */
     'agent-node-args': { type: 'string', default: '' },
   },
@@ -44,10 +50,13 @@ const AGENT_NODE_ARGS = String(args['agent-node-args']).split(/\s+/).filter(Bool
 const LINES = Number(args.lines);
 const RUNS = Number(args.runs);
 const RESTARTS = Number(args.restarts);
+const DEPLOYS = Number(args.deploys);
+const STREAMS = Number(args.streams);
 /** The chatty loop, but leaving at once on SIGTERM, so a restart is the engine's work and not a grace period. */
 const PROMPT = ['sh', '-c', 'trap "exit 0" TERM; i=0; while true; do echo "line $i"; i=$((i+1)); sleep 0.2 & wait $!; done'];
 
 const say = (s: string) => process.stdout.write(s + '\n');
+const sleepMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The fixtures' cleanups (fleet and its helpers register them with t.after), run at the end. */
 const cleanups: (() => unknown)[] = []; // in the order registered, as node:test runs t.after hooks
@@ -106,6 +115,8 @@ async function main(): Promise<Record<string, unknown>> {
   }
   const img = await chattyImage();
   await f.publish('bench', '1.0.0', { loud: service(img, { command: loudCommand(LINES), stopGracePeriodMs: 1000 }), prompt: service(img, { command: PROMPT, stopGracePeriodMs: 1000 }) });
+  await f.publish('tick', '1.0.0', { tick: service(img, { command: PROMPT, stopGracePeriodMs: 1000 }) });
+  await f.publish('tick', '1.0.1', { tick: service(img, { command: PROMPT, stopGracePeriodMs: 1000, environment: { V: '2' } }) });
   await f.deploy(a, 'bench', '1.0.0');
   await f.waitRelease(a, 'bench', '1.0.0', 'applied', 120_000);
   const [loud] = await containers(a.id, 'bench', 'loud');
@@ -165,8 +176,33 @@ async function main(): Promise<Record<string, unknown>> {
   ]));
   const overhead = q(ferryRt, 0.5) - q(dockerRt, 0.5);
   say(`   overhead at p50: ${fmt(overhead, 0)} ms (target < 100 ms)\n`);
+  // c. directive delivery, idle and under streams
+  say(`c. directive delivery (deploy to acknowledgement), ${DEPLOYS} idle, then ${DEPLOYS} while ${STREAMS} log streams run`);
+  let version = 0;
+  const deployOnce = async (into: number[]) => {
+    const v = `1.0.${version++ % 2}`;
+    const t0 = performance.now();
+    const r = await f.th.api('POST', '/v1/deploy', { stack: 'tick', version: v, agent: a.id, wait: 30 });
+    if (r.status !== 200 || r.body.status !== 'accepted') throw new Error(`deploy answered ${r.status}: ${JSON.stringify(r.body)}`);
+    into.push(performance.now() - t0);
+  };
+  const idle: number[] = [];
+  const loaded: number[] = [];
+  for (let i = 0; i < DEPLOYS; i++) await deployOnce(idle);
+  const readers = Array.from({ length: STREAMS }, () => ferryFollow(url, f.th.adminToken));
+  await sleepMs(1000); // the streams under way
+  for (let i = 0; i < DEPLOYS; i++) await deployOnce(loaded);
+  const streamsMs = await Promise.all(readers);
+  say(table([
+    ['deploy -> ack', 'p50', 'p99', 'max'],
+    [`while ${STREAMS} streams run`, `${fmt(q(loaded, 0.5), 0)} ms`, `${fmt(q(loaded, 0.99), 0)} ms`, `${fmt(Math.max(...loaded), 0)} ms`],
+    ['idle (peer)', `${fmt(q(idle, 0.5), 0)} ms`, `${fmt(q(idle, 0.99), 0)} ms`, `${fmt(Math.max(...idle), 0)} ms`],
+  ]));
+  const p99Ratio = q(loaded, 0.99) / q(idle, 0.99);
+  say(`   p99 under streams / idle: ${fmt(p99Ratio, 2)}x (target <= 1.2x); the ${STREAMS} streams took ${fmt(Math.min(...streamsMs), 0)}-${fmt(Math.max(...streamsMs), 0)} ms (deploys ended before them: ${Math.max(...streamsMs) > 1000 + loaded.reduce((x, y) => x + y, 0)})\n`);
+
   if (AGENT_NODE_ARGS.length) await a.daemon.stop('SIGTERM'); // a profile is written on a clean exit
-  return { lines: LINES, bytes, follow: { ferryMs, dockerMs, throughputRatio }, restart: { ferryMs: ferryRt, dockerMs: dockerRt, overheadP50Ms: overhead } };
+  return { lines: LINES, bytes, follow: { ferryMs, dockerMs, throughputRatio }, restart: { ferryMs: ferryRt, dockerMs: dockerRt, overheadP50Ms: overhead }, delivery: { idleMs: idle, underStreamsMs: loaded, streams: STREAMS, p99Ratio } };
 }
 
 let out: Record<string, unknown> | undefined;
