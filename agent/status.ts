@@ -15,6 +15,7 @@ import { loadTrust, readAlarms, readRefusals, type Alarm, type Refusal } from '.
 import { currentRoot } from './verify.js';
 import { validSigners } from '../shared/dsse.js';
 import type { ImageRelay, OperatorHold } from '../shared/protocol.js';
+import { holdText } from '../shared/operation.js';
 import { readRelayImages } from './relay/relay.js';
 import { trustedKeys } from '../shared/trust.js';
 
@@ -144,7 +145,7 @@ export function formatTrust(t: TrustStatus): string {
   // what a container may be applies with or without a policy file (the defaults are strict)
   describeLimits(p.containers).forEach(([, text], i) => out.push(`${i ? '            ' : '  containers'} ${text}`));
   for (const a of t.applied) out.push(`running      ${a.stack}@${a.runningVersion ?? '-'} (${a.version} ${a.state}${a.code ? `: ${a.code}` : ''}, since ${a.since})`);
-  for (const h of t.holds) out.push(`held         ${h.stack}/${h.service} ${h.state === 'stopped' ? 'stopped' : `scaled to ${h.replicas}`} by an operator (${h.operation}, since ${h.since}; until ${h.state === 'stopped' ? 'started' : 'scaled back'} or a release other than ${h.release})`);
+  for (const h of t.holds) out.push(`held         ${holdText(h)}`);
   for (const i of t.relay) out.push(formatImage(i));
   for (const r of t.refusals) out.push(`refused      ${r.at} ${r.kind ?? (r.seq === null ? 'roots' : 'directive')}${r.seq !== null ? ` seq ${r.seq}` : ''} ${r.code}`);
   return out.join('\n') + '\n';

@@ -170,3 +170,9 @@ export function transcriptLine(c: StreamChunk): string {
 export function digestOfTranscript(text: string): string {
   return 'sha256:' + createHash('sha256').update(text).digest('hex');
 }
+
+/** How `ferry agent show` and `ferry-agent status` describe an operator's hold. */
+export function holdText(h: { stack: string; service: string; state: string; replicas?: number | undefined; release: string; since: string; operation: string }): string {
+  const stopped = h.state === 'stopped';
+  return `${h.stack}/${h.service} ${stopped ? 'stopped' : `scaled to ${h.replicas}`} by an operator (${h.operation}, since ${h.since}; until ${stopped ? 'started' : 'scaled back'} or a release other than ${h.release})`;
+}

@@ -50,6 +50,8 @@ test('restart (rolling), stop that stays stopped across drift passes and an agen
   });
   assert.equal(shown.state, 'stopped');
   assert.equal(shown.release, '1.0.0');
+  const show = await ferry(['agent', 'show', a.id]);
+  assert.match(show.stdout, /held\s+ops\/worker stopped by an operator \(op_\S+, since \S+; until started or a release other than 1\.0\.0\)/);
   const mark = a.daemon.output().length;
   await waitFor('two drift passes after the stop', () => drifts(a.daemon.output().slice(mark)) >= 2, 20_000);
   assert.equal((await containers(a.id, 'ops', 'worker'))[0]!.state, 'exited', 'not repaired as drift');
