@@ -87,6 +87,8 @@ const FileConfig = z.strictObject({
   autoscale: z.strictObject({ intervalMs: z.number().int().min(500).max(3_600_000).optional() }).optional(),
   /** How far ahead of this host's clock a signed directive or checkpoint may be dated (default 5 min). */
   maxClockSkewMs: z.number().int().min(1000).max(86_400_000).optional(),
+  /** The coarse stats sample sent with the status for the fleet view (default every 5 min). */
+  stats: z.strictObject({ coarseIntervalMs: z.number().int().min(1000).max(86_400_000).optional() }).optional(),
   reconnect: z
     .strictObject({
       baseMs: z.number().int().min(10).max(60_000).optional(),
@@ -135,6 +137,7 @@ export interface AgentConfig {
   readonly maxClockSkewMs: number;
   readonly checks: Readonly<{ concurrency: number; figuresMs: number }>;
   readonly autoscale: Readonly<{ intervalMs: number }>;
+  readonly stats: Readonly<{ coarseIntervalMs: number }>;
 }
 
 export interface ConfigInput {
@@ -198,6 +201,7 @@ export function loadAgentConfig(input: ConfigInput, env: NodeJS.ProcessEnv = pro
     maxClockSkewMs: file.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS,
     checks: Object.freeze({ concurrency: file.checks?.concurrency ?? 16, figuresMs: file.checks?.figuresMs ?? 60_000 }),
     autoscale: Object.freeze({ intervalMs: file.autoscale?.intervalMs ?? 15_000 }),
+    stats: Object.freeze({ coarseIntervalMs: file.stats?.coarseIntervalMs ?? 300_000 }),
   });
 }
 

@@ -103,6 +103,11 @@ export class Connection extends EventEmitter {
     return this.ws?.readyState === WebSocket.OPEN;
   }
 
+  /** Bytes queued on the socket, not yet sent (streams wait while it is high; agent/operations/streams.ts). */
+  get bufferedAmount(): number {
+    return this.ws?.bufferedAmount ?? 0;
+  }
+
   send(msg: AgentMessage): boolean {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount > HIGH_WATER) return false;

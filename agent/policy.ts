@@ -13,6 +13,7 @@ import { decodePublicKey, keyId } from '../shared/keys.js';
 import { DIGEST_REF, FILE_REF_NAME, registryOf, type Release } from '../shared/release.js';
 import { ContainersSection, DEFAULT_LIMITS, badRange, containerLimits, judge, refusal, type ContainerLimits, type LimitKey } from './policy-containers.js';
 import type { PolicyFiles } from './secrets.js';
+import { DEFAULT_OPERATION_LIMITS, OperationsSection, operationLimits, type OperationLimits } from './operations/policy.js';
 
 export const DEFAULT_POLICY_PATH = '/etc/ferry/policy.yaml';
 export const OPERATIONS = ['deploy', 'rollback', 'restart', 'logs', 'exec'] as const;
@@ -30,12 +31,8 @@ const PolicyFile = z.strictObject({
       keys: z.array(z.string()).min(1).max(32),
     })
     .optional(),
-  operations: z
-    .strictObject({
-      allow: z.array(z.enum(OPERATIONS)).optional(),
-      deny: z.array(z.enum(OPERATIONS)).optional(),
-    })
-    .optional(),
+  /** Kinds allowed or denied (deploy, rollback and the remote operations), per stack/service, and the exec allowlist (operations/policy.ts). */
+  operations: OperationsSection.optional(),
   /** Files holding secret and config values, by name (they win over `ferry-agent secret set`). */
   secrets: z.record(z.string().regex(FILE_REF_NAME), z.string().regex(/^\//, 'an absolute path')).optional(),
   configs: z.record(z.string().regex(FILE_REF_NAME), z.string().regex(/^\//, 'an absolute path')).optional(),
@@ -56,6 +53,8 @@ export interface Policy {
   readonly deny: readonly string[];
   readonly windows: readonly { days: readonly string[]; start: number; end: number }[];
   readonly containers: ContainerLimits;
+  /** Remote operations: per stack/service rules, what runs outside windows, the exec allowlist. */
+  readonly operations: OperationLimits;
   /** Where secret and config values are read from, when the policy names their files. */
   readonly files: PolicyFiles;
   /** Autoscaling: off, or capped at maxReplicas (null: the release's max). */
@@ -71,6 +70,7 @@ export const NO_POLICY: Policy = Object.freeze({
   deny: [],
   windows: [],
   containers: DEFAULT_LIMITS,
+  operations: DEFAULT_OPERATION_LIMITS,
   files: { secret: new Map(), config: new Map() },
   autoscale: { enabled: true, maxReplicas: null },
 });
@@ -121,6 +121,7 @@ export function parsePolicy(text: string, source: string): Policy {
     deny: p.operations?.deny ?? [],
     windows: (p.maintenanceWindows ?? []).map((w) => ({ days: w.days ?? [...DAYS], start: minutes(w.start), end: minutes(w.end) })),
     containers: containerLimits(p.containers, lineOf),
+    operations: operationLimits(p.operations, source),
     files: { secret: new Map(Object.entries(p.secrets ?? {})), config: new Map(Object.entries(p.configs ?? {})) },
     autoscale: { enabled: p.autoscale?.enabled ?? true, maxReplicas: p.autoscale?.maxReplicas ?? null },
   });

@@ -5,13 +5,15 @@ import { payloadBytes, payloadDigest } from '../shared/dsse.js';
 import { asFerryError } from '../shared/errors.js';
 import type { KeyPair } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
-import type { AgentAlarm, AgentMessage, HubMessage, ImageRelay, PrestageMessage } from '../shared/protocol.js';
+import type { AgentAlarm, AgentMessage, ContainerStats, HubMessage, ImageRelay, PrestageMessage } from '../shared/protocol.js';
 import { sleep } from '../shared/sleep.js';
 import { parseRelease } from '../shared/release.js';
 import { Acceptor } from './acceptor.js';
 import type { AgentConfig } from './config.js';
 import { Connection, buildHello } from './connection.js';
 import type { Engine } from './engine/engine.js';
+import type { OperationsEngine } from './engine/operations.js';
+import { Operations } from './operations/operations.js';
 import type { Policy } from './policy.js';
 import type { Transport } from './proxy.js';
 import { LABEL } from './reconcile/model.js';
@@ -47,13 +49,15 @@ export function registryAuth(cfg: AgentConfig) {
   };
 }
 
-export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key: KeyPair; policy: Policy; engine: Engine; transport: Transport; log: Logger; signal: AbortSignal }): Promise<void> {
+export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key: KeyPair; policy: Policy; engine: Engine & OperationsEngine; transport: Transport; log: Logger; signal: AbortSignal }): Promise<void> {
   const { cfg, identity, key, policy, engine, transport, log } = opts;
   // Everything below stops when the caller aborts or when the connection ends for good (revoked).
   const inner = new AbortController();
   const signal = inner.signal;
   opts.signal.addEventListener('abort', () => inner.abort(), { once: true });
   let witness: Witness | undefined;
+  /** The last coarse stats sample (sent with every status; taken every stats.coarseIntervalMs). */
+  let samples: ContainerStats[] = [];
   const conn = new Connection({ identity, key, transport, log, reconnect: cfg.reconnect, hello: () => buildHello(engine, witness?.last() ?? null) });
   const send = (m: AgentMessage) => conn.send(m);
   // An alarm goes to the hub at once, with the status it rides on.
@@ -73,9 +77,9 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
     applyTimeoutMs: cfg.reconcile.applyTimeoutMs,
     minFreeBytes: cfg.reconcile.minFreeBytes,
     files: fileProvider(cfg.stateDir, policy.files),
-    report: (releases, services, drift) => {
+    report: (releases, services, drift, holds) => {
       const alarms = activeAlarms(cfg.stateDir);
-      send({ type: 'status', releases, services, ...(drift.length ? { drift: drift.slice(0, 100).map((d) => d.slice(0, 512)) } : {}), ...(alarms.length ? { alarms } : {}) });
+      send({ type: 'status', releases, services, ...(drift.length ? { drift: drift.slice(0, 100).map((d) => d.slice(0, 512)) } : {}), ...(alarms.length ? { alarms } : {}), ...(holds.length ? { holds: holds.slice(0, 200) } : {}), ...(samples.length ? { samples: samples.slice(0, 500) } : {}) });
     },
     ...(relay ? { prepare: (targets: Target[], sig: AbortSignal) => relay.relay.ensure(targets.map((t) => t.release), sig) } : {}),
     scale: (stack) => watch.autoscaler.scaleOf(stack),
@@ -94,6 +98,34 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
       })
       .catch((err) => log.error({ err: asFerryError(err).message }, 'apply stopped'));
   };
+  const operations = new Operations({
+    stateDir: cfg.stateDir,
+    agentId: identity.agentId,
+    tenant: identity.tenant,
+    policy,
+    engine,
+    reconciler,
+    log: log.child({ component: 'operations' }),
+    send,
+    buffered: () => conn.bufferedAmount,
+    trust: () => acceptor.current.state,
+    maxSkewMs: cfg.maxClockSkewMs,
+    hubClockOffsetMs: () => conn.hubClockOffsetMs,
+    onRefusal,
+  });
+  conn.on('disconnected', () => operations.disconnected());
+  void (async () => {
+    while (!signal.aborted) {
+      await sleep(cfg.stats.coarseIntervalMs, signal);
+      if (signal.aborted) return;
+      try {
+        samples = await operations.coarseSample(signal);
+        void reconciler.report();
+      } catch (err) {
+        if (!signal.aborted) log.warn({ err: asFerryError(err).message }, 'coarse stats sample failed');
+      }
+    }
+  })();
   acceptor.on('accepted', apply);
   conn.on('welcome', () => {
     void reconciler.report();
@@ -120,6 +152,12 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
         return void prestage(msg);
       case 'checks-ack':
         return watch.acknowledged(msg.upTo);
+      case 'operation':
+        return operations.onOperation(msg);
+      case 'stream-credit':
+        return operations.onCredit(msg);
+      case 'stream-cancel':
+        return operations.onCancel(msg);
       case 'welcome':
       case 'error':
         return; // handled by the connection
@@ -155,6 +193,7 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
     await conn.run(signal);
   } finally {
     inner.abort();
+    operations.close();
     await drift;
     await catchUp;
     await watching;

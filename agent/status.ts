@@ -14,7 +14,8 @@ import { describeLimits } from './policy-review.js';
 import { loadTrust, readAlarms, readRefusals, type Alarm, type Refusal } from './trust-store.js';
 import { currentRoot } from './verify.js';
 import { validSigners } from '../shared/dsse.js';
-import type { ImageRelay } from '../shared/protocol.js';
+import type { ImageRelay, OperatorHold } from '../shared/protocol.js';
+import { holdText } from '../shared/operation.js';
 import { readRelayImages } from './relay/relay.js';
 import { trustedKeys } from '../shared/trust.js';
 
@@ -51,12 +52,23 @@ export interface TrustStatus {
   applied: { stack: string; version: string; state: string; code?: string; runningVersion: string | null; since: string }[];
   /** Images the relay placed (or is placing) in the bank's registry. */
   relay: ImageRelay[];
+  /** Services an operator stopped or scaled (remote operations), kept so until started, scaled back or a new release. */
+  holds: OperatorHold[];
 }
 
 function readApplied(stateDir: string): TrustStatus['applied'] {
   try {
     const p = JSON.parse(readFileSync(join(stateDir, RECONCILE_FILE), 'utf8')) as { statuses: Record<string, TrustStatus['applied'][number]> };
     return Object.values(p.statuses);
+  } catch {
+    return [];
+  }
+}
+
+function readHolds(stateDir: string): OperatorHold[] {
+  try {
+    const p = JSON.parse(readFileSync(join(stateDir, RECONCILE_FILE), 'utf8')) as { holds?: Record<string, OperatorHold & { digest?: string }> };
+    return Object.values(p.holds ?? {}).map(({ digest: _d, ...h }) => h);
   } catch {
     return [];
   }
@@ -99,6 +111,7 @@ export function describeTrust(stateDir: string, policy: Policy): TrustStatus {
     alarms: readAlarms(stateDir),
     applied: readApplied(stateDir),
     relay: readRelayImages(stateDir),
+    holds: readHolds(stateDir),
   };
 }
 
@@ -132,6 +145,7 @@ export function formatTrust(t: TrustStatus): string {
   // what a container may be applies with or without a policy file (the defaults are strict)
   describeLimits(p.containers).forEach(([, text], i) => out.push(`${i ? '            ' : '  containers'} ${text}`));
   for (const a of t.applied) out.push(`running      ${a.stack}@${a.runningVersion ?? '-'} (${a.version} ${a.state}${a.code ? `: ${a.code}` : ''}, since ${a.since})`);
+  for (const h of t.holds) out.push(`held         ${holdText(h)}`);
   for (const i of t.relay) out.push(formatImage(i));
   for (const r of t.refusals) out.push(`refused      ${r.at} ${r.kind ?? (r.seq === null ? 'roots' : 'directive')}${r.seq !== null ? ` seq ${r.seq}` : ''} ${r.code}`);
   return out.join('\n') + '\n';

@@ -56,7 +56,7 @@ export function saveTrust(dir: string, p: Persisted): void {
 export interface Refusal {
   at: string;
   /** What was refused (absent in records of earlier versions: a directive, or a root when seq is null). */
-  kind?: 'directive' | 'roots' | 'checkpoint';
+  kind?: 'directive' | 'roots' | 'checkpoint' | 'operation';
   seq: number | null;
   digest: string | null;
   code: string;

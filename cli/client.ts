@@ -65,6 +65,48 @@ export class HubClient {
   }
 
   /**
+   * A streamed answer of JSON lines (remote operations' logs, exec, stats
+   * --watch), yielded as they come; ends when the hub ends it or `signal`
+   * aborts. An error answer throws before the first line.
+   */
+  async *lines(method: 'GET' | 'POST', path: string, opts: { query?: Record<string, string | undefined>; body?: unknown; signal?: AbortSignal } = {}): AsyncGenerator<unknown> {
+    const url = new URL(this.hub + path);
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, v);
+    let res;
+    try {
+      res = await request(url, {
+        method,
+        dispatcher: this.#dispatcher,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        headers: { authorization: `Bearer ${this.#token}`, accept: 'application/x-ndjson', 'x-ferry-surface': 'cli', ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        body: opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
+        headersTimeout: TIMEOUT_MS,
+        bodyTimeout: 0, // a followed log may be quiet for long; the hub ends it
+      });
+    } catch (err) {
+      if (opts.signal?.aborted) return;
+      throw transportError(err, this.hub);
+    }
+    if (res.statusCode >= 400) throw hubError(res.statusCode, await res.body.text(), this.hub);
+    const text = new TextDecoder();
+    let buf = '';
+    try {
+      for await (const chunk of res.body) {
+        buf += text.decode(chunk as Buffer, { stream: true });
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (line) yield JSON.parse(line) as unknown;
+        }
+      }
+    } catch (err) {
+      if (opts.signal?.aborted) return;
+      throw transportError(err, this.hub);
+    }
+  }
+
+  /**
    * Follows a Server-Sent Events endpoint: yields every message, and when the
    * connection drops (or the hub ends it) reconnects with the last event id.
    * An error answer other than 5xx (bad filter, auth, not found) ends it with

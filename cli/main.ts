@@ -32,6 +32,7 @@ import { grantsText, registerPeopleCommands, type WhoAmI } from './people-comman
 import { registerReleaseCommands } from './release-commands.js';
 import { registerImageCommands } from './image-commands.js';
 import { registerCheckCommands } from './check-commands.js';
+import { registerOperationCommands } from './operation-commands.js';
 import { registerRolloutCommands } from './rollout-commands.js';
 import { registerChatCommands } from './chat-commands.js';
 import { agentDetail, agentTable, tenantTable } from './views.js';
@@ -203,6 +204,7 @@ registerRolloutCommands(program, { target, out, note, printJson });
 registerImageCommands(program, { target, out, note, printJson });
 registerChatCommands(program, { target, out, note, printJson });
 registerCheckCommands(program, { target, out, note, printJson });
+registerOperationCommands(program, { target, out, note, printJson });
 
 program
   .command('version')

@@ -2,6 +2,7 @@
 // resource is shown to a person. --json bypasses these and prints the API's
 // JSON as it came.
 import { ago, keyValues, labelList, table, when } from './format.js';
+import { holdText } from '../shared/operation.js';
 
 export interface TenantView {
   id: string;
@@ -38,6 +39,8 @@ export interface AgentView {
   running?: {
     releases: { stack: string; version: string; state: string; code?: string; runningVersion: string | null }[];
     services: { stack: string; service: string; replica: number; release: string; status: string; health: string; restarts: number }[];
+    /** Services an operator stopped or scaled (remote operations). */
+    holds?: { stack: string; service: string; state: string; replicas?: number; release: string; since: string; operation: string }[];
     reportedAt: string | null;
   } | null;
 }
@@ -84,5 +87,6 @@ export function agentDetail(a: AgentView, now: number): string {
     ['directive', a.lastDirective ? `seq ${a.lastDirective.seq} ${a.lastDirective.status}${a.lastDirective.code ? ` (${a.lastDirective.code})` : ''}` : '-'],
     ...(a.running?.releases ?? []).map((r) => ['release', `${r.stack}@${r.version} ${r.state}${r.code ? ` (${r.code})` : ''}${r.runningVersion && r.runningVersion !== r.version ? `, running ${r.runningVersion}` : ''}`] as const),
     ...(a.running?.services ?? []).map((c) => ['service', `${c.stack}/${c.service}#${c.replica} ${c.release} ${c.status}${c.health !== 'none' ? `/${c.health}` : ''}${c.restarts ? `, ${c.restarts} restarts` : ''}`] as const),
+    ...(a.running?.holds ?? []).map((h) => ['held', holdText(h)] as const),
   ]);
 }

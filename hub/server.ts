@@ -17,6 +17,8 @@ import { Challenges, sharedChallengeSecret } from './gateway/challenge.js';
 import { Delivery } from './gateway/delivery.js';
 import { Gateway } from './gateway/gateway.js';
 import { Plans } from './gateway/plans.js';
+import { OperationIssuer } from './operations/issue.js';
+import { HubOperations } from './operations/operations.js';
 import { loadOrCreateHubKey } from './hub-key.js';
 import { buildApp, type RouteEntry } from './http/app.js';
 import { Authenticator, SESSION_DEFAULTS, type SessionOptions } from './http/auth.js';
@@ -27,6 +29,7 @@ import { chatRoutes } from './http/routes/chat.js';
 import { fleetRoutes } from './http/routes/fleet.js';
 import { peopleRoutes } from './http/routes/people.js';
 import { imageRoutes } from './http/routes/images.js';
+import { operationRoutes } from './http/routes/operations.js';
 import { probeRoutes } from './http/routes/probes.js';
 import { releaseRoutes } from './http/routes/releases.js';
 import { rolloutRoutes } from './http/routes/rollouts.js';
@@ -152,6 +155,8 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
   const delivery = new Delivery(gateway, directives, trust, store, audit, cluster, log.child({ component: 'delivery' }));
   const witness = new Witnessing(audit, gateway, store, cluster, log.child({ component: 'witness' }), opts.checkpointMs ?? 60_000);
   const plans = new Plans(gateway, store, cluster, log.child({ component: 'plans' }));
+  const issuer = new OperationIssuer(store, trust, hubKey);
+  const operations = new HubOperations(gateway, store, cluster, audit, log.child({ component: 'operations' }));
   const rollouts = new Rollouts(store, releases, delivery, gateway, audit, cluster, log.child({ component: 'rollouts' }), Date.now, opts.rolloutTickMs ?? 1000);
   const events = new EventStreams(store, rollouts.events, cluster, log.child({ component: 'events' }), Date.now, opts.events);
   const guard = new AuthGuard(store, audit, log.child({ component: 'auth' }), Date.now, opts.guard);
@@ -170,6 +175,8 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
     directives,
     delivery,
     plans,
+    issuer,
+    operations,
     audit,
     witness,
     rollouts,
@@ -192,6 +199,7 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
   auditRoutes(route, ctx);
   const progress = new RelayProgress(store, gateway, log.child({ component: 'relay' }));
   imageRoutes(route, ctx, progress);
+  operationRoutes(route, ctx);
   const registry = new Origin(ctx, { ...ORIGIN_DEFAULTS, ...opts.registry });
   registry.routes(route);
   const chat = new Chat(ctx, hubKey, { engine: { publicUrl: opts.publicUrl ?? null, ...opts.chat?.engine }, notifier: opts.chat?.notifier ?? {} });
@@ -285,6 +293,7 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
       await chatHooks.idle();
       await chat.close();
       delivery.close();
+      operations.close();
       // What was received but is still batched in memory.
       await delivery.flushReports(Infinity);
       await progress.flush();

@@ -95,7 +95,7 @@ export const ERRORS = {
   FERRY_E_POLICY_CONTAINER: spec(403, 'A release asks for more than the local policy lets a container be', 'Nothing was pulled or started. The institution decides: review the release with `ferry-agent policy check --release FILE` and allow what it needs in the policy file\'s containers section, or have the vendor publish a release that needs less.'),
   FERRY_E_POLICY_DIRECT: spec(403, 'The local policy does not allow fetching images from this registry directly', 'Use the hub as the source (bankRegistry.source: hub, the default), or have the institution list the registry under directRegistries in its policy file.'),
   FERRY_E_POLICY_OPERATION: spec(403, 'The local policy does not allow this operation', 'The institution must allow it in its policy file.'),
-  FERRY_E_POLICY_WINDOW: spec(409, 'Outside the institution\'s maintenance window', 'Deploy again during a window the local policy allows (see `ferry-agent status`).'),
+  FERRY_E_POLICY_WINDOW: spec(409, 'Outside the institution\'s maintenance window', 'Deploy or operate again during a window the local policy allows (see `ferry-agent status`).'),
   FERRY_E_AUDIT_INCONSISTENT: spec(409, 'The audit log is inconsistent with a witnessed checkpoint', 'This is a security alarm: the log was edited, truncated or forked. Keep the agent\'s audit files and investigate.'),
   FERRY_E_DISK_FULL: spec(507, 'Not enough free disk space on the Docker host', 'Free space in the engine\'s data directory (docker system prune, larger disk); the old release keeps running.'),
   FERRY_E_APPLY_TIMEOUT: spec(504, 'The release did not converge in time', 'See `ferry-agent status` for the service that is waiting, and its container logs.'),
@@ -133,6 +133,16 @@ export const ERRORS = {
   FERRY_E_VERIFY_FAILED: spec(409, 'A verification job of the release failed', 'Read the job\'s last output lines (`ferry checks ls`, the agent status); the agent rolled the release back to the last good one. Fix the release and deploy a new version.'),
   FERRY_E_VERIFY_TIMEOUT: spec(504, 'A verification job did not finish within its timeout', 'Read its last output lines; raise services.*.x-ferry.verify.timeout if it is only slow. The agent rolled the release back to the last good one.'),
   FERRY_E_WEBHOOK_FAILED: spec(502, 'The alert webhook did not accept an alert', 'Check --alert-webhook (its URL answers 2xx to a POST from the hub) and the hub log; the alert stays in the event stream.'),
+  FERRY_E_AGENT_OFFLINE: spec(503, 'The agent is not connected', 'Operations need a live agent: `ferry agent show ID` says when it was last seen; retry once it is connected again.'),
+  FERRY_E_OPERATION_TIMEOUT: spec(504, 'The agent did not answer the operation in time', 'It may still be running there: see `ferry operation show ID` and the agent host\'s `ferry-agent status`, then retry if needed.'),
+  FERRY_E_CONFIRM_REQUIRED: spec(409, 'An operation on several agents needs its plan confirmed', 'Read the plan (agents and waves) and send it again with its hash: `--yes`, or `confirm` in the API body.'),
+
+  // Remote operations (agent side)
+  FERRY_E_OPERATION_INVALID: spec(400, 'The operation is not valid for its target', 'Check the kind, STACK/SERVICE and arguments against `ferry service --help` and what runs on the agent (`ferry agent show ID`).'),
+  FERRY_E_OPERATION_BINDING: spec(403, 'The operation is for another tenant or agent', 'The hub sent an operation meant elsewhere; report this to the vendor.'),
+  FERRY_E_OPERATION_EXPIRED: spec(403, 'The operation has expired', 'Operations live a minute; send it again. If this repeats, check the clocks of the hub and the agent host (NTP).'),
+  FERRY_E_OPERATION_REPLAY: spec(409, 'The operation was already received (a replay)', 'Nothing was done again. Send a new operation if it is still needed.'),
+  FERRY_E_POLICY_EXEC: spec(403, 'The local policy does not list this command for the service', 'Only commands named under operations.exec for the service run, with arguments matching their patterns; the institution adds commands to its policy file.'),
   FERRY_E_INTERNAL: spec(500, 'An internal error occurred', 'Retry; if it repeats, report it with the hub log around this time.'),
   FERRY_E_UNAVAILABLE: spec(503, 'The hub is shutting down or not ready', 'Retry in a few seconds.'),
 

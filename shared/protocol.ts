@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { Envelope } from './dsse.js';
 import { ERRORS, FerryError, isErrorCode, type ErrorCode } from './errors.js';
+import { OPERATION_ID, STREAM_END_REASONS, StreamChunk } from './operation.js';
 
 export const PROTOCOL_VERSION = 1;
 /** Largest frame either side accepts; bigger frames close the socket (1009). */
@@ -150,9 +151,24 @@ export const AgentAlarm = z.strictObject({
   code: str(64),
   message: str(2048),
   /** What it refused: a directive, a trust root, an audit checkpoint. */
-  kind: z.enum(['directive', 'roots', 'checkpoint']).optional(),
+  kind: z.enum(['directive', 'roots', 'checkpoint', 'operation']).optional(),
 });
 export type AgentAlarm = z.infer<typeof AgentAlarm>;
+
+/** A service an operator stopped or scaled, as the agent keeps it (the reconciler leaves it so). */
+export const OperatorHold = z.strictObject({
+  stack: str(64),
+  service: str(64),
+  state: z.enum(['stopped', 'scaled']),
+  /** scaled: the replica count kept. */
+  replicas: count.optional(),
+  /** The release version it holds for; a different release of the stack ends it. */
+  release: str(64),
+  since: str(32),
+  /** The operation that set it. */
+  operation: str(64),
+});
+export type OperatorHold = z.infer<typeof OperatorHold>;
 
 /** What runs on the agent: per release and per service container. Sent after every change. */
 export const StatusMessage = z.strictObject({
@@ -163,6 +179,10 @@ export const StatusMessage = z.strictObject({
   drift: z.array(str(512)).max(100).optional(),
   /** Alarms not yet acknowledged on the agent's host, newest last (sent only when there are some). */
   alarms: z.array(AgentAlarm).max(20).optional(),
+  /** Services an operator stopped or scaled (remote operations): kept so until started, scaled back, or a new release. */
+  holds: z.array(OperatorHold).max(200).optional(),
+  /** The coarse sample of every container (remote operations' stats), taken every few minutes for the fleet view. */
+  samples: z.array(z.lazy(() => ContainerStats)).max(500).optional(),
 });
 export type StatusMessage = z.infer<typeof StatusMessage>;
 
@@ -279,8 +299,85 @@ export const FiguresMessage = z.strictObject({
 });
 export type FiguresMessage = z.infer<typeof FiguresMessage>;
 
-const agentMessages = { hello: Hello, error: AgentError, ack: Ack, cosign: Cosign, status: StatusMessage, plan: PlanMessage, relay: RelayMessage, checks: ChecksMessage, figures: FiguresMessage } as const;
-export type AgentMessage = Hello | AgentError | Ack | Cosign | StatusMessage | PlanMessage | RelayMessage | ChecksMessage | FiguresMessage;
+
+// ---- remote operations (agent/operations, hub/operations) ---------------------------
+
+const opId = z.string().regex(OPERATION_ID);
+
+
+/** One container's figures at one moment (stats). */
+export const ContainerStats = z.strictObject({
+  /** service#replica */
+  src: str(140),
+  stack: str(64),
+  name: str(255),
+  state: str(32),
+  cpuPercent: z.number().nonnegative().max(100_000),
+  memoryBytes: count,
+  memoryLimitBytes: count,
+  netRxBytes: count,
+  netTxBytes: count,
+  pids: count,
+  restarts: count,
+  at: str(32),
+});
+export type ContainerStats = z.infer<typeof ContainerStats>;
+
+/** A stack's network on the agent and who is attached (networks), and which containers should be but are not. */
+export const NetworkView = z.strictObject({
+  stack: str(64),
+  /** Its name in the release. */
+  network: str(64),
+  engineName: str(255),
+  present: z.boolean(),
+  internal: z.boolean(),
+  attached: z.array(z.strictObject({ src: str(140), name: str(255), aliases: z.array(str(255)).max(16) })).max(500),
+  /** service#replica of containers that should be attached and are not (drift: `ferry network reconnect`). */
+  missing: z.array(str(140)).max(500),
+});
+export type NetworkView = z.infer<typeof NetworkView>;
+
+/** What an operation did, by kind: the containers it touched, the steps the reconciler ran, samples, networks. */
+export const OperationResult = z.strictObject({
+  containers: z.array(str(255)).max(500).optional(),
+  steps: z.array(str(1024)).max(500).optional(),
+  hold: OperatorHold.nullable().optional(),
+  stats: z.array(ContainerStats).max(500).optional(),
+  networks: z.array(NetworkView).max(200).optional(),
+});
+export type OperationResult = z.infer<typeof OperationResult>;
+
+/**
+ * The agent's answer to an operation (after its stream, if it has one): done,
+ * or refused or failed with a code. A stream's end says why it ended, how
+ * many bytes it carried, and the agent's digest over what it sent.
+ */
+export const OperationResultMessage = z.strictObject({
+  type: z.literal('operation-result'),
+  id: opId,
+  ok: z.boolean(),
+  code: str(64).optional(),
+  message: str(2048).optional(),
+  result: OperationResult.optional(),
+  /** exec: the command's exit code. */
+  exitCode: z.number().int().min(-1).max(255).optional(),
+  stream: z.strictObject({ reason: z.enum(STREAM_END_REASONS), bytes: count, frames: count, digest: z.string().regex(/^sha256:[0-9a-f]{64}$/).optional() }).optional(),
+  durationMs: count,
+});
+export type OperationResultMessage = z.infer<typeof OperationResultMessage>;
+
+/** Part of an operation's stream; sent only within the credit the hub granted. `n` counts frames from 0. */
+export const StreamData = z.strictObject({
+  type: z.literal('stream-data'),
+  id: opId,
+  n: count,
+  chunks: z.array(StreamChunk).min(1).max(4096),
+});
+export type StreamData = z.infer<typeof StreamData>;
+
+
+const agentMessages = { hello: Hello, error: AgentError, ack: Ack, cosign: Cosign, status: StatusMessage, plan: PlanMessage, relay: RelayMessage, checks: ChecksMessage, figures: FiguresMessage, 'operation-result': OperationResultMessage, 'stream-data': StreamData } as const;
+export type AgentMessage = Hello | AgentError | Ack | Cosign | StatusMessage | PlanMessage | RelayMessage | ChecksMessage | FiguresMessage | OperationResultMessage | StreamData;
 
 // ---- hub -> agent ----------------------------------------------------------
 
@@ -362,8 +459,31 @@ export type PrestageMessage = z.infer<typeof PrestageMessage>;
 export const ChecksAck = z.strictObject({ type: z.literal('checks-ack'), upTo: z.number().int().min(1) });
 export type ChecksAck = z.infer<typeof ChecksAck>;
 
-const hubMessages = { welcome: Welcome, error: HubError, directive: DirectiveMessage, roots: RootsMessage, checkpoint: CheckpointMessage, 'plan-request': PlanRequest, prestage: PrestageMessage, 'checks-ack': ChecksAck } as const;
-export type HubMessage = Welcome | HubError | DirectiveMessage | RootsMessage | CheckpointMessage | PlanRequest | PrestageMessage | ChecksAck;
+
+/**
+ * A signed operation (hub/operations). `id` repeats the signed payload's id so
+ * the agent can answer one it cannot verify; it must match once verified.
+ * `credit`: the stream bytes the hub has room for now (stream kinds).
+ */
+export const OperationMessage = z.strictObject({
+  type: z.literal('operation'),
+  id: z.string().regex(OPERATION_ID),
+  operation: Envelope,
+  credit: count.max(16 * MAX_PAYLOAD),
+});
+export type OperationMessage = z.infer<typeof OperationMessage>;
+
+/** More room for an operation's stream: the client read this many bytes. */
+export const StreamCredit = z.strictObject({ type: z.literal('stream-credit'), id: z.string().regex(OPERATION_ID), bytes: count.min(1).max(16 * MAX_PAYLOAD) });
+export type StreamCredit = z.infer<typeof StreamCredit>;
+
+/** The client went away (or the hub gives up): the agent ends the stream, reason `cancelled`. */
+export const StreamCancel = z.strictObject({ type: z.literal('stream-cancel'), id: z.string().regex(OPERATION_ID), reason: str(256) });
+export type StreamCancel = z.infer<typeof StreamCancel>;
+
+
+const hubMessages = { welcome: Welcome, error: HubError, directive: DirectiveMessage, roots: RootsMessage, checkpoint: CheckpointMessage, 'plan-request': PlanRequest, prestage: PrestageMessage, 'checks-ack': ChecksAck, operation: OperationMessage, 'stream-credit': StreamCredit, 'stream-cancel': StreamCancel } as const;
+export type HubMessage = Welcome | HubError | DirectiveMessage | RootsMessage | CheckpointMessage | PlanRequest | PrestageMessage | ChecksAck | OperationMessage | StreamCredit | StreamCancel;
 
 // ---- decoding ----------------------------------------------------------------
 

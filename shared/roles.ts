@@ -26,6 +26,10 @@ export const ACTIONS = {
   'agent.manage': { vendorOnly: false },
   /** Deploys and rollouts to the tenant's agents. */
   deploy: { vendorOnly: false },
+  /** Remote operations on the tenant's agents: restart, stop, start, scale, logs, network reconnect. */
+  operate: { vendorOnly: false },
+  /** Allowlisted commands in the tenant's containers (remote exec); stricter than operate. */
+  exec: { vendorOnly: false },
   /** Sign what the tenant must approve: trust roots, release co-signatures, chat confirmations. */
   approve: { vendorOnly: false },
   /** Draft trust roots for the tenant. */
@@ -47,14 +51,14 @@ const ALL = Object.keys(ACTIONS) as Action[];
 /** What each role allows where it is granted vendor-wide... */
 const VENDOR_PERMS: Record<VendorRole, readonly Action[]> = {
   admin: ALL,
-  operator: ['read', 'hub.read', 'agent.manage', 'deploy', 'approve', 'release.publish'],
+  operator: ['read', 'hub.read', 'agent.manage', 'deploy', 'approve', 'release.publish', 'operate', 'exec'],
   'release-manager': ['read', 'hub.read', 'release.publish'],
   viewer: ['read', 'hub.read'],
 };
 /** ...and on one tenant (never a vendor-only action). */
 const TENANT_PERMS: Record<TenantRole, readonly Action[]> = {
-  'tenant-admin': ['read', 'agent.manage', 'deploy', 'approve', 'trust.manage', 'chat.manage'],
-  operator: ['read', 'agent.manage', 'deploy'],
+  'tenant-admin': ['read', 'agent.manage', 'deploy', 'approve', 'trust.manage', 'chat.manage', 'operate', 'exec'],
+  operator: ['read', 'agent.manage', 'deploy', 'operate'],
   approver: ['read', 'approve'],
   viewer: ['read'],
 };

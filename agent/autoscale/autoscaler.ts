@@ -84,7 +84,7 @@ export class Autoscaler {
       const shares: { cpu: number; mem: number }[] = [];
       for (const c of replicas) {
         seen.add(c.id);
-        const st = await this.o.engine.stats(c.id);
+        const st = await this.o.engine.usage(c.id);
         if (!st) continue;
         const sample = { ...st, at: this.now() };
         const prev = this.samples.get(c.id);

@@ -144,7 +144,7 @@ async function commandProbe(c: NonNullable<Check['command']>, timeoutMs: number,
   const running = cs.filter((x) => x.status === 'running');
   if (!running.length) return { ok: false, error: `${c.service} has no running container` };
   return each(running.map((x) => ({ label: `${c.service}#${x.labels[LABEL.replica] ?? '?'}`, host: x.id })), async (e) => {
-    const r = await ctx.engine.exec(e.host, c.run, timeoutMs).catch((err: unknown) => ({ exitCode: -1, output: asFerryError(err).message }));
+    const r = await ctx.engine.probe(e.host, c.run, timeoutMs).catch((err: unknown) => ({ exitCode: -1, output: asFerryError(err).message }));
     if (r.exitCode === 0) return null;
     const last = r.output.trim().split('\n').filter(Boolean).at(-1) ?? '';
     return `${c.run[0]} exited ${r.exitCode}${last ? `: ${last.slice(0, 200)}` : ''}`;

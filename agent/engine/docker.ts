@@ -8,6 +8,8 @@ import { FerryError, type ErrorCode } from '../../shared/errors.js';
 import type { EngineFacts } from '../../shared/protocol.js';
 import { LABEL, type ContainerSpec, type ContainerStatus, type Health, type ObservedContainer, type ObservedNetwork, type ObservedVolume } from '../reconcile/model.js';
 import type { ContainerStats, Engine, EngineEvent, ExecResult, PullAuth } from './engine.js';
+import * as ops from './docker-operations.js';
+import type { ContainerSample, ExecRun, LogLine, LogQuery, OperationsEngine } from './operations.js';
 
 export interface DockerEngineOptions {
   /** unix socket path; by default DOCKER_HOST or /var/run/docker.sock. */
@@ -20,7 +22,7 @@ type Label = { key: string; value: string };
 const INSPECT_CONCURRENCY = 8;
 const DIGEST_REF = /^([^@\s]+)@(sha256:[0-9a-f]{64})$/;
 
-export class DockerEngine implements Engine {
+export class DockerEngine implements Engine, OperationsEngine {
   /** For short calls: modem's idle timeout applies. */
   private readonly docker: Docker;
   /** For pulls, event streams and stops, which may be idle longer: no idle timeout, bounded by signals. */
@@ -258,7 +260,7 @@ export class DockerEngine implements Engine {
     }
   }
 
-  async logs(id: string, lines: number): Promise<string[]> {
+  async tail(id: string, lines: number): Promise<string[]> {
     try {
       const c = this.docker.getContainer(id);
       const info = await c.inspect();
@@ -270,7 +272,7 @@ export class DockerEngine implements Engine {
     }
   }
 
-  async exec(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult> {
+  async probe(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult> {
     const deadline = AbortSignal.timeout(timeoutMs);
     try {
       const exec = await this.docker.getContainer(id).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, abortSignal: deadline });
@@ -301,7 +303,7 @@ export class DockerEngine implements Engine {
     }
   }
 
-  async stats(id: string): Promise<ContainerStats | null> {
+  async usage(id: string): Promise<ContainerStats | null> {
     try {
       // one-shot (API 1.41): one sample at once, instead of waiting a second for a second sample
       const s = (await this.docker.getContainer(id).stats({ stream: false, 'one-shot': true } as { stream: false })) as unknown as DockerStats;
@@ -313,6 +315,24 @@ export class DockerEngine implements Engine {
       if (status(err) === 404 || status(err) === 409) return null;
       throw engineError(err);
     }
+  }
+
+  // ---- remote operations (operations.ts, docker-operations.ts) ----
+
+  restartContainer(id: string, graceMs: number): Promise<void> {
+    return ops.restartContainer(this.slow, id, graceMs, this.timeoutMs, engineError);
+  }
+
+  logs(id: string, q: LogQuery, signal: AbortSignal): AsyncIterable<LogLine> {
+    return ops.logs(this.docker, this.slow, id, q, signal, engineError);
+  }
+
+  stats(id: string, signal?: AbortSignal): Promise<ContainerSample> {
+    return ops.stats(this.slow, id, signal, engineError);
+  }
+
+  exec(id: string, argv: readonly string[], signal: AbortSignal): Promise<ExecRun> {
+    return ops.exec(this.docker, this.slow, id, argv, signal, engineError);
   }
 
   async *events(label: Label, signal: AbortSignal): AsyncIterable<EngineEvent> {

@@ -80,15 +80,15 @@ export interface Engine {
   removeContainer(id: string): Promise<void>;
 
   /** The last `lines` lines a container wrote, stdout and stderr in order (a verification job's output). */
-  logs(id: string, lines: number): Promise<string[]>;
+  tail(id: string, lines: number): Promise<string[]>;
   /**
    * Runs `cmd` in a running container (a command check) and waits for it, at
    * most `timeoutMs` (then FERRY_E_CHECK_TIMEOUT; the engine cannot kill an
    * exec, so the process may live on in the container).
    */
-  exec(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult>;
+  probe(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult>;
   /** One sample of a running container's CPU and memory use; null when it is not running. */
-  stats(id: string): Promise<ContainerStats | null>;
+  usage(id: string): Promise<ContainerStats | null>;
 
   /** Engine events for objects carrying the label, until `signal` aborts. */
   events(label: { key: string; value: string }, signal: AbortSignal): AsyncIterable<EngineEvent>;

@@ -53,6 +53,8 @@ export interface PlanFacts {
   defaultGraceMs: number;
   /** Stacks to leave exactly as they run (their release waits for a secret): nothing of theirs is removed. */
   keep?: readonly string[];
+  /** Services (`stack/service`) an operator stopped: their containers are left as they are (not started, not removed). */
+  keepServices?: readonly string[];
   /**
    * Verification jobs under way, per stack: the run, the jobs whose result is
    * recorded, and whether to start the others now (the verification gate) or
@@ -199,8 +201,10 @@ export function plan(current: Current, desired: readonly DesiredStack[], facts: 
   const desiredKeys = new Set(desired.flatMap((s) => s.containers.map((dc) => slotKey(dc.stack, dc.service, dc.replica))));
   const keep = new Set(facts.keep ?? []);
   planJobs(current, desired, facts, steps, waiting, stopAndRemove);
+  const keepServices = new Set(facts.keepServices ?? []);
   for (const c of current.containers) {
     if (isJob(c) || wanted.has(c.id) || keep.has(c.labels[LABEL.stack] ?? '')) continue;
+    if (keepServices.has(`${c.labels[LABEL.stack]}/${c.labels[LABEL.service]}`)) continue;
     const k = slotKey(c.labels[LABEL.stack] ?? '', c.labels[LABEL.service] ?? '', c.labels[LABEL.replica] ?? '');
     if (desiredKeys.has(k)) continue; // stale container of a desired slot: handled above
     stopAndRemove(c, facts.defaultGraceMs, `${c.labels[LABEL.stack]}/${c.labels[LABEL.service]} is no longer desired`);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { FerryError, asFerryError } from '../../shared/errors.js';
 import { writeFileAtomic } from '../../shared/files.js';
 import type { Logger } from '../../shared/logger.js';
-import type { ReleaseStatus, ServiceStatus, Verification } from '../../shared/protocol.js';
+import type { OperatorHold, ReleaseStatus, ServiceStatus, Verification } from '../../shared/protocol.js';
 import type { Release } from '../../shared/release.js';
 import type { Engine, PullAuth } from '../engine/engine.js';
 import { describeStep, executors, runSteps, type Executors } from './execute.js';
@@ -20,6 +20,7 @@ import { Journal } from './journal.js';
 import { LABEL, desiredStack, isJob, jobRun, type Current, type DesiredStack, type FileProvider, type ObservedContainer } from './model.js';
 import { plan, type JobFacts, type Plan } from './plan.js';
 import { jobContainerOf, jobFacts, jobOutcome, readResult, verificationError } from './verify-jobs.js';
+import { heldRelease, holdKey, holdView, liveHolds, stoppedServices, withoutStopped, type Hold } from './holds.js';
 
 export const RECONCILE_FILE = 'reconcile.json';
 
@@ -44,7 +45,12 @@ interface Persisted {
   statuses: Record<string, ReleaseStatus>;
   /** Verification jobs of the newest apply of each stack that has some (absent in files before them). */
   verification?: Record<string, Verification>;
+  /** Operators' stops and scales (holds.ts), by `stack/service`; absent in files of earlier versions. */
+  holds?: Record<string, Hold>;
 }
+
+/** What an operator asks of one service: stopped, a replica count, or as the release says. */
+export type HoldChange = { state: 'stopped' } | { state: 'scaled'; replicas: number } | { state: 'none' };
 
 interface FailedRelease {
   digest: string;
@@ -65,7 +71,7 @@ export interface ReconcilerOptions {
   minFreeBytes?: number;
   /** How long a start-first update's old container keeps running once the service name no longer resolves to it. */
   drainMs?: number;
-  report?: (releases: ReleaseStatus[], services: ServiceStatus[], drift: string[]) => void;
+  report?: (releases: ReleaseStatus[], services: ServiceStatus[], drift: string[], holds: OperatorHold[]) => void;
   /**
    * Before a changed release starts: place its images where they run from
    * (agent/relay) and return each pinned image's pull reference. A failure
@@ -157,6 +163,55 @@ export class Reconciler {
     return Object.values(this.persisted.statuses).map((st) => (v[st.stack] && (st.state !== 'applying' || v[st.stack]!.state === 'running') ? { ...st, verification: v[st.stack] } : st));
   }
 
+  /** Services an operator stopped or scaled, as kept until started, scaled back or a new release. */
+  get holds(): OperatorHold[] {
+    return Object.values(this.persisted.holds ?? {}).map(holdView);
+  }
+
+  /** The release a stack runs under now (the target, or its last good one after a failure), if any. */
+  targetOf(stack: string): Target | undefined {
+    return this.effective(this.targets, this.seq).find((t) => t.stack === stack) ?? this.persisted.lastGood[stack];
+  }
+
+  /** Runs `fn` between applies and drift passes (remote operations that touch containers). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.enqueue(fn);
+  }
+
+  /**
+   * An operator's stop, start or scale of one service: the hold is persisted
+   * first, then (for a stop) its containers are stopped, then one pass makes
+   * the engine match (creates or removes replicas, starts what was stopped).
+   * Returns the steps run and the hold now in force.
+   */
+  operatorHold(stack: string, service: string, change: HoldChange, operation: string, signal: AbortSignal): Promise<{ steps: string[]; hold: OperatorHold | null }> {
+    return this.enqueue(async () => {
+      const t = this.targetOf(stack);
+      const svc = t?.release.services[service];
+      if (!t || !svc) throw new FerryError('FERRY_E_OPERATION_INVALID', `${stack}/${service} is not part of what this agent runs`);
+      if (change.state === 'scaled' && change.replicas > 1 && svc.containerName) throw new FerryError('FERRY_E_OPERATION_INVALID', `${stack}/${service} has a container name (container_name): it runs one replica`);
+      const key = holdKey(stack, service);
+      const holds = { ...(this.persisted.holds ?? {}) };
+      if (change.state === 'none' || (change.state === 'scaled' && change.replicas === svc.replicas)) delete holds[key];
+      else holds[key] = { stack, service, state: change.state, ...(change.state === 'scaled' ? { replicas: change.replicas } : {}), release: t.version, digest: t.digest, since: new Date(this.o.now()).toISOString(), operation };
+      this.persisted.holds = holds;
+      this.save();
+      const steps: string[] = [];
+      if (change.state === 'stopped') {
+        const current = await this.observe([]);
+        for (const c of current.containers.filter((x) => x.labels[LABEL.stack] === stack && x.labels[LABEL.service] === service && x.status !== 'exited' && x.status !== 'dead')) {
+          await this.o.engine.stopContainer(c.id, svc.stopGracePeriodMs);
+          steps.push(`stop ${c.name} (stopped by an operator)`);
+        }
+      }
+      const { stacks, blocked } = this.resolve(this.effective(this.targets, this.seq));
+      steps.push(...(await this.converge(stacks, signal, this.o.applyTimeoutMs, blocked)));
+      this.o.log.info({ stack, service, hold: holds[key] ?? null, operation, steps: steps.length }, 'operator hold');
+      await this.report();
+      return { steps, hold: holds[key] ? holdView(holds[key]) : null };
+    });
+  }
+
   close(): void {
     this.journal.close();
   }
@@ -189,7 +244,7 @@ export class Reconciler {
   /** What one pass would do now, without doing it (`ferry-agent plan`). */
   async dryRun(targets: Target[], seq = this.seq): Promise<Plan> {
     const { stacks, blocked } = this.resolve(this.effective(targets, seq));
-    const p = plan(await this.observe(stacks), stacks, { defaultGraceMs: 10_000, keep: blocked.map((b) => b.target.stack) });
+    const p = plan(await this.observe(stacks), stacks, { defaultGraceMs: 10_000, keep: blocked.map((b) => b.target.stack), keepServices: stoppedServices(this.persisted.holds ?? {}) });
     return { steps: p.steps, waiting: [...p.waiting, ...blocked.map((b) => `${b.target.stack}@${b.target.version} waits: ${b.error.message}`)] };
   }
 
@@ -213,9 +268,13 @@ export class Reconciler {
   private resolve(targets: Target[]): { stacks: DesiredStack[]; blocked: Blocked[] } {
     const stacks: DesiredStack[] = [];
     const blocked: Blocked[] = [];
+    const holds = this.persisted.holds ?? {};
+    const stopped = stoppedServices(holds);
     for (const t of targets) {
       try {
-        stacks.push(desiredStack(this.o.agentId, t.release, this.o.files, t.pull, this.o.scale(t.stack)));
+        // An operator's scale of a service outranks the autoscaler's for as long as it holds.
+        const scale = Object.fromEntries(Object.entries(this.o.scale(t.stack)).filter(([service]) => !holds[holdKey(t.stack, service)]));
+        stacks.push(withoutStopped(desiredStack(this.o.agentId, heldRelease(t.release, t.digest, holds), this.o.files, t.pull, scale), stopped));
       } catch (err) {
         const e = asFerryError(err);
         if (e.code !== 'FERRY_E_SECRET_MISSING' && e.code !== 'FERRY_E_SECRET_FILE') throw e;
@@ -228,6 +287,14 @@ export class Reconciler {
   private async applyNow(seq: number, targets: Target[], signal: AbortSignal): Promise<void> {
     this.targets = targets;
     this.seq = seq;
+    // A new release of a stack ends the operators' holds on it.
+    const held = this.persisted.holds ?? {};
+    const kept = liveHolds(held, targets);
+    if (Object.keys(kept).length !== Object.keys(held).length) {
+      this.o.log.info({ ended: Object.keys(held).filter((k) => !kept[k]) }, 'operator holds ended by a new release');
+      this.persisted.holds = kept;
+      this.save();
+    }
     let effective = this.effective(targets, seq);
     let { stacks: desired, blocked } = this.resolve(effective);
     const log = this.o.log.child({ seq });
@@ -388,7 +455,7 @@ export class Reconciler {
       const current = await this.observe(desired);
       const broken = failing(current, desired);
       if (broken) throw broken; // a new container that already failed will not become ready by waiting
-      const p = plan(current, desired, { defaultGraceMs: 10_000, keep, jobs });
+      const p = plan(current, desired, { defaultGraceMs: 10_000, keep, jobs, keepServices: stoppedServices(this.persisted.holds ?? {}) });
       if (p.steps.length === 0 && p.waiting.length === 0) return done;
       if (this.o.now() > deadline) throw new FerryError('FERRY_E_APPLY_TIMEOUT', p.waiting.join('; ') || 'steps still pending');
       if (p.steps.length) {
@@ -424,7 +491,7 @@ export class Reconciler {
     if (!this.o.report) return;
     try {
       const current = await this.observe([]);
-      this.o.report(this.statuses, serviceStatuses(current), drift);
+      this.o.report(this.statuses, serviceStatuses(current), drift, this.holds);
     } catch (err) {
       this.o.log.warn({ err: asFerryError(err).message }, 'could not read service status');
     }

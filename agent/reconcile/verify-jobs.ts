@@ -41,7 +41,7 @@ export function jobOutcome(c: ObservedContainer | undefined, job: DesiredJob, no
 
 /** Reads a finished (or timed-out) job's result from the engine. */
 export async function readResult(engine: Engine, c: ObservedContainer, job: DesiredJob, outcome: 'finished' | 'timeout'): Promise<JobResult> {
-  const output = (await engine.logs(c.id, OUTPUT_LINES).catch(() => [] as string[])).map((l) => l.slice(0, 512));
+  const output = (await engine.tail(c.id, OUTPUT_LINES).catch(() => [] as string[])).map((l) => l.slice(0, 512));
   if (outcome === 'timeout') return { service: job.service, state: 'timeout', exitCode: null, output };
   return { service: job.service, state: c.exitCode === 0 ? 'passed' : 'failed', exitCode: c.exitCode, output };
 }

@@ -40,6 +40,16 @@ export interface Topics {
   chat: { room: string };
   /** Chat notices were queued or a chat setting changed: the leader's notifier looks again. */
   'chat-notify': Record<string, never>;
+  /** An operation was stored for this agent on another replica: its holder sends it and relays the answer (hub/operations). */
+  operation: { id: string; agentId: string };
+  /** The holder stored more chunks of a relayed stream (operation_chunks). */
+  'op-chunk': { id: string };
+  /** The holder recorded the operation's answer (after its last chunk). */
+  'op-done': { id: string };
+  /** The client's replica wrote this many bytes of a relayed stream to its client: the holder grants them to the agent. */
+  'op-credit': { id: string; bytes: number };
+  /** The client of a relayed stream went away: the holder cancels it on the agent. */
+  'op-cancel': { id: string };
 }
 export type Topic = keyof Topics;
 

@@ -184,7 +184,7 @@ export class Delivery extends EventEmitter {
   /** Stores what runs on the agent; release state changes and drift repairs go to the audit log. Returns the announcement. */
   private async recordStatus(agentId: string, msg: StatusMessage, at: number): Promise<() => void> {
     const tenant = await this.tenantOf(agentId);
-    const prev = (await this.store.fleet.recordStatus(agentId, { releases: msg.releases, services: msg.services, ...(msg.alarms ? { alarms: msg.alarms } : {}) }, at)) as {
+    const prev = (await this.store.fleet.recordStatus(agentId, { releases: msg.releases, services: msg.services, ...(msg.alarms ? { alarms: msg.alarms } : {}), ...(msg.holds ? { holds: msg.holds } : {}), ...(msg.samples ? { samples: msg.samples } : {}) }, at)) as {
       releases?: StatusMessage['releases'];
       alarms?: StatusMessage['alarms'];
     } | null;

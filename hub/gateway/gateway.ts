@@ -249,6 +249,12 @@ export class Gateway extends EventEmitter {
       case 'figures':
         this.emit('figures', s.agentId, msg);
         break;
+      case 'operation-result':
+        this.emit('operation-result', s.agentId, msg);
+        break;
+      case 'stream-data':
+        this.emit('stream-data', s.agentId, msg);
+        break;
       default: {
         const never: never = msg;
         throw new Error(`unhandled message ${(never as { type: string }).type}`);

@@ -9,6 +9,8 @@ import type { Challenges } from '../gateway/challenge.js';
 import type { Delivery } from '../gateway/delivery.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Plans } from '../gateway/plans.js';
+import type { OperationIssuer } from '../operations/issue.js';
+import type { HubOperations } from '../operations/operations.js';
 import type { Releases } from '../releases.js';
 import type { EventStreams } from '../rollouts/events.js';
 import type { Rollouts } from '../rollouts/scheduler.js';
@@ -28,6 +30,9 @@ export interface HubContext {
   directives: Directives;
   delivery: Delivery;
   plans: Plans;
+  /** Remote operations: signing them, and carrying them to agents and their answers back (hub/operations). */
+  issuer: OperationIssuer;
+  operations: HubOperations;
   audit: AuditLog;
   witness: Witnessing;
   rollouts: Rollouts;

@@ -38,6 +38,7 @@ const TABLES = [
   'check_events',
   'alerts',
   'alert_outbox',
+  'operations',
 ] as const;
 
 const BATCH = 500;

@@ -10,6 +10,7 @@ import { CheckRows } from './checks.js';
 import type { Db } from './db.js';
 import { Fleet } from './fleet.js';
 import { ImageRows } from './images.js';
+import { OperationRows } from './operations.js';
 import { People } from './people.js';
 import { PostgresDb, isPostgresUrl, type PostgresOptions } from './postgres.js';
 import { RolloutRows } from './rollouts.js';
@@ -28,6 +29,7 @@ export class Store {
   readonly images: ImageRows;
   readonly chat: ChatRows;
   readonly checks: CheckRows;
+  readonly operations: OperationRows;
 
   constructor(readonly db: Db) {
     this.fleet = new Fleet(db);
@@ -41,6 +43,7 @@ export class Store {
     this.images = new ImageRows(db);
     this.chat = new ChatRows(db);
     this.checks = new CheckRows(db);
+    this.operations = new OperationRows(db);
   }
 
   get backend(): 'sqlite' | 'postgres' {

@@ -257,21 +257,21 @@ export class FakeEngine implements Engine {
   /** What logs() answers per container name (default: none). */
   readonly logLines = new Map<string, string[]>();
 
-  async logs(id: string, lines: number): Promise<string[]> {
+  async tail(id: string, lines: number): Promise<string[]> {
     await this.enter(`logs ${this.nameOf(id)}`, false);
     const c = this.container(id);
     if (!c) throw new FerryError('FERRY_E_NOT_FOUND', `docker: No such container: ${id}`);
     return (this.logLines.get(c.name) ?? []).slice(-lines);
   }
 
-  async exec(id: string, cmd: string[], _timeoutMs: number): Promise<ExecResult> {
+  async probe(id: string, cmd: string[], _timeoutMs: number): Promise<ExecResult> {
     await this.enter(`exec ${this.nameOf(id)} ${cmd.join(' ')}`, false);
     const c = this.container(id);
     if (!c || c.status !== 'running') throw new FerryError('FERRY_E_CONFLICT', `docker: container ${id} is not running`);
     return { exitCode: 0, output: '' };
   }
 
-  async stats(id: string): Promise<ContainerStats | null> {
+  async usage(id: string): Promise<ContainerStats | null> {
     const c = this.container(id);
     return c && c.status === 'running' ? { cpuNanos: 0, memoryBytes: 0, memoryLimitBytes: 2 ** 30 } : null;
   }

@@ -14,6 +14,7 @@ import { enrollmentToken } from './agents.js';
 import { docker, testLabel } from './docker.js';
 import type { HubOptions } from '../../hub/server.js';
 import { startHub, type TestHub } from './hub.js';
+import type { Backend } from './postgres.js';
 import { daemon, run, type Daemon } from './proc.js';
 import { seededKey } from './signing.js';
 import { tempDir, waitFor } from './tmp.js';
@@ -55,10 +56,12 @@ export interface FleetOptions {
   policy?: string;
   /** More hub options (alert rules, the alert webhook, a metrics listener); kept when the hub is reopened. */
   hub?: Partial<HubOptions>;
+  /** The hub's store (default: as startHub chooses); with postgres, `th.database` is there for other replicas. */
+  backend?: Backend;
 }
 
 export async function fleet(t: TestContext, opts: FleetOptions = {}): Promise<Fleet> {
-  let th = await startHub(t, { checkpointMs: 3_600_000, ...opts.hub });
+  let th = await startHub(t, { checkpointMs: 3_600_000, ...(opts.backend ? { backend: opts.backend } : {}), ...opts.hub });
   const hubPort = th.hub.port;
   const tenant = 'bank-r';
   const root = seededKey('fleet-root');
@@ -117,7 +120,7 @@ export async function fleet(t: TestContext, opts: FleetOptions = {}): Promise<Fl
     },
     async reopenHub() {
       await th.close();
-      th = await startHub(t, { dataDir: th.dataDir, adminToken: th.adminToken, port: hubPort, checkpointMs: 3_600_000, ...opts.hub });
+      th = await startHub(t, { dataDir: th.dataDir, adminToken: th.adminToken, port: hubPort, checkpointMs: 3_600_000, ...(th.database ? { database: th.database } : {}), ...opts.hub });
       return th;
     },
     agents,

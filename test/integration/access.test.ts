@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { get } from 'node:http';
 import { generateKeyPair } from '../../shared/keys.js';
+import { digestOfTranscript } from '../../shared/operation.js';
 import { enrollBody, postEnroll } from '../helpers/agents.js';
 import { startHub, type TestHub } from '../helpers/hub.js';
 import { backends } from '../helpers/postgres.js';
@@ -22,6 +23,8 @@ interface World {
   agentB: string;
   rolloutA: string;
   rolloutB: string;
+  /** An answered exec operation on agentA, with its transcript. */
+  operationA: string;
   /** A fresh agent of bank-a (for cases that change one). */
   newAgentA(): Promise<string>;
   /** A fresh person (for cases that change one). */
@@ -79,6 +82,21 @@ const CASES: Record<string, Case> = {
   'GET /v1/agents/:id/plan': { req: (w) => ({ url: `/v1/agents/${A(w)}/plan` }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aOperator', status: 503 } },
   'GET /v1/agents/:id/directives/:seq': { req: (w) => ({ url: `/v1/agents/${A(w)}/directives/1` }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
   'POST /v1/deploy': { req: (w) => ({ method: 'POST', url: '/v1/deploy', body: { stack: 'payments', version: '1.0.0', agent: A(w) } }), foreign: 'bOperator', lower: 'aApprover', ok: { as: 'aOperator', status: 200 } },
+
+  // ---- remote operations: the agents are not connected, so an authorised operation answers 503 FERRY_E_AGENT_OFFLINE ----
+  'POST /v1/agents/:id/operations': { req: (w) => ({ method: 'POST', url: `/v1/agents/${A(w)}/operations`, body: { kind: 'restart', stack: 'payments', service: 'web' } }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aOperator', status: 503 } },
+  // exec is stricter than operate: a tenant operator may not
+  'POST /v1/agents/:id/exec': { req: (w) => ({ method: 'POST', url: `/v1/agents/${A(w)}/exec`, body: { stack: 'payments', service: 'web', command: 'status' } }), foreign: 'bOperator', lower: 'aOperator', ok: { as: 'aAdmin', status: 503 } },
+  'GET /v1/agents/:id/logs': { req: (w) => ({ url: `/v1/agents/${A(w)}/logs?stack=payments&service=web&tail=10` }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aOperator', status: 503 } },
+  'GET /v1/agents/:id/stats': { req: (w) => ({ url: `/v1/agents/${A(w)}/stats` }), foreign: 'bOperator', ok: { as: 'aViewer', status: 503 } },
+  'GET /v1/agents/:id/networks': { req: (w) => ({ url: `/v1/agents/${A(w)}/networks` }), foreign: 'bOperator', ok: { as: 'aViewer', status: 503 } },
+  'GET /v1/agents/:id/operations': { req: (w) => ({ url: `/v1/agents/${A(w)}/operations` }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/operations/:id': { req: (w) => ({ url: `/v1/operations/${w.operationA}` }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/operations/:id/transcript': { req: (w) => ({ url: `/v1/operations/${w.operationA}/transcript` }), foreign: 'bOperator', lower: 'aOperator', ok: { as: 'aAdmin', status: 200 } },
+  // a selector over what the caller may operate: bank-b's operator selecting bank-a finds nothing
+  'POST /v1/operations/plan': { req: () => ({ method: 'POST', url: '/v1/operations/plan', body: { kind: 'restart', stack: 'payments', service: 'web', selector: 'tenant=bank-a' } }), foreign: 'bOperator', foreignCode: 'FERRY_E_SELECTOR_EMPTY', lower: 'aViewer', ok: { as: 'aOperator', status: 200 } },
+  // one agent selected (other cases enroll more of bank-a), so no confirmation is needed; it is not connected, so it is reported skipped
+  'POST /v1/operations': { req: () => ({ method: 'POST', url: '/v1/operations', body: { kind: 'restart', stack: 'payments', service: 'web', selector: 'tenant=bank-a,name=a-host' } }), foreign: 'bOperator', foreignCode: 'FERRY_E_SELECTOR_EMPTY', lower: 'aViewer', ok: { as: 'aOperator', status: 200 } },
 
   // ---- people -------------------------------------------------------------------------------
   'GET /v1/whoami': { req: () => ({ url: '/v1/whoami' }), ok: { as: 'aViewer', status: 200 } },
@@ -242,6 +260,12 @@ async function world(th: TestHub): Promise<World> {
   };
   const rolloutA = await ro('payments', '1.0.0', 'tenant=bank-a');
   const rolloutB = await ro('ledger', '7.0.0', 'tenant=bank-b');
+  // An answered exec on agentA, as the hub records one (the agent is not connected to run a real one).
+  const operationA = `op_${'a1'.repeat(10)}`;
+  const now = Date.now();
+  const transcript = '{"fd":1,"src":"web#0","text":"ok\\n"}\n';
+  await th.hub.store.operations.insert({ id: operationA, agentId: agentA, tenant: 'bank-a', seq: 1, kind: 'exec', stack: 'payments', service: 'web', args: { command: 'status' }, envelope: { payloadType: 'application/vnd.ferry.operation+json', payload: '', signatures: [] }, issuedAt: now, expiresAt: now + 60_000, createdBy: null, surface: 'cli', batch: null });
+  await th.hub.store.operations.finish(operationA, { status: 'ok', code: null, message: null, result: null, exitCode: 0, bytes: 3, durationMs: 5, streamReason: 'exit', agentDigest: null, transcript, transcriptDigest: digestOfTranscript(transcript) }, now);
   const p = (g: Parameters<TestHub['person']>[0], scope?: Parameters<TestHub['person']>[1]) => th.person(g, scope).then((x) => x.token);
   const tokens = {
     admin: th.adminToken,
@@ -284,6 +308,7 @@ async function world(th: TestHub): Promise<World> {
     agentB,
     rolloutA,
     rolloutB,
+    operationA,
     newAgentA: () => enroll('bank-a', `a-extra-${++n}`),
     newPerson: async () => {
       const name = `fresh-${++n}`;
