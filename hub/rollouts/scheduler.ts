@@ -123,11 +123,11 @@ export class Rollouts {
   }
 
   /**
-   * Validates, selects and plans; stores the rollout, which the next tick
-   * starts. `scope`: the tenants the caller may deploy to (null: all); the
-   * selector picks only among their agents.
+   * What `create` would store, without storing it: the selected agents in
+   * rollout order and each wave's reach (how many agents it has reached when
+   * it ends). The console previews the waves with it before a rollout starts.
    */
-  async create(input: CreateRollout, by: Actor & { userId: string | null }, scope: TenantScope = null): Promise<RolloutRecord> {
+  async plan(input: Pick<CreateRollout, 'stack' | 'version' | 'selector' | 'waves'>, scope: TenantScope = null) {
     const sel = parseSelector(input.selector);
     const specs = parseWaves(input.waves);
     const release = await this.releases.get(input.stack, input.version); // FERRY_E_NOT_FOUND for an unknown release
@@ -138,7 +138,16 @@ export class Rollouts {
     if (!agents.length) throw new FerryError('FERRY_E_SELECTOR_EMPTY', sel.text);
     const clash = agents.filter((a) => busy.has(a.id));
     if (clash.length) throw new FerryError('FERRY_E_ROLLOUT_ACTIVE', `${input.stack} on ${clash.slice(0, 5).map((a) => a.id).join(', ')}${clash.length > 5 ? ', …' : ''}`);
-    const waves = planWaves(specs, agents.length);
+    return { sel, release, agents, waves: planWaves(specs, agents.length) };
+  }
+
+  /**
+   * Validates, selects and plans; stores the rollout, which the next tick
+   * starts. `scope`: the tenants the caller may deploy to (null: all); the
+   * selector picks only among their agents.
+   */
+  async create(input: CreateRollout, by: Actor & { userId: string | null }, scope: TenantScope = null): Promise<RolloutRecord> {
+    const { sel, release, agents, waves } = await this.plan(input, scope);
     const now = this.now();
     const tenants = [...new Set(agents.map((a) => a.tenant))];
     const r = await this.store.tx(async () => {

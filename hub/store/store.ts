@@ -7,6 +7,7 @@ import { FerryError } from '../../shared/errors.js';
 import { AuditRows } from './audit.js';
 import type { Db } from './db.js';
 import { Fleet } from './fleet.js';
+import { FleetQuery } from './fleet-query.js';
 import { ImageRows } from './images.js';
 import { People } from './people.js';
 import { PostgresDb, isPostgresUrl, type PostgresOptions } from './postgres.js';
@@ -24,6 +25,7 @@ export class Store {
   readonly audit: AuditRows;
   readonly rollouts: RolloutRows;
   readonly images: ImageRows;
+  readonly fleetQuery: FleetQuery;
 
   constructor(readonly db: Db) {
     this.fleet = new Fleet(db);
@@ -35,6 +37,7 @@ export class Store {
     this.audit = new AuditRows(db);
     this.rollouts = new RolloutRows(db);
     this.images = new ImageRows(db);
+    this.fleetQuery = new FleetQuery(db);
   }
 
   get backend(): 'sqlite' | 'postgres' {

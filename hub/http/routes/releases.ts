@@ -35,7 +35,7 @@ const ReleasesQuery = z.strictObject({ stack: z.string().max(64).optional() });
 const OfferBody = z.strictObject({ tenants: z.array(z.string().max(64)).min(1).max(1000) });
 
 /** A release in the path: the vendor's, and shared with the tenants it was delivered to. */
-const releaseOf =
+export const releaseOf =
   (ctx: HubContext): Resolver =>
   async (req: FastifyRequest) => {
     const p = req.params as { stack?: string; version?: string };
