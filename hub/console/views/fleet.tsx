@@ -164,7 +164,7 @@ export function fleetPage(shell: Shell, m: FleetModel): string {
         </div>
         <div class="field">
           <label for="f-stack">Stack</label>
-          <input id="f-stack" name="stack" value={m.filter.stack} placeholder="payments" maxLength={64} />
+          <input id="f-stack" name="stack" value={m.filter.stack} placeholder="stack name" maxLength={64} />
         </div>
         <div class="field">
           <label for="f-version">Agent version</label>
