@@ -26,6 +26,7 @@ import { cpus, loadavg, setPriority, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import postgres from 'postgres';
 import { request } from 'undici';
 import { PAYLOAD_TYPES, pae } from '../shared/dsse.js';
 import { encodePublicKey, keyId, sign } from '../shared/keys.js';
@@ -55,11 +56,31 @@ const { values: args } = parseArgs({
     keep: { type: 'boolean', default: false },
     'hub-node-args': { type: 'string' },
     'hub-main': { type: 'string' },
+    /** Store and replicas per scenario: sqlite:1, postgres:1, postgres:2 (comma list; ratios against the first). */
+    setups: { type: 'string', default: 'sqlite:1' },
+    'pg-url': { type: 'string', default: process.env.FERRY_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:55432/postgres' },
+    /** With several replicas: after the rollout, kill -9 the first and time its agents back on the others. */
+    'kill-replica': { type: 'boolean', default: false },
   },
   allowPositionals: false,
 });
 const int = (name: keyof typeof args) => wholeNumber(args, name);
 const agentCounts = parseAgentCounts(args.agents);
+interface Setup {
+  store: 'sqlite' | 'postgres';
+  replicas: number;
+  name: string;
+}
+const setups: Setup[] = String(args.setups)
+  .split(',')
+  .map((x) => {
+    const [store, n] = x.split(':');
+    const replicas = Number(n ?? 1);
+    if ((store !== 'sqlite' && store !== 'postgres') || !Number.isInteger(replicas) || replicas < 1 || (store === 'sqlite' && replicas > 1)) {
+      throw new Error(`--setups: sqlite:1 or postgres:N, not ${x}`);
+    }
+    return { store, replicas, name: `${store}:${replicas}` };
+  });
 
 const say = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -95,6 +116,22 @@ function apiClient(url: string, token: string): Api {
   };
 }
 
+/** A fresh PostgreSQL database for one scenario (dropped after it). */
+async function freshPgDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const admin = postgres(String(args['pg-url']), { max: 1, onnotice: () => {} });
+  const name = `ferry_bench_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 6)}`;
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  const url = new URL(String(args['pg-url']));
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
+      await admin.end();
+    },
+  };
+}
+
 const ROOT_KEY = seededKey('bench-rollout-root');
 const RELEASE_KEY = seededKey('bench-rollout-release');
 
@@ -126,7 +163,7 @@ class Pool {
   private readonly inbox: RolloutFromWorker[][];
   private failure: Error | undefined;
   constructor(configs: RolloutWorkerConfig[]) {
-    this.progress = configs.map(() => ({ type: 'progress', welcomed: 0, directives: 0, applied: 0, failures: 0, disconnects: 0 }));
+    this.progress = configs.map(() => ({ type: 'progress', welcomed: 0, directives: 0, applied: 0, failures: 0, disconnects: 0, back: 0, open: 0 }));
     this.inbox = configs.map(() => []);
     this.procs = configs.map((cfg, i) => {
       const p = fork(WORKER_MAIN, [JSON.stringify(cfg)], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -143,7 +180,7 @@ class Pool {
       return p;
     });
   }
-  sum(k: 'welcomed' | 'directives' | 'applied' | 'failures' | 'disconnects'): number {
+  sum(k: 'welcomed' | 'directives' | 'applied' | 'failures' | 'disconnects' | 'back' | 'open'): number {
     return this.progress.reduce((a, p) => a + p[k], 0);
   }
   send(m: RolloutToWorker): void {
@@ -171,6 +208,7 @@ class Pool {
 // ---- one scenario --------------------------------------------------------------
 
 interface Result {
+  setup: string;
   agents: number;
   workers: number;
   busyCoresBefore: number;
@@ -196,24 +234,39 @@ interface Result {
   peerMean: number;
   failures: number;
   disconnects: number;
+  /** --kill-replica: agents the killed replica held, and when all were welcomed elsewhere (ms after the kill). */
+  killed?: { lost: number; allBackMs: number; backP50: number; backP99: number };
 }
 
-async function scenario(nAgents: number): Promise<Result> {
+async function scenario(nAgents: number, setup: Setup): Promise<Result> {
   const root = mkdtempSync(join(tmpdir(), 'ferry-bench-rollout-'));
   live.dirs.add(root);
   const dataDir = join(root, 'hub');
   const keysFile = join(root, 'agents.json');
-  let hub: HubProcess | undefined;
+  const hubs: HubProcess[] = [];
   let pool: Pool | undefined;
+  const pg = setup.store === 'postgres' ? await freshPgDatabase() : undefined;
   try {
     const busyCoresBefore = await busyCores(2000);
     const loadBefore = loadavg()[0]!;
     const tenants = Math.max(1, Math.min(int('tenants'), nAgents));
     let t = Date.now();
-    const { token } = await seedHub(dataDir, keysFile, nAgents, tenants);
-    say(`  seeded ${nAgents} agents in ${tenants} tenants in ${Date.now() - t} ms`);
-    hub = await startHub({ main: args['hub-main'], dataDir, port: await freePort(), logFile: join(root, 'hub.log'), timeoutMs: 30_000, nodeArgs: args['hub-node-args']?.split(' ').filter(Boolean) });
-    live.hubs.add(hub);
+    const { token } = await seedHub(dataDir, keysFile, nAgents, tenants, pg?.url);
+    say(`  seeded ${nAgents} agents in ${tenants} tenants (${setup.name}) in ${Date.now() - t} ms`);
+    for (let r = 0; r < setup.replicas; r++) {
+      const h = await startHub({
+        main: args['hub-main'],
+        dataDir,
+        port: await freePort(),
+        logFile: join(root, `hub-${r}.log`),
+        timeoutMs: 30_000,
+        nodeArgs: args['hub-node-args']?.split(' ').filter(Boolean),
+        serveArgs: pg ? ['--database', pg.url] : [],
+      });
+      live.hubs.add(h);
+      hubs.push(h);
+    }
+    const hub = hubs[0]!;
     const api = apiClient(hub.url, token);
     for (let i = 0; i < tenants; i++) await activateTrust(api, `bench-${String(i).padStart(3, '0')}`);
     await publishRelease(api, 'payments', '1.0.0');
@@ -222,7 +275,7 @@ async function scenario(nAgents: number): Promise<Result> {
     const per = Math.ceil(nAgents / nWorkers);
     const configs: RolloutWorkerConfig[] = [];
     for (let w = 0; w * per < nAgents; w++) {
-      configs.push({ hubUrl: hub.url, keysFile, from: w * per, to: Math.min(nAgents, (w + 1) * per), concurrency: Math.max(1, Math.round(int('concurrency') / nWorkers)), applyMs: int('apply-ms') });
+      configs.push({ hubUrls: hubs.map((h) => h.url), keysFile, from: w * per, to: Math.min(nAgents, (w + 1) * per), concurrency: Math.max(1, Math.round(int('concurrency') / nWorkers)), applyMs: int('apply-ms') });
     }
     pool = new Pool(configs);
     const p = pool;
@@ -242,7 +295,8 @@ async function scenario(nAgents: number): Promise<Result> {
     const disconnects0 = pool.sum('disconnects');
 
     // ---- the rollout ------------------------------------------------------------
-    const hubCpu0 = procCpuMs(hub.pid);
+    const hubCpu = () => hubs.reduce((n, h) => n + procCpuMs(h.pid), 0);
+    const hubCpu0 = hubCpu();
     const t0 = Date.now();
     const created = await api('POST', '/v1/rollouts', { stack: 'payments', version: '1.0.0', selector: '*', waves: '100%', bakeMs: 0 });
     const createMs = Date.now() - t0;
@@ -261,8 +315,27 @@ async function scenario(nAgents: number): Promise<Result> {
       await sleep(250);
     }
     clearInterval(progressTicker);
-    const hubCpuMs = procCpuMs(hub.pid) - hubCpu0;
-    const hubRssKb = procMemory(hub.pid).hwmKb;
+    const hubCpuMs = hubCpu() - hubCpu0;
+    const hubRssKb = Math.max(...hubs.map((h) => procMemory(h.pid).hwmKb));
+
+    // ---- a replica lost: kill -9 the first, its agents come back on the others -----------
+    let killed: Result['killed'];
+    if (args['kill-replica'] && hubs.length > 1) {
+      pool.send({ type: 'mark' });
+      await sleep(1000); // the mark reaches every worker before the kill
+      const tk = Date.now();
+      hubs[0]!.child.kill('SIGKILL');
+      await hubs[0]!.exited;
+      const open = () => p.progress.reduce((a, x) => a + x.open, 0);
+      const limit = Date.now() + 120_000;
+      while (Date.now() < limit && (open() < nAgents || p.sum('back') === 0)) await sleep(100);
+      const allBackMs = Date.now() - tk;
+      pool.send({ type: 'collect' });
+      const c = await pool.all('collected', 30_000);
+      const backs = (c ?? []).flatMap((m) => m.backAt).filter(Number.isFinite).map((x) => x - tk);
+      killed = { lost: backs.length, allBackMs: open() >= nAgents ? allBackMs : NaN, backP50: quantile(backs, 0.5), backP99: quantile(backs, 0.99) };
+      say(`  replica 0 killed: ${backs.length} agents back on the others, all in ${secs(killed.allBackMs)}`);
+    }
     pool.send({ type: 'collect' });
     const collected = await pool.all('collected', 30_000);
     if (!collected) throw new Error('workers did not report their figures');
@@ -281,6 +354,8 @@ async function scenario(nAgents: number): Promise<Result> {
     });
 
     const r: Result = {
+      setup: setup.name,
+      killed,
       agents: nAgents,
       workers: configs.length,
       busyCoresBefore,
@@ -311,12 +386,13 @@ async function scenario(nAgents: number): Promise<Result> {
     return r;
   } finally {
     pool?.kill();
-    if (hub) {
+    for (const hub of hubs) {
       // SIGTERM first, so a --cpu-prof hub writes its profile.
       hub.child.kill('SIGTERM');
       if (!(await Promise.race([hub.exited, sleep(15_000).then(() => null)]))) hub.child.kill('SIGKILL');
       live.hubs.delete(hub);
     }
+    await pg?.drop();
     if (args.keep) say(`  kept ${root}`);
     else {
       rmSync(root, { recursive: true, force: true });
@@ -332,10 +408,12 @@ async function main(): Promise<void> {
   say(`machine: ${machine}`);
   const results: Result[] = [];
   for (const n of agentCounts) {
-    say(`scenario: ${n} agents`);
-    results.push(await scenario(n));
+    for (const setup of setups) {
+      say(`scenario: ${n} agents, ${setup.name}`);
+      results.push(await scenario(n, setup));
+    }
   }
-  const rows = [['figure', ...results.map((r) => `${r.agents} agents`)]];
+  const rows = [['figure', ...results.map((r) => `${r.agents} agents ${r.setup}`)]];
   const row = (name: string, f: (r: Result) => string) => rows.push([name, ...results.map(f)]);
   row('other work: busy CPUs before / load avg', (r) => `${fmt(r.busyCoresBefore, 2)} of ${cpus().length} / ${fmt(r.loadBefore, 2)}`);
   row('client workers', (r) => String(r.workers));
@@ -355,6 +433,10 @@ async function main(): Promise<void> {
   row(`peer ${args['poll-s']} s poll: p50`, (r) => ms(r.peerP50));
   row(`peer ${args['poll-s']} s poll: p99`, (r) => ms(r.peerP99));
   row(`peer ${args['poll-s']} s poll: max / mean`, (r) => `${ms(r.peerMax)} / ${ms(r.peerMean)}`);
+  if (results.some((r) => r.killed)) {
+    row('replica killed: its agents back elsewhere', (r) => (r.killed ? String(r.killed.lost) : '-'));
+    row('replica killed: all back in / p50 / p99', (r) => (r.killed ? `${secs(r.killed.allBackMs)} / ${ms(r.killed.backP50)} / ${ms(r.killed.backP99)}` : '-'));
+  }
   const lines = [
     `bench/rollout  ${new Date().toISOString()}  ${machine}`,
     `one wave (100%), bake 0, fake engine apply ${args['apply-ms']} ms; delay measured from just before POST /v1/rollouts${args['hub-main'] ? `; hub: ${args['hub-main']}` : ''}`,
@@ -362,9 +444,18 @@ async function main(): Promise<void> {
     table(rows),
     '',
   ];
+  for (const n of agentCounts) {
+    const [first, ...others] = results.filter((r) => r.agents === n);
+    for (const o of others) {
+      if (!first) continue;
+      lines.push(`${n}: delivery p99 ${o.setup} ${ms(o.deliveryP99)} / ${first.setup} ${ms(first.deliveryP99)} = ${fmt(o.deliveryP99 / first.deliveryP99, 2)}x`);
+    }
+  }
   for (const r of results) {
-    lines.push(`${r.agents}: Ferry delivery p99 ${ms(r.deliveryP99)} (target < ${TARGET_P99_MS} ms: ${r.deliveryP99 < TARGET_P99_MS && r.delivered === r.agents ? 'met' : 'MISSED'})`);
-    lines.push(`${r.agents}: p50 peer/Ferry = ${fmt(r.peerP50 / r.deliveryP50, 1)}x, p99 peer/Ferry = ${fmt(r.peerP99 / r.deliveryP99, 1)}x (peer: ${args['poll-s']} s polling, random phase, computed, zero server time)`);
+    lines.push(`${r.agents} ${r.setup}: rollout succeeded ${ms(r.succeededMs - r.appliedAll)} after the last agent's applied report (target <= 1000 ms: ${r.succeededMs - r.appliedAll <= 1000 ? 'met' : 'MISSED'})`);
+    if (r.killed) lines.push(`${r.agents} ${r.setup}: ${r.killed.lost} agents of the killed replica all back in ${secs(r.killed.allBackMs)} (target <= 30 s: ${r.killed.allBackMs <= 30_000 ? 'met' : 'MISSED'})`);
+    lines.push(`${r.agents} ${r.setup}: Ferry delivery p99 ${ms(r.deliveryP99)} (target < ${TARGET_P99_MS} ms: ${r.deliveryP99 < TARGET_P99_MS && r.delivered === r.agents ? 'met' : 'MISSED'})`);
+    lines.push(`${r.agents} ${r.setup}: p50 peer/Ferry = ${fmt(r.peerP50 / r.deliveryP50, 1)}x, p99 peer/Ferry = ${fmt(r.peerP99 / r.deliveryP99, 1)}x (peer: ${args['poll-s']} s polling, random phase, computed, zero server time)`);
   }
   process.stdout.write(lines.join('\n') + '\n');
   const dir = new URL('../../bench/out/', import.meta.url);

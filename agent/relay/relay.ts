@@ -260,7 +260,7 @@ export class Relay {
           if (i > 0 && this.o.bank.standbyMode === 'verify') {
             if (!(await c.headManifest(rec.name, rec.digest, signal))) continue;
           } else {
-            const holder = this.registries.find((x, j) => j !== i && rec.status.registries[j]?.state === 'present');
+            const holder = this.registries.find((_x, j) => j !== i && rec.status.registries[j]?.state === 'present');
             const source: Fetch = holder ? { client: holder, name: rec.name } : this.o.source(pinnedImage(ref));
             const out = await this.copier.copy({ source, name: rec.name, digest: rec.digest, tags: rec.tags, dests: [{ client: c }] }, { total: () => undefined, done: () => undefined, copying: () => undefined }, signal);
             const err = out.dests.get(c.host);

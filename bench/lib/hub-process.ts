@@ -28,6 +28,8 @@ export interface StartHubOptions {
   timeoutMs: number;
   /** Extra node flags for the hub (e.g. `--cpu-prof --cpu-prof-dir=DIR` to see where its time goes). */
   nodeArgs?: string[];
+  /** More `serve` flags (e.g. `--database postgres://…`). */
+  serveArgs?: string[];
 }
 
 /**
@@ -37,7 +39,7 @@ export interface StartHubOptions {
 export async function startHub(o: StartHubOptions): Promise<HubProcess> {
   const out = openSync(o.logFile, 'a');
   const script = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"';
-  const child = spawn('bash', ['-c', script, process.execPath, ...(o.nodeArgs ?? []), o.main ?? HUB_MAIN, 'serve', '--data-dir', o.dataDir, '--listen', `127.0.0.1:${o.port}`], {
+  const child = spawn('bash', ['-c', script, process.execPath, ...(o.nodeArgs ?? []), o.main ?? HUB_MAIN, 'serve', '--data-dir', o.dataDir, '--listen', `127.0.0.1:${o.port}`, ...(o.serveArgs ?? [])], {
     stdio: ['ignore', out, 'pipe'],
   });
   closeSync(out);

@@ -16,7 +16,8 @@ import { MAX_PAYLOAD, PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { secretKeyOf, type BenchAgentKey } from './seed.js';
 
 export interface RolloutWorkerConfig {
-  hubUrl: string;
+  /** Replicas: agent i dials hubUrls[i % n] first and the next one after each failed or lost connection (a balancer's failover). */
+  hubUrls: string[];
   keysFile: string;
   from: number;
   to: number;
@@ -24,14 +25,15 @@ export interface RolloutWorkerConfig {
   applyMs: number;
 }
 
-export type RolloutToWorker = { type: 'start' } | { type: 'collect' } | { type: 'stop' };
+/** mark: from now on, note when each agent is welcomed again (a replica is about to be killed). */
+export type RolloutToWorker = { type: 'start' } | { type: 'collect' } | { type: 'mark' } | { type: 'stop' };
 
 export type RolloutFromWorker =
   | { type: 'ready'; agents: number }
-  | { type: 'progress'; welcomed: number; directives: number; applied: number; failures: number; disconnects: number }
+  | { type: 'progress'; welcomed: number; directives: number; applied: number; failures: number; disconnects: number; back: number; open: number }
   | { type: 'connected' }
   /** Per agent: when its first directive frame arrived and when it sent `applied` (Date.now(), NaN: never). */
-  | { type: 'collected'; receivedAt: number[]; appliedAt: number[]; cpuMs: number }
+  | { type: 'collected'; receivedAt: number[]; appliedAt: number[]; backAt: number[]; cpuMs: number }
   | { type: 'fatal'; message: string };
 
 const cfg = JSON.parse(process.argv[2] ?? '{}') as RolloutWorkerConfig;
@@ -39,10 +41,12 @@ const keys = (JSON.parse(readFileSync(cfg.keysFile, 'utf8')) as BenchAgentKey[])
 const n = keys.length;
 const send = (m: RolloutFromWorker) => process.send!(m);
 
-const base = new URL(cfg.hubUrl);
-const wsUrl = new URL(AGENT_PATH, base);
-wsUrl.protocol = 'ws:';
-const challengeUrl = new URL(CHALLENGE_PATH, base);
+const hubs = cfg.hubUrls.map((u) => {
+  const base = new URL(u);
+  const ws = new URL(AGENT_PATH, base);
+  ws.protocol = 'ws:';
+  return { base, ws, challenge: new URL(CHALLENGE_PATH, base) };
+});
 const dispatcher = new UndiciAgent({ connections: 64, keepAliveTimeout: 30_000 });
 const hello = JSON.stringify({
   type: 'hello',
@@ -55,6 +59,14 @@ const hello = JSON.stringify({
 const receivedAt = new Array<number>(n).fill(NaN);
 const appliedAt = new Array<number>(n).fill(NaN);
 const welcomedOnce = new Array<boolean>(n).fill(false);
+/** After a mark: when each agent was welcomed again (NaN: not yet, or never disconnected). */
+let backAt = new Array<number>(n).fill(NaN);
+let marked = false;
+let back = 0;
+/** Sockets welcomed and not closed. */
+let open = 0;
+/** Which replica each agent dials next. */
+const replica = Array.from({ length: n }, (_, i) => (cfg.from + i) % hubs.length);
 const sockets: (WebSocket | undefined)[] = new Array(n).fill(undefined);
 let welcomed = 0;
 let directives = 0;
@@ -67,6 +79,7 @@ let stopping = false;
 
 async function attempt(i: number): Promise<void> {
   const k = keys[i]!;
+  const { base, ws: wsUrl, challenge: challengeUrl } = hubs[replica[i]!]!;
   const kp = { publicKey: new Uint8Array(Buffer.from(k.publicKey, 'base64')), secretKey: secretKeyOf(k) };
   const res = await request(challengeUrl, { dispatcher, headersTimeout: 30_000, bodyTimeout: 30_000 });
   const text = await res.body.text();
@@ -90,6 +103,11 @@ async function attempt(i: number): Promise<void> {
       const m = JSON.parse(data.toString()) as { type: string; directive?: Envelope };
       if (m.type === 'welcome' && !ok) {
         ok = true;
+        open++;
+        if (marked && welcomedOnce[i] && Number.isNaN(backAt[i])) {
+          backAt[i] = now;
+          back++;
+        }
         if (!welcomedOnce[i]) {
           welcomedOnce[i] = true;
           welcomed++;
@@ -134,6 +152,7 @@ async function attempt(i: number): Promise<void> {
       if (!ok) failures++;
     });
     ws.on('close', () => {
+      if (ok) open--;
       if (ok && !stopping) disconnects++;
       resolve();
     });
@@ -150,6 +169,7 @@ async function runAgent(i: number): Promise<void> {
     }
     if (stopping) return;
     tries++;
+    replica[i] = (replica[i]! + 1) % hubs.length;
     // The agent's backoff: base 1 s, cap 60 s, full jitter.
     await new Promise((r) => setTimeout(r, Math.random() * Math.min(60_000, 1000 * 2 ** Math.min(tries, 6))));
   }
@@ -163,13 +183,17 @@ function launch(): void {
   }
 }
 
-const progress = setInterval(() => send({ type: 'progress', welcomed, directives, applied, failures, disconnects }), 500);
+const progress = setInterval(() => send({ type: 'progress', welcomed, directives, applied, failures, disconnects, back, open }), 500);
 
 process.on('message', (m: RolloutToWorker) => {
   if (m.type === 'start') launch();
   else if (m.type === 'collect') {
     const cpu = process.cpuUsage();
-    send({ type: 'collected', receivedAt, appliedAt, cpuMs: (cpu.user + cpu.system) / 1000 });
+    send({ type: 'collected', receivedAt, appliedAt, backAt, cpuMs: (cpu.user + cpu.system) / 1000 });
+  } else if (m.type === 'mark') {
+    marked = true;
+    back = 0;
+    backAt = new Array<number>(n).fill(NaN);
   } else if (m.type === 'stop') stop();
 });
 process.on('disconnect', stop);

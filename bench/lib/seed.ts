@@ -6,7 +6,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { newId } from '../../hub/store/fleet.js';
 import { SqliteDb } from '../../hub/store/sqlite.js';
-import { Store } from '../../hub/store/store.js';
+import { Store, openStore } from '../../hub/store/store.js';
 
 export interface BenchAgentKey {
   id: string;
@@ -36,12 +36,14 @@ export function secretKeyOf(k: BenchAgentKey): Uint8Array {
   return new Uint8Array(Buffer.concat([Buffer.from(k.seed, 'base64'), Buffer.from(k.publicKey, 'base64')]));
 }
 
-/** Seeds agents and returns their keys and an admin API token. */
-export async function seedHub(dataDir: string, keysFile: string, agents: number, tenants: number): Promise<{ keys: BenchAgentKey[]; token: string }> {
-  const sdb = SqliteDb.open(dataDir, { create: true });
-  const db = sdb.rawForTests();
+/**
+ * Seeds agents and returns their keys and an admin API token: into the sqlite
+ * file in `dataDir`, or into the PostgreSQL database `database` (the hub key
+ * stays in `dataDir` either way).
+ */
+export async function seedHub(dataDir: string, keysFile: string, agents: number, tenants: number, database?: string): Promise<{ keys: BenchAgentKey[]; token: string }> {
+  const store = database ? await openStore({ dataDir, database }, { create: true }) : new Store(SqliteDb.open(dataDir, { create: true }));
   try {
-    const store = new Store(sdb);
     const now = Date.now();
     const token = await store.tx(async () => {
       const u = await store.people.createUser({ name: 'bench-admin', kind: 'person', vendorRole: 'admin', passwordHash: null }, null, now);
@@ -49,20 +51,26 @@ export async function seedHub(dataDir: string, keysFile: string, agents: number,
     });
     const tenantRows: { id: string; name: string }[] = [];
     for (let i = 0; i < tenants; i++) tenantRows.push(await store.tx(() => store.fleet.createTenant(`bench-${String(i).padStart(3, '0')}`, now)));
-    const insert = db.prepare('INSERT INTO agents (id, tenant_id, name, public_key, labels, enrolled_at) VALUES (?, ?, ?, ?, ?, ?)');
     const keys: BenchAgentKey[] = [];
-    db.transaction(() => {
-      for (let i = 0; i < agents; i++) {
-        const t = tenantRows[i % tenants]!;
-        const { publicKey, seed } = rawKeyPair();
-        const k: BenchAgentKey = { id: newId('agt'), tenant: t.name, name: `bench-${String(i).padStart(5, '0')}`, publicKey: publicKey.toString('base64'), seed: seed.toString('base64') };
-        insert.run(k.id, t.id, k.name, k.publicKey, '{}', now);
-        keys.push(k);
-      }
-    })();
+    for (let i = 0; i < agents; i++) {
+      const t = tenantRows[i % tenants]!;
+      const { publicKey, seed } = rawKeyPair();
+      keys.push({ id: newId('agt'), tenant: t.name, name: `bench-${String(i).padStart(5, '0')}`, publicKey: publicKey.toString('base64'), seed: seed.toString('base64') });
+    }
+    const tenantId = new Map(tenantRows.map((t) => [t.name, t.id]));
+    // The same INSERT as Fleet.enroll, 500 rows a statement, through the store's own driver (either backend).
+    for (let i = 0; i < keys.length; i += 500) {
+      const part = keys.slice(i, i + 500);
+      await store.tx(() =>
+        store.db.run(
+          `INSERT INTO agents (id, tenant_id, name, public_key, labels, enrolled_at) VALUES ${part.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}`,
+          part.flatMap((k) => [k.id, tenantId.get(k.tenant)!, k.name, k.publicKey, '{}', now]),
+        ),
+      );
+    }
     writeFileSync(keysFile, JSON.stringify(keys), { mode: 0o600 });
     return { keys, token };
   } finally {
-    await sdb.close();
+    await store.close();
   }
 }

@@ -8,7 +8,7 @@
 // by an earlier version is recovered.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HUB_KEY_FILE } from '../../hub/hub-key.js';
 import { leafHash } from '../../shared/merkle.js';

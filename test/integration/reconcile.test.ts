@@ -117,9 +117,6 @@ test('drift: containers removed or stopped by hand come back; containers Ferry d
   await f.publish('shop', '1.0.0', stack(v1, 18183));
   await f.deploy(a, 'shop', '1.0.0');
   await f.waitRelease(a, 'shop', '1.0.0', 'applied');
-  const [web, worker] = ['_web_', '_worker_'].map((n) => undefined as unknown as string).map((_x, i) => i);
-  void web;
-  void worker;
   const cs = await owned(a.id);
   await dockerOk(['rm', '-f', cs.find((c) => c.name.includes('_web_'))!.id]);
   await dockerOk(['stop', '-t', '1', cs.find((c) => c.name.includes('_worker_'))!.id]);

@@ -15,7 +15,7 @@ import { releaseDoc, rootDoc, seededKey, service, signed } from '../helpers/sign
 
 const L = (1n << 252n) + 27742317777372353535851937790883648493n;
 const NOW = 1_800_000_000_000;
-const [r1, r2, r3] = ['root-1', 'root-2', 'root-3'].map(seededKey) as [ReturnType<typeof seededKey>, ReturnType<typeof seededKey>, ReturnType<typeof seededKey>];
+const [r1, r2] = ['root-1', 'root-2', 'root-3'].map(seededKey) as [ReturnType<typeof seededKey>, ReturnType<typeof seededKey>, ReturnType<typeof seededKey>];
 const [m1, m2, m3] = ['rm-1', 'rm-2', 'rm-3'].map(seededKey) as typeof r1[] as [typeof r1, typeof r1, typeof r1];
 const hub = seededKey('hub');
 const bankApprover = seededKey('bank-a-approver');
