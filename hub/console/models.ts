@@ -9,14 +9,13 @@ export type Health = 'healthy' | 'unhealthy' | 'applying' | 'unknown';
 export interface Running {
   releases: ReleaseStatus[];
   services: ServiceStatus[];
-  drift: string[];
   reportedAt: string | null;
 }
 
 export function runningOf(v: AgentView): Running | null {
   const r = v.running as (Partial<Running> & { reportedAt?: string | null }) | null;
   if (!r) return null;
-  return { releases: r.releases ?? [], services: r.services ?? [], drift: r.drift ?? [], reportedAt: r.reportedAt ?? null };
+  return { releases: r.releases ?? [], services: r.services ?? [], reportedAt: r.reportedAt ?? null };
 }
 
 /** One word for what an agent's last report says about what it runs. */

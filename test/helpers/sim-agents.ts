@@ -11,6 +11,7 @@ import WebSocket from 'ws';
 import { AGENT_PATH, AUTH_HEADERS, authStatement, hostOf } from '../../shared/auth.js';
 import { PAYLOAD_TYPES, pae, payloadBytes, payloadDigest, type Envelope } from '../../shared/dsse.js';
 import { encodePublicKey, generateKeyPair, keyId, sign, type KeyPair } from '../../shared/keys.js';
+import type { ServiceStatus } from '../../shared/protocol.js';
 import { canonicalJson } from '../../shared/release.js';
 import { challenge, enrollBody, helloFrame, postEnroll } from './agents.js';
 import { releaseDoc, seededKey, service } from './signing.js';
@@ -40,6 +41,9 @@ export class SimAgent {
   readonly running = new Map<string, string>();
   windowClosed = false;
   readonly failing = new Set<string>();
+  /** Containers and drift reported with every status (none unless a test sets some; send them with `reportNow`). */
+  services: ServiceStatus[] = [];
+  drift: string[] = [];
   private ws: WebSocket | undefined;
   private accepted = 0;
   private stopped = true;
@@ -115,7 +119,12 @@ export class SimAgent {
   }
 
   private report(): void {
-    if (this.statuses.size) this.send({ type: 'status', releases: [...this.statuses.values()], services: [] });
+    if (this.statuses.size || this.services.length) this.send({ type: 'status', releases: [...this.statuses.values()], services: this.services, ...(this.drift.length ? { drift: this.drift } : {}) });
+  }
+
+  /** Sends a status now (after a test changed `services` or `drift`). */
+  reportNow(): void {
+    this.report();
   }
 
   private onMessage(m: { type: string; directive?: Envelope; id?: string }): void {

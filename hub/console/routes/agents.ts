@@ -70,6 +70,7 @@ export function agentPages(route: ConsoleRoute, c: ConsoleContext): void {
         accepted,
         directives,
         alarms: (v.alarms as { at: string; code: string; message: string }[]).map((x) => ({ at: x.at, code: x.code, message: x.message })),
+        drift: about.filter((e) => e.entry.action === 'drift.repaired').map((e) => ({ at: iso(e.entry.at)!, steps: String(e.entry.details.steps ?? '') })),
         audit: about.map((e) => auditRow({ ...e.entry, index: e.index }, personal.get(e.index))),
         witness: { log: v.tenant, witnessed: witnessed?.size ?? null, latest: latest?.size ?? null },
         canManage: can(principal, 'agent.manage', v.tenant),

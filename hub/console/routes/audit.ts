@@ -3,6 +3,7 @@
 // and the evidence pack (the API's export).
 import { z } from 'zod';
 import { HUB_LOG } from '../../../shared/audit.js';
+import { encodePublicKey } from '../../../shared/keys.js';
 import { listScope } from '../../http/access.js';
 import { can } from '../../http/principal.js';
 import { logOf } from '../../http/routes/audit.js';
@@ -79,6 +80,7 @@ export function auditPages(route: ConsoleRoute, c: ConsoleContext): void {
         query: qs.toString(),
         rows,
         older: cursor > 0 ? cursor : null,
+        hubKey: encodePublicKey(c.audit.hubPublicKey),
         canCheckpoint: log === HUB_LOG ? can(principal, 'audit.checkpoint', 'vendor') : can(principal, 'trust.manage', log),
       });
     },

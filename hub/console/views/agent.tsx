@@ -14,6 +14,8 @@ export interface AgentModel {
   accepted: { seq: number; acceptedAt: string | null; releases: { stack: string; version: string; digest: string; signers: string[]; threshold: string | null }[] } | null;
   directives: { seq: number; status: string; code: string | null; message: string | null; issuedAt: string | null; releases: string }[];
   alarms: { at: string; code: string; message: string }[];
+  /** Drift the agent put back, newest first (from its audit entries: the hub keeps no other record of it). */
+  drift: { at: string; steps: string }[];
   audit: AuditRow[];
   witness: { log: string; witnessed: number | null; latest: number | null };
   canManage: boolean;
@@ -170,12 +172,14 @@ export function agentPage(shell: Shell, m: AgentModel): string {
         ) : null}
         <h2>Stacks</h2>
         <Stacks m={m} />
-        {m.running?.drift.length ? (
+        {m.drift.length ? (
           <section class="card" aria-labelledby="drift-title">
             <h2 id="drift-title">Drift put back</h2>
             <ul>
-              {m.running.drift.map((d) => (
-                <li>{d}</li>
+              {m.drift.map((d) => (
+                <li>
+                  <Time iso={d.at} now={m.now} />: {d.steps}
+                </li>
               ))}
             </ul>
           </section>

@@ -48,6 +48,8 @@ export interface AuditLogModel {
   /** The `before` of the next (older) page, if any. */
   older: number | null;
   canCheckpoint: boolean;
+  /** The hub's public key (base64), for the auditor's command line. */
+  hubKey: string;
 }
 
 export function auditLogPage(shell: Shell, m: AuditLogModel): string {
@@ -81,7 +83,11 @@ export function auditLogPage(shell: Shell, m: AuditLogModel): string {
             Download the evidence pack
           </a>{' '}
           <span class="muted small">
-            entries, checkpoints and agents' cosignatures as NDJSON; an auditor checks it with <code>ferry audit verify --file {exportName}</code>
+            entries, checkpoints and agents' cosignatures as NDJSON; an auditor checks it, asking nothing of the hub, with{' '}
+            <code class="command">
+              ferry audit verify --tenant {m.log} --file {exportName} --hub-key {m.hubKey}
+            </code>{' '}
+            (compare the key with the one the tenant's trust root names)
           </span>
         </p>
       </section>

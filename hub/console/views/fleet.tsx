@@ -81,7 +81,7 @@ export function FleetResults({ m }: { m: FleetModel }) {
                   <td>{a.tenant}</td>
                   <td>
                     <Pill state={a.state} />
-                    <div class="small">{a.state === 'offline' ? <>since <Time iso={a.since} now={m.now} /></> : a.state === 'connected' ? <>for <Since iso={a.since} now={m.now} /></> : <Time iso={a.since} now={m.now} />}</div>
+                    <div class="small">{a.state === 'offline' ? a.since ? <>since <Time iso={a.since} now={m.now} /></> : <span class="muted">never connected</span> : a.state === 'connected' ? <>for <Since iso={a.since} now={m.now} /></> : <Time iso={a.since} now={m.now} />}</div>
                   </td>
                   <td>{a.version ?? <span class="muted">—</span>}</td>
                   <td>
