@@ -5,9 +5,9 @@
 // Ed25519 for the hub's checkpoint signatures and the agents' cosignatures —
 // so the badge is the browser's finding, not the hub's word. It is the same
 // check as `ferry audit verify` (shared/audit-verify.ts), which runs on Node
-// with node:crypto and zod and so cannot be served; test/integration/
-// console-audit.test.ts runs both over the same exports, clean and tampered,
-// and requires the same verdict.
+// with node:crypto and zod and so cannot be served;
+// test/unit/console-audit-check.test.ts runs both over the same exports,
+// clean and tampered, and requires the same verdict.
 //
 // The hub's key is fetched from the hub, so the page shows its fingerprint and
 // remembers it per hub in this browser (localStorage): a key that changes
