@@ -114,8 +114,14 @@ export class SimAgent {
     }
   }
 
-  private send(m: unknown): void {
-    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(m));
+  /** Called with each message as it is sent (benchmarks time from here). */
+  onSend: ((m: { type: string } & Record<string, unknown>) => void) | null = null;
+
+  private send(m: { type: string } & Record<string, unknown>): void {
+    if (this.ws?.readyState === WebSocket.OPEN) {
+      this.onSend?.(m);
+      this.ws.send(JSON.stringify(m));
+    }
   }
 
   private report(): void {

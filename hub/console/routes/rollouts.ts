@@ -86,7 +86,8 @@ export function rolloutPages(route: ConsoleRoute, c: ConsoleContext): void {
     url: '/rollouts',
     access: { list: 'read' },
     handler: async ({ principal }) => {
-      const events = await eventsUrl(c, { kind: 'rollout,wave' });
+      // 'target' too: the list's "agents done" counts move with each agent's report (htmx queues one refresh at most per tab).
+      const events = await eventsUrl(c, { kind: 'rollout,wave,target' });
       const scope = await viewScope(principal);
       const out = [];
       for (const r of await store.rollouts.list(100, scope)) out.push(rolloutSummary(r, await store.rollouts.targets(r.id), scope));
