@@ -2,8 +2,9 @@
 // pages. A hub, simulated agents speaking the real protocol
 // (test/helpers/sim-agents.ts, each reporting its release applied at a
 // different moment), and TABS console tabs in Debian's Chromium on the
-// rollouts page, spread over several viewers (the hub caps event streams per
-// person at 16). A rollout to every agent; each agent's 'applied' report is
+// rollouts page, spread over several viewers, 4 tabs each (each tab's event
+// stream holds one of the 6 connections Chromium opens to a host over
+// HTTP/1.1). A rollout to every agent; each agent's 'applied' report is
 // timed as it leaves the agent, and each tab records when its "agents done"
 // count first reaches k (a MutationObserver, the page never reloads). Latency
 // is the DOM time minus the k-th report's send time, for every tab and k.
@@ -15,13 +16,16 @@ import { join } from 'node:path';
 import { chromium, type Page } from 'playwright-core';
 import { createHub } from '../hub/server.js';
 import { silentLogger } from '../shared/logger.js';
+import { retryNetworkChanged } from '../test/helpers/browser.js';
 import { apiClient, simAgents, simRelease, type SimAgent } from '../test/helpers/sim-agents.js';
 import { fmt, quantile, table } from './lib/report.js';
 import { seedHub } from './lib/seed.js';
 
 const TABS = Math.max(1, Number(process.argv[2] ?? 50) || 50);
 const AGENTS = Math.max(2, Number(process.argv[3] ?? 20) || 20);
-const PER_PERSON = 12;
+// Tabs per browser profile (one person logged in): Chromium opens at most 6 HTTP/1.1
+// connections per host and each tab's event stream holds one, so a 6th tab's page load waits.
+const PER_PERSON = 4;
 const CHROMIUM = process.env.FERRY_CHROMIUM ?? '/usr/bin/chromium';
 const PASSWORD = 'bench live console password';
 
@@ -55,6 +59,7 @@ async function round(tabs: number, version: string): Promise<number[]> {
     // set before any page script runs (an init script, which the console's CSP does not govern)
     await ctx.addInitScript(() => document.addEventListener('htmx:sseOpen', () => ((window as unknown as { ferryOpen: boolean }).ferryOpen = true)));
     const login = await ctx.newPage();
+    retryNetworkChanged(login);
     await login.goto(`${hub.url}/login`);
     await login.fill('#login-user', name);
     await login.fill('#login-password', PASSWORD);
@@ -62,6 +67,7 @@ async function round(tabs: number, version: string): Promise<number[]> {
     await login.close();
     for (let i = 0; i < Math.min(PER_PERSON, tabs - u * PER_PERSON); i++) {
       const p = await ctx.newPage();
+      retryNetworkChanged(p);
       await p.goto(`${hub.url}/rollouts`);
       // the tab's event stream is open before anything happens
       await p.waitForFunction(() => (window as unknown as { ferryOpen?: boolean }).ferryOpen === true);

@@ -42,6 +42,7 @@ export interface ConsolePage {
 export async function openPage(browser: Browser, opts: { colorScheme?: 'light' | 'dark' } = {}): Promise<ConsolePage> {
   const ctx = await browser.newContext({ viewport: { width: 1366, height: 860 }, colorScheme: opts.colorScheme ?? 'light' });
   const page = await ctx.newPage();
+  retryNetworkChanged(page);
   const problems: string[] = [];
   const dialogs: string[] = [];
   page.on('pageerror', (e) => problems.push(`script error: ${e.message}`));
@@ -55,6 +56,25 @@ export async function openPage(browser: Browser, opts: { colorScheme?: 'light' |
     void d.accept();
   });
   return { page, problems, dialogs };
+}
+
+/**
+ * Chromium aborts a navigation with ERR_NETWORK_CHANGED when a network
+ * interface comes or goes — on a machine where other tests create Docker
+ * networks, even for 127.0.0.1. Such a navigation is tried again (twice at
+ * most); any other failure is the test's.
+ */
+export function retryNetworkChanged(page: Page): void {
+  const goto = page.goto.bind(page);
+  page.goto = async (url, opts) => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await goto(url, opts);
+      } catch (err) {
+        if (attempt >= 2 || !/ERR_NETWORK_CHANGED/.test((err as Error).message)) throw err;
+      }
+    }
+  };
 }
 
 export async function login(p: ConsolePage, hubUrl: string, user: string, password: string): Promise<void> {

@@ -119,7 +119,7 @@ export function agentPage(shell: Shell, m: AgentModel): string {
           </button>
         ) : null}
       </div>
-      <div id="agent-live" hx-get={`/agents/${encodeURIComponent(a.id)}`} hx-trigger="sse:transition, sse:gap, every 15s" hx-select="#agent-live" hx-target="this" hx-swap="outerHTML" hx-sync="this:queue last">
+      <div id="agent-live" hx-get={`/agents/${encodeURIComponent(a.id)}`} hx-trigger="sse:transition, sse:gap, every 15s" hx-select="#agent-live > *" hx-target="this" hx-swap="innerHTML" hx-sync="this:queue last">
         <section class="card facts" aria-label="Agent">
           <dl>
             <dt>Id</dt>

@@ -33,9 +33,9 @@ export function FleetResults({ m }: { m: FleetModel }) {
       aria-labelledby="fleet-count"
       hx-get={self}
       hx-trigger="sse:transition, sse:gap, every 15s"
-      hx-select="#fleet-results"
+      hx-select="#fleet-results > *"
       hx-target="this"
-      hx-swap="outerHTML"
+      hx-swap="innerHTML"
       hx-sync="this:queue last"
       hx-push-url="false"
     >

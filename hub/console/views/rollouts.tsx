@@ -71,7 +71,7 @@ export function rolloutsPage(shell: Shell, m: { now: number; rollouts: Summary[]
           </a>
         ) : null}
       </div>
-      <section id="rollouts-live" hx-get="/rollouts" hx-trigger="sse:transition, sse:gap" hx-select="#rollouts-live" hx-target="this" hx-swap="outerHTML" hx-sync="this:queue last" aria-label="Rollouts">
+      <section id="rollouts-live" hx-get="/rollouts" hx-trigger="sse:transition, sse:gap" hx-select="#rollouts-live > *" hx-target="this" hx-swap="innerHTML" hx-sync="this:queue last" aria-label="Rollouts">
         {m.rollouts.length ? <RolloutTable rollouts={m.rollouts} now={m.now} /> : <Empty>No rollouts yet.</Empty>}
       </section>
     </>,
@@ -98,7 +98,7 @@ export interface RolloutModel {
 export function RolloutLive({ m }: { m: RolloutModel }) {
   const r = m.r;
   return (
-    <div id="rollout-live" hx-get={`/rollouts/${r.id}`} hx-trigger="sse:transition, sse:gap" hx-select="#rollout-live" hx-target="this" hx-swap="outerHTML" hx-sync="this:queue last">
+    <div id="rollout-live" hx-get={`/rollouts/${r.id}`} hx-trigger="sse:transition, sse:gap" hx-select="#rollout-live > *" hx-target="this" hx-swap="innerHTML" hx-sync="this:queue last">
       <section class="card facts" aria-label="Rollout state">
         <dl>
           <dt>State</dt>
