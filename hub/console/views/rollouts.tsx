@@ -129,7 +129,7 @@ export function RolloutLive({ m }: { m: RolloutModel }) {
       {m.commands.length ? (
         <div class="actions" role="group" aria-label="Rollout commands">
           {m.commands.map((b) => (
-            <button type="button" class={b.danger ? 'danger' : ''} hx-post={`/rollouts/${r.id}/${b.cmd}`} hx-confirm={b.confirm} hx-target="#rollout-live" hx-swap="outerHTML">
+            <button type="button" class={b.danger ? 'danger' : ''} hx-post={`/rollouts/${r.id}/${b.cmd}`} hx-confirm={b.confirm} hx-target="#rollout-live" hx-select="#rollout-live > *" hx-swap="innerHTML">
               {b.label}
             </button>
           ))}
