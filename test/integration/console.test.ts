@@ -209,6 +209,37 @@ test('the web console in Chromium: sessions, tenants, live rollouts, writes, esc
     await p.page.context().close();
   });
 
+  await t.test('promote a baking wave and abort from the page: each asks first, naming what it will do', async () => {
+    await simRelease(api, 'payments', '1.2.0');
+    assert.equal((await api('POST', '/v1/releases/payments/1.2.0/tenants', { tenants: ['bank-a'] })).status, 200);
+    const r = await api('POST', '/v1/rollouts', { stack: 'payments', version: '1.2.0', selector: 'tenant=bank-a', waves: '1,2,100%', bakeMs: 600_000 });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    const id = r.body.id as string;
+    const p = await openPage(browser);
+    await login(p, th.url, operator, PASSWORD);
+    await p.page.goto(`${th.url}/rollouts/${id}`);
+    // wave 1's agent applies, then bakes for ten minutes: only a promotion starts wave 2 within this test
+    const targetsOf = async () => (await api('GET', `/v1/rollouts/${id}`)).body.targets as { wave: number; state: string; seq: number | null }[];
+    await waitFor('wave 1 baking', async () => (await targetsOf()).find((x) => x.wave === 1)?.state === 'baking', 30_000);
+    await p.page.waitForSelector('li.wave[data-wave="1"][data-state="in-progress"]');
+    assert.equal(await p.page.getAttribute('li.wave[data-wave="2"]', 'data-state'), 'pending');
+    await p.page.click('button:text("Promote next wave")');
+    assert.equal(p.dialogs.at(-1), `Start wave 2 of ${id} now, without waiting for wave 1 to finish its bake time? It sends payments@1.2.0 to 1 more agent.`);
+    await p.page.waitForSelector('li.wave[data-wave="2"][data-state="in-progress"]', { timeout: 30_000 });
+    await waitFor('wave 2 directed', async () => (await targetsOf()).find((x) => x.wave === 2)?.seq !== null, 30_000);
+    await p.page.reload(); // the confirmation names the count as of the page's render
+    await p.page.click('button:text("Abort")');
+    assert.equal(p.dialogs.at(-1), `Abort ${id}? No further agent gets payments@1.2.0; the 2 already directed keep what they run (nothing is rolled back).`);
+    await p.page.waitForSelector('[data-testid="rollout-state"]:text("aborted")', { timeout: 30_000 });
+    const after = (await api('GET', `/v1/rollouts/${id}`)).body;
+    assert.equal(after.state, 'aborted');
+    assert.ok(after.targets.filter((x: { wave: number }) => x.wave <= 2).every((x: { seq: number | null }) => x.seq !== null), 'waves 1 and 2 were directed');
+    assert.ok(after.targets.filter((x: { wave: number }) => x.wave === 3).every((x: { seq: number | null }) => x.seq === null), 'wave 3 got no directive');
+    assert.equal(await p.page.locator('.actions button:text("Abort")').count(), 0, 'no abort for an aborted rollout');
+    assert.deepEqual(p.problems, []);
+    await p.page.context().close();
+  });
+
   await t.test('a bank\'s person sees only its tenant: pages, filters, event stream', async () => {
     const ledger = await api('POST', '/v1/rollouts', { stack: 'ledger', version: '3.2.0', selector: 'tenant=bank-b', waves: '100%' });
     assert.equal(ledger.status, 201);
