@@ -1,6 +1,7 @@
 // ferry audit ls / verify: read a tenant's (or the hub's) audit log, and
 // verify it end to end here, trusting only the signing keys: the hub key as
 // the tenant's trust root names it, and the agents' own keys.
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { HUB_LOG } from '../shared/audit.js';
 import { verifyLog, type ExportedCheckpoint, type ExportedEntry, type VerifyReport } from '../shared/audit-verify.js';
@@ -36,17 +37,28 @@ async function hubKeysFor(h: HubClient, log: string, io: CliIo): Promise<Map<str
   return new Map([[keyId(pub), pub]]);
 }
 
-async function verifyOne(h: HubClient, log: string, io: CliIo): Promise<VerifyReport> {
-  const keys = await hubKeysFor(h, log, io);
-  const text = await h.getText(`/v1/audit/${enc(log)}/export`);
+/** A log's export (GET /v1/audit/:log/export, the console's evidence pack): NDJSON, checkpoints then entries. */
+function parseExport(text: string, where: string): { checkpoints: ExportedCheckpoint[]; entries: ExportedEntry[] } {
   const checkpoints: ExportedCheckpoint[] = [];
   const entries: ExportedEntry[] = [];
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const x = JSON.parse(line) as { kind: string } & Record<string, unknown>;
+  text.split('\n').forEach((line, i) => {
+    if (!line) return;
+    let x: { kind?: unknown } & Record<string, unknown>;
+    try {
+      x = JSON.parse(line) as typeof x;
+    } catch {
+      throw new FerryError('FERRY_E_VALIDATION', `${where} line ${i + 1}: not JSON; an export of \`GET /v1/audit/LOG/export\` (the console's evidence pack) has one JSON object a line`);
+    }
     if (x.kind === 'checkpoint') checkpoints.push(x as unknown as ExportedCheckpoint);
-    else entries.push({ index: x.index as number, data: Buffer.from(x.data as string, 'base64'), leafHash: Buffer.from(x.leafHash as string, 'hex') });
-  }
+    else if (x.kind === 'entry' && typeof x.index === 'number' && typeof x.data === 'string' && typeof x.leafHash === 'string') entries.push({ index: x.index, data: Buffer.from(x.data, 'base64'), leafHash: Buffer.from(x.leafHash, 'hex') });
+    else throw new FerryError('FERRY_E_VALIDATION', `${where} line ${i + 1}: neither a checkpoint nor an entry of an audit export`);
+  });
+  return { checkpoints, entries };
+}
+
+async function verifyOne(h: HubClient, log: string, io: CliIo): Promise<VerifyReport> {
+  const keys = await hubKeysFor(h, log, io);
+  const { entries, checkpoints } = parseExport(await h.getText(`/v1/audit/${enc(log)}/export`), `the export of ${log}`);
   return verifyLog(log, entries, checkpoints, keys);
 }
 
@@ -104,14 +116,32 @@ export function registerAuditCommands(program: Command, io: CliIo): void {
     .command('verify')
     .description('verify logs end to end against signed, agent-witnessed checkpoints; names the first bad entry')
     .option('--tenant <name>', 'only this tenant\'s log (default: every log)')
+    .option('--file <export.ndjson>', "verify an evidence pack (the console's download, or GET /v1/audit/LOG/export) instead of the hub's log; needs --tenant")
+    .option('--hub-key <public-key>', 'with --file: the hub key to trust (base64, as the tenant\'s trust root names it), so nothing is asked of the hub')
     .option('--json', 'print the reports as JSON')
-    .action(async (o: { tenant?: string; json?: boolean }, cmd: Command) => {
-      const reports = await withHub(io.target(cmd), async (h) => {
-        const logs = o.tenant ? [o.tenant] : (await h.get<{ logs: { log: string }[] }>('/v1/audit')).logs.map((l) => l.log);
-        const out: VerifyReport[] = [];
-        for (const log of logs) out.push(await verifyOne(h, log, io));
-        return out;
-      });
+    .action(async (o: { tenant?: string; file?: string; hubKey?: string; json?: boolean }, cmd: Command) => {
+      if ((o.file || o.hubKey) && !o.tenant) throw new FerryError('FERRY_E_VALIDATION', '--file and --hub-key: give --tenant NAME too (the log the pack is of)');
+      if (o.hubKey && !o.file) throw new FerryError('FERRY_E_VALIDATION', '--hub-key: only with --file (a hub\'s own log is verified against the key its trust root names)');
+      let reports: VerifyReport[];
+      if (o.file) {
+        const file = o.file;
+        let text: string;
+        try {
+          text = readFileSync(file, 'utf8');
+        } catch (err) {
+          throw new FerryError('FERRY_E_VALIDATION', `--file ${file}: ${(err as Error).message}`);
+        }
+        const { entries, checkpoints } = parseExport(text, file);
+        const keys = o.hubKey ? new Map([[keyId(decodePublicKey(o.hubKey)), decodePublicKey(o.hubKey)]]) : await withHub(io.target(cmd), (h) => hubKeysFor(h, o.tenant!, io));
+        reports = [verifyLog(o.tenant!, entries, checkpoints, keys)];
+      } else {
+        reports = await withHub(io.target(cmd), async (h) => {
+          const logs = o.tenant ? [o.tenant] : (await h.get<{ logs: { log: string }[] }>('/v1/audit')).logs.map((l) => l.log);
+          const out: VerifyReport[] = [];
+          for (const log of logs) out.push(await verifyOne(h, log, io));
+          return out;
+        });
+      }
       if (o.json) io.printJson({ ok: reports.every((r) => r.ok), reports });
       else {
         for (const r of reports) {

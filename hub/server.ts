@@ -24,6 +24,7 @@ import { buildApp, type RouteEntry } from './http/app.js';
 import { Authenticator, SESSION_DEFAULTS, type SessionOptions } from './http/auth.js';
 import type { HubContext } from './http/context.js';
 import { AuthGuard, type GuardOptions } from './http/guard.js';
+import { consoleRoutes } from './console/console.js';
 import { auditRoutes } from './http/routes/audit.js';
 import { chatRoutes } from './http/routes/chat.js';
 import { fleetRoutes } from './http/routes/fleet.js';
@@ -221,6 +222,7 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
   metrics.instrumentHttp(app);
   metrics.instrumentDb(store.db);
   metricsRoutes(route, metrics);
+  consoleRoutes(app, ctx);
   const prestaging = new Prestaging(store, gateway, releases, trust, cluster, log.child({ component: 'prestage' }));
   rollouts.events.on('transition', (t: { kind: string; reason?: string; rollout: string }) => {
     if (t.kind === 'rollout' && t.reason === 'created') prestaging.rolloutCreated(t.rollout);

@@ -259,6 +259,14 @@ up() {
     hub_ready || { tail -n 20 "$QS/hub.log" >&2; die "hub did not become ready; see $QS/hub.log"; }
   fi
 
+  # ---- a console password for the admin (the hub's web console is on the same URL)
+  if [ ! -s "$QS/console-password" ]; then
+    (umask 077 && node -e 'process.stdout.write(require("node:crypto").randomBytes(15).toString("base64url"))' >"$QS/console-password.tmp")
+    api POST /v1/users/quickstart/password "{\"password\":\"$(cat "$QS/console-password.tmp")\"}" >/dev/null
+    mv "$QS/console-password.tmp" "$QS/console-password"
+    say "console: password for quickstart written to $QS/console-password"
+  fi
+
   # ---- tenant
   local created
   created=$(OK_STATUS=409 api POST /v1/tenants "{\"name\":\"$TENANT\"}" | json_field createdAt)
@@ -302,6 +310,7 @@ Ferry is up ($(($(date +%s) - t0))s).
 
   hub          $HUB_URL   (data: $rel/hub, log: $rel/hub.log)
   admin token  $rel/admin-token   (keep it private)
+  console      $HUB_URL/   (log in as quickstart, password in $rel/console-password)
   tenant       $TENANT
   agent        $AGENT_ID   (state: $rel/agent, log: $rel/agent.log)
   docker       $(docker version --format '{{.Server.Version}}' 2>/dev/null), registry http://127.0.0.1:5000/v2/

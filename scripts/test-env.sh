@@ -3,7 +3,8 @@
 #   - Debian packages: docker.io, docker-registry, busybox-static, iproute2,
 #     sqlite3, openssl, curl, procps, docker-compose (the peer of the compose
 #     equivalence test), postgresql, systemd and util-linux (systemd-analyze and
-#     the private systemd the service tests boot); installed only when missing;
+#     the private systemd the service tests boot), chromium (the console's
+#     browser tests); installed only when missing;
 #   - a Docker engine (dockerd started by hand when `docker info` does not
 #     answer: CI machines and sandboxes have no systemd);
 #   - a local registry on 127.0.0.1:5000 (Debian's docker-registry with a
@@ -27,6 +28,8 @@ PACKAGES=(docker.io docker-registry docker-compose busybox-static iproute2 sqlit
   ca-certificates curl procps cgroupfs-mount
   # the service tests: systemd-analyze, and a systemd booted in namespaces (unshare, nsenter)
   systemd util-linux)
+# the console's browser tests: Debian's headless Chromium, driven by playwright-core (no browser download)
+PACKAGES+=(chromium)
 RUN_DIR=/run/ferry-test-env
 DOCKERD_LOG=/var/log/ferry-dockerd.log
 REGISTRY_DIR=/var/lib/ferry-test-registry

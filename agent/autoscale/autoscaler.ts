@@ -28,7 +28,7 @@ interface Chosen {
 export interface AutoscalerOptions {
   agentId: string;
   stateDir: string;
-  engine: Pick<Engine, 'stats' | 'listContainers'>;
+  engine: Pick<Engine, 'usage' | 'listContainers'>;
   /** The bank's policy: off, or a cap. */
   policy: { enabled: boolean; maxReplicas: number | null };
   log: Logger;

@@ -21,7 +21,7 @@ export interface ProbeContext {
   stack: string;
   /** Everything the agent owns, as observed lately. */
   containers: readonly ObservedContainer[];
-  engine: Pick<Engine, 'exec'>;
+  engine: Pick<Engine, 'probe'>;
 }
 
 interface Endpoint {

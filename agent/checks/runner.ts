@@ -32,7 +32,7 @@ export function checksOf(releases: readonly Pick<Release, 'stack' | 'version' | 
 export interface CheckRunnerOptions {
   agentId: string;
   stateDir: string;
-  engine: Pick<Engine, 'exec' | 'listContainers'>;
+  engine: Pick<Engine, 'probe' | 'listContainers'>;
   log: Logger;
   send: (m: ChecksMessage) => boolean;
   /** Probes in flight at most (default 16). */

@@ -192,7 +192,17 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     void reply.code(e.status).send({ error: e.toJSON() });
   });
 
-  const route = <B, Q>(def: RouteDef<B, Q>) => {
+  return { app, routes, route: routeOn(app) };
+}
+
+/**
+ * The route helper for `app` or an encapsulated plugin of it (the console
+ * registers its pages in one, with its own error handler and form parser);
+ * the root's hooks (authentication, authorisation, the route table) apply
+ * either way.
+ */
+export function routeOn(app: FastifyInstance) {
+  return <B, Q>(def: RouteDef<B, Q>) => {
     const spec = {
       method: def.method,
       url: def.url,
@@ -215,12 +225,10 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
       child.route(spec);
     });
   };
-
-  return { app, routes, route };
 }
 
 /** Fastify's own errors (body too large, bad media type, ...) in the catalogue's terms. */
-function fromFastify(err: unknown): FerryError {
+export function fromFastify(err: unknown): FerryError {
   if (err instanceof FerryError) return err;
   const e = err as { code?: string; statusCode?: number; message?: string };
   switch (e.code) {

@@ -131,9 +131,9 @@ export class Rollouts {
   }
 
   /**
-   * Validates, selects and plans; stores the rollout, which the next tick
-   * starts. `scope`: the tenants the caller may deploy to (null: all); the
-   * selector picks only among their agents.
+   * What `create` would store, without storing it: the selected agents in
+   * rollout order and each wave's reach (how many agents it has reached when
+   * it ends). The console previews the waves with it before a rollout starts.
    */
   async create(input: CreateRollout, by: Actor & { userId: string | null }, scope: TenantScope = null): Promise<RolloutRecord> {
     const { selector: sel, release, agents, waves } = await this.preview(input, scope);

@@ -47,7 +47,7 @@ export function newSecret(prefix: string): string {
   return `${prefix}_${randomBytes(32).toString('base64url')}`;
 }
 
-interface AgentRow {
+export interface AgentRow {
   id: string;
   tenant: string;
   name: string;
@@ -64,10 +64,10 @@ interface AgentRow {
   lease_until: number | null;
 }
 
-const AGENT_SELECT = `SELECT a.id, t.name AS tenant, a.name, a.public_key, a.labels, a.enrolled_at, a.revoked_at, a.last_seen_at, a.agent_version, a.facts,
+export const AGENT_SELECT = `SELECT a.id, t.name AS tenant, a.name, a.public_key, a.labels, a.enrolled_at, a.revoked_at, a.last_seen_at, a.agent_version, a.facts,
   a.status, a.status_at, a.replica, a.lease_until FROM agents a JOIN tenants t ON t.id = a.tenant_id`;
 
-function toAgent(r: AgentRow): AgentRecord {
+export function toAgent(r: AgentRow): AgentRecord {
   return {
     id: r.id,
     tenant: r.tenant,

@@ -9,6 +9,7 @@ import { ChatRows } from './chat.js';
 import { CheckRows } from './checks.js';
 import type { Db } from './db.js';
 import { Fleet } from './fleet.js';
+import { FleetQuery } from './fleet-query.js';
 import { ImageRows } from './images.js';
 import { OperationRows } from './operations.js';
 import { People } from './people.js';
@@ -30,6 +31,7 @@ export class Store {
   readonly chat: ChatRows;
   readonly checks: CheckRows;
   readonly operations: OperationRows;
+  readonly fleetQuery: FleetQuery;
 
   constructor(readonly db: Db) {
     this.fleet = new Fleet(db);
@@ -44,6 +46,7 @@ export class Store {
     this.chat = new ChatRows(db);
     this.checks = new CheckRows(db);
     this.operations = new OperationRows(db);
+    this.fleetQuery = new FleetQuery(db);
   }
 
   get backend(): 'sqlite' | 'postgres' {

@@ -11,6 +11,7 @@ import WebSocket from 'ws';
 import { AGENT_PATH, AUTH_HEADERS, authStatement, hostOf } from '../../shared/auth.js';
 import { PAYLOAD_TYPES, pae, payloadBytes, payloadDigest, type Envelope } from '../../shared/dsse.js';
 import { encodePublicKey, generateKeyPair, keyId, sign, type KeyPair } from '../../shared/keys.js';
+import type { ServiceStatus } from '../../shared/protocol.js';
 import { canonicalJson } from '../../shared/release.js';
 import { challenge, enrollBody, helloFrame, postEnroll } from './agents.js';
 import { releaseDoc, seededKey, service } from './signing.js';
@@ -42,6 +43,9 @@ export class SimAgent {
   readonly failing = new Set<string>();
   /** The newest `checks-ack` the hub sent (0: none). */
   checksAcked = 0;
+  /** Containers and drift reported with every status (none unless a test sets some; send them with `reportNow`). */
+  services: ServiceStatus[] = [];
+  drift: string[] = [];
   private ws: WebSocket | undefined;
   private accepted = 0;
   private stopped = true;
@@ -120,12 +124,23 @@ export class SimAgent {
     return true;
   }
 
-  private send(m: unknown): void {
-    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(m));
+  /** Called with each message as it is sent (benchmarks time from here). */
+  onSend: ((m: { type: string } & Record<string, unknown>) => void) | null = null;
+
+  private send(m: { type: string } & Record<string, unknown>): void {
+    if (this.ws?.readyState === WebSocket.OPEN) {
+      this.onSend?.(m);
+      this.ws.send(JSON.stringify(m));
+    }
   }
 
   private report(): void {
-    if (this.statuses.size || this.alarms.length) this.send({ type: 'status', releases: [...this.statuses.values()], services: [], ...(this.alarms.length ? { alarms: this.alarms } : {}) });
+    if (this.statuses.size || this.services.length || this.alarms.length) this.send({ type: 'status', releases: [...this.statuses.values()], services: this.services, ...(this.drift.length ? { drift: this.drift } : {}), ...(this.alarms.length ? { alarms: this.alarms } : {}) });
+  }
+
+  /** Sends a status now (after a test changed `services` or `drift`). */
+  reportNow(): void {
+    this.report();
   }
 
   /** Raises an alarm, as an agent refusing a rewritten audit log does: reported with its status from now on. */

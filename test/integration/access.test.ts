@@ -25,6 +25,10 @@ interface World {
   rolloutB: string;
   /** An answered exec operation on agentA, with its transcript. */
   operationA: string;
+  /** A rollout of bank-a for the console's commands (the API's cases end rolloutA). */
+  rolloutA2: string;
+  /** A hashed console asset URL. */
+  assetUrl: string;
   /** A fresh agent of bank-a (for cases that change one). */
   newAgentA(): Promise<string>;
   /** A fresh person (for cases that change one). */
@@ -40,6 +44,7 @@ interface Req {
   method?: string;
   url: string;
   body?: unknown;
+  headers?: Record<string, string>;
 }
 
 interface Case {
@@ -55,6 +60,12 @@ interface Case {
   /** The code `foreign` gets, when not FERRY_E_NOT_FOUND (still a 404: what it cannot see does not exist). */
   foreignCode?: string;
   public?: true;
+  /**
+   * A console page or form (HTML): without credentials it sends the browser
+   * to /login (a redirect, not a 401); refusals are error pages carrying the
+   * same codes, read from the page.
+   */
+  page?: true;
 }
 
 const A = (w: World) => w.agentA;
@@ -188,6 +199,46 @@ const CASES: Record<string, Case> = {
   'POST /v1/chat/hooks/feishu/:transport': { public: true, req: () => ({ method: 'POST', url: '/v1/chat/hooks/feishu/m-feishu', body: { type: 'url_verification', token: 'wrong', challenge: 'c' } }), ok: { as: 'none', status: 401 } },
   'POST /v1/chat/hooks/wecom/:transport': { public: true, req: () => ({ method: 'POST', url: '/v1/chat/hooks/wecom/m-wecom?msg_signature=0&timestamp=1&nonce=n', body: { encrypt: 'x' } }), ok: { as: 'none', status: 401 } },
   'POST /v1/chat/hooks/webhook/:transport': { public: true, req: () => ({ method: 'POST', url: '/v1/chat/hooks/webhook/m-hook', body: { room: 'r', user: 'u', text: 'ferry help', id: '1' } }), ok: { as: 'none', status: 401 } },
+  // ---- the console (pages and forms; writes are the API's, forwarded) ------------------------------
+  'GET /assets/:file': { public: true, page: true, req: (w) => ({ url: w.assetUrl }), ok: { as: 'none', status: 200 } },
+  'GET /': { public: true, page: true, req: () => ({ url: '/' }), ok: { as: 'none', status: 302 } },
+  'GET /login': { public: true, page: true, req: () => ({ url: '/login' }), ok: { as: 'none', status: 200 } },
+  // the API's answer to a wrong password, as a page
+  'POST /login': { public: true, page: true, req: () => ({ method: 'POST', url: '/login', body: { user: 'nobody', password: 'wrong password here' }, headers: { origin: 'http://localhost:80' } }), ok: { as: 'none', status: 401 } },
+  // a bearer token has no session to end
+  'POST /logout': { page: true, req: () => ({ method: 'POST', url: '/logout' }), ok: { as: 'aViewer', status: 400 } },
+  'GET /fleet': { page: true, list: true, req: () => ({ url: '/fleet' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /enroll': { page: true, list: true, req: () => ({ url: '/enroll' }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aOperator', status: 200 } },
+  'POST /enroll': { page: true, req: () => ({ method: 'POST', url: '/enroll', body: { tenant: 'bank-a' } }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aOperator', status: 200 } },
+  'GET /agents/:id': { page: true, req: (w) => ({ url: `/agents/${A(w)}` }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'POST /agents/:id/labels': { page: true, req: (w) => ({ method: 'POST', url: `/agents/${A(w)}/labels`, body: { set: 'env=prod' } }), foreign: 'opScopedB', lower: 'aViewer', ok: { as: 'aAdmin', status: 200 } },
+  'POST /agents/:id/revoke': { page: true, req: async (w) => ({ method: 'POST', url: `/agents/${await w.newAgentA()}/revoke` }), foreign: 'bOperator', lower: 'aApprover', ok: { as: 'aOperator', status: 303 } },
+  'GET /releases': { page: true, list: true, req: () => ({ url: '/releases' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /releases/:stack/:version': { page: true, req: () => ({ url: '/releases/payments/1.0.0' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /stacks': { page: true, list: true, req: () => ({ url: '/stacks' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /rollouts': { page: true, list: true, req: () => ({ url: '/rollouts' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /rollouts/new': { page: true, list: true, req: () => ({ url: '/rollouts/new' }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aOperator', status: 200 } },
+  'POST /rollouts/preview': { page: true, req: () => ({ method: 'POST', url: '/rollouts/preview', body: { release: 'shop@1.0.0', selector: 'tenant=bank-a', waves: '100%' } }), foreign: 'bOperator', foreignCode: 'FERRY_E_SELECTOR_EMPTY', lower: 'aViewer', ok: { as: 'aOperator', status: 200 } },
+  'POST /rollouts': { page: true, req: () => ({ method: 'POST', url: '/rollouts', body: { release: 'shop@1.0.0', selector: 'tenant=bank-a', waves: '100%' } }), foreign: 'bOperator', foreignCode: 'FERRY_E_SELECTOR_EMPTY', lower: 'aViewer', ok: { as: 'aOperator', status: 303 } },
+  'GET /rollouts/:id': { page: true, req: (w) => ({ url: `/rollouts/${w.rolloutA2}` }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'POST /rollouts/:id/pause': { page: true, req: (w) => ({ method: 'POST', url: `/rollouts/${w.rolloutA2}/pause` }), foreign: 'bOperator', lower: 'aApprover', ok: { as: 'aOperator', status: 303 } },
+  'POST /rollouts/:id/resume': { page: true, req: (w) => ({ method: 'POST', url: `/rollouts/${w.rolloutA2}/resume` }), foreign: 'bOperator', lower: 'aApprover', ok: { as: 'aOperator', status: 303 } },
+  // one agent, one wave: authorised, then the API's 409
+  'POST /rollouts/:id/promote': { page: true, req: (w) => ({ method: 'POST', url: `/rollouts/${w.rolloutA2}/promote` }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aOperator', status: 409 } },
+  'POST /rollouts/:id/abort': { page: true, req: (w) => ({ method: 'POST', url: `/rollouts/${w.rolloutA2}/abort` }), foreign: 'bOperator', lower: 'aApprover', ok: { as: 'aAdmin', status: 303 } },
+  'POST /rollouts/:id/rollback': { page: true, req: (w) => ({ method: 'POST', url: `/rollouts/${w.rolloutA2}/rollback` }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aOperator', status: 303 } },
+  'GET /audit': { page: true, list: true, req: () => ({ url: '/audit' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /audit/:log': { page: true, req: () => ({ url: '/audit/bank-a' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /people': { page: true, req: () => ({ url: '/people' }), lower: 'aAdmin', ok: { as: 'admin', status: 200 } },
+  'POST /people': { page: true, req: () => ({ method: 'POST', url: '/people', body: { name: `c-${Math.random().toString(36).slice(2, 8)}` } }), lower: 'vOperator', ok: { as: 'admin', status: 303 } },
+  'POST /people/:name/grants': { page: true, req: async (w) => ({ method: 'POST', url: `/people/${await w.newPerson()}/grants`, body: { grant: 'bank-a:approver' } }), lower: 'aAdmin', ok: { as: 'admin', status: 303 } },
+  'POST /people/:name/revoke': { page: true, req: async (w) => ({ method: 'POST', url: `/people/${await w.newPerson()}/revoke`, body: { scope: 'bank-a' } }), lower: 'aAdmin', ok: { as: 'admin', status: 303 } },
+  'POST /people/:name/disable': { page: true, req: async (w) => ({ method: 'POST', url: `/people/${await w.newPerson()}/disable` }), lower: 'vOperator', ok: { as: 'admin', status: 303 } },
+  'POST /people/:name/enable': { page: true, req: async (w) => ({ method: 'POST', url: `/people/${await w.newPerson()}/enable` }), lower: 'vOperator', ok: { as: 'admin', status: 303 } },
+  'GET /tokens': { page: true, req: () => ({ url: '/tokens' }), ok: { as: 'aViewer', status: 200 } },
+  'POST /tokens': { page: true, req: () => ({ method: 'POST', url: '/tokens', body: { name: 'ci', role: 'viewer', tenants: 'bank-a' } }), ok: { as: 'aViewer', status: 200 } },
+  // someone else's token answers like one that does not exist (the API's 404)
+  'POST /tokens/:id/revoke': { page: true, req: async (w) => ({ method: 'POST', url: `/tokens/${await w.newTokenOf('aOperator')}/revoke` }), foreign: 'bOperator', ok: { as: 'admin', status: 303 } },
 };
 
 /** An event stream's status, without waiting for it to end. */
@@ -214,7 +265,7 @@ function streamStatus(url: string, token: string | null): Promise<{ status: numb
   });
 }
 
-async function call(w: World, who: Who, r: Req): Promise<{ status: number; text: string; body: any }> {
+async function call(w: World, who: Who, r: Req): Promise<{ status: number; text: string; body: any; location?: string }> {
   const token = who === 'none' ? null : w.tokens[who];
   if (r.url.startsWith('/v1/events') || r.url.endsWith('/stream')) {
     const s = await streamStatus(w.th.url + r.url, token);
@@ -223,16 +274,22 @@ async function call(w: World, who: Who, r: Req): Promise<{ status: number; text:
   const res = await w.th.hub.app.inject({
     method: (r.method ?? 'GET') as 'GET',
     url: r.url,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(r.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(r.body !== undefined ? { 'content-type': 'application/json' } : {}), ...r.headers },
     payload: r.body === undefined ? undefined : JSON.stringify(r.body),
   });
   let body: any;
-  try {
-    body = JSON.parse(res.body);
-  } catch {
-    body = res.body;
+  if (String(res.headers['content-type'] ?? '').startsWith('text/html')) {
+    // A console error page: the same code and message, from its error note.
+    const note = /<div class="error-note" data-code="(FERRY_E_[A-Z_]+)"><p><strong>([^<]*)<\/strong>/.exec(res.body);
+    body = note ? { error: { code: note[1], message: note[2] } } : { html: true };
+  } else {
+    try {
+      body = JSON.parse(res.body);
+    } catch {
+      body = res.body;
+    }
   }
-  return { status: res.statusCode, text: res.body, body };
+  return { status: res.statusCode, text: res.body, body, location: res.headers.location as string | undefined };
 }
 
 async function world(th: TestHub): Promise<World> {
@@ -266,6 +323,12 @@ async function world(th: TestHub): Promise<World> {
   const transcript = '{"fd":1,"src":"web#0","text":"ok\\n"}\n';
   await th.hub.store.operations.insert({ id: operationA, agentId: agentA, tenant: 'bank-a', seq: 1, kind: 'exec', stack: 'payments', service: 'web', args: { command: 'status' }, envelope: { payloadType: 'application/vnd.ferry.operation+json', payload: '', signatures: [] }, issuedAt: now, expiresAt: now + 60_000, createdBy: null, surface: 'cli', batch: null });
   await th.hub.store.operations.finish(operationA, { status: 'ok', code: null, message: null, result: null, exitCode: 0, bytes: 3, durationMs: 5, streamReason: 'exit', agentDigest: null, transcript, transcriptDigest: digestOfTranscript(transcript) }, now);
+  await simRelease(api, 'web', '1.0.0');
+  await simRelease(api, 'shop', '1.0.0');
+  const rolloutA2 = await ro('web', '1.0.0', 'tenant=bank-a');
+  const login = await th.hub.app.inject({ url: '/login' });
+  const assetUrl = /href="(\/assets\/console\.[0-9a-f]+\.css)"/.exec(login.body)?.[1] ?? '';
+  assert.ok(assetUrl, 'the login page links its stylesheet');
   const p = (g: Parameters<TestHub['person']>[0], scope?: Parameters<TestHub['person']>[1]) => th.person(g, scope).then((x) => x.token);
   const tokens = {
     admin: th.adminToken,
@@ -309,6 +372,8 @@ async function world(th: TestHub): Promise<World> {
     rolloutA,
     rolloutB,
     operationA,
+    rolloutA2,
+    assetUrl,
     newAgentA: () => enroll('bank-a', `a-extra-${++n}`),
     newPerson: async () => {
       const name = `fresh-${++n}`;
@@ -350,7 +415,14 @@ for (const backend of await backends()) {
       const rule = th.hub.routes.find((r) => `${r.method} ${r.url}` === key)!.access;
       await t.test(key, async () => {
         assert.equal('public' in rule, c.public === true, `${key}: public in the route table and in the matrix alike`);
-        if (!c.public) {
+        if (!c.public && c.page) {
+          // a browser without a session is sent to log in, and back here after
+          const r = await call(w, 'none', await c.req(w));
+          assert.ok(r.status === 302 || r.status === 303, `${key} without credentials: ${r.status} ${r.text.slice(0, 200)}`);
+          assert.match(r.location ?? '', /^\/login\?why=required&next=/, `${key} without credentials goes to the login form`);
+          const bad = await w.th.hub.app.inject({ method: ((await c.req(w)).method ?? 'GET') as 'GET', url: (await c.req(w)).url, headers: { authorization: 'Bearer ferry_api_forged' } });
+          assert.match(String(bad.headers.location ?? ''), /^\/login\?why=expired/, `${key} with a forged token: ${bad.statusCode}`);
+        } else if (!c.public) {
           const r = await call(w, 'none', await c.req(w));
           assert.equal(r.status, 401, `${key} without credentials: ${r.text}`);
           assert.equal(r.body.error.code, 'FERRY_E_AUTH_REQUIRED');
@@ -361,7 +433,8 @@ for (const backend of await backends()) {
           const r = await call(w, c.foreign, await c.req(w));
           if (c.list) {
             assert.ok(r.status < 400, `${key} as ${c.foreign}: ${r.status} ${r.text.slice(0, 300)}`);
-            for (const secret of ['bank-a', w.agentA, w.rolloutA]) assert.ok(!r.text.includes(`"${secret}"`) && !r.text.includes(`:${secret}`), `${key} as ${c.foreign} shows ${secret}: ${r.text.slice(0, 400)}`);
+            // a page shows names as text too: nothing of them anywhere in it
+            for (const secret of ['bank-a', w.agentA, w.rolloutA, w.rolloutA2]) assert.ok(c.page ? !r.text.includes(secret) : !r.text.includes(`"${secret}"`) && !r.text.includes(`:${secret}`), `${key} as ${c.foreign} shows ${secret}: ${r.text.slice(0, 400)}`);
           } else {
             assert.equal(r.status, 404, `${key} as ${c.foreign} (another tenant): ${r.text}`);
             assert.equal(r.body.error.code, c.foreignCode ?? 'FERRY_E_NOT_FOUND');

@@ -19,7 +19,7 @@ const EntriesQuery = z.strictObject({ since: z.string().max(40).optional(), from
 const ProofQuery = z.strictObject({ size: whole('size').optional(), index: whole('index').optional(), from: whole('from').optional() });
 
 /** A log in the path: a tenant's (its people's and the vendor's), or _hub (the vendor's only). */
-const logOf =
+export const logOf =
   (ctx: HubContext): Resolver =>
   async (req: FastifyRequest) => {
     const raw = String((req.params as { log?: string }).log ?? '');

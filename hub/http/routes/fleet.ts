@@ -4,6 +4,7 @@ import { FerryError } from '../../../shared/errors.js';
 import { CLOSE } from '../../../shared/protocol.js';
 import { LABEL_KEY } from '../../store/fleet.js';
 import { agentOf, listScope, tenantParam } from '../access.js';
+import { FleetFilterFields, fleetFilter } from '../fleet-filter.js';
 import type { RouteDef } from '../app.js';
 import { audited, type HubContext } from '../context.js';
 import { agentView, directiveView, iso } from '../views.js';
@@ -15,7 +16,9 @@ const MAX_TTL_S = 30 * 86_400;
 const TenantBody = z.strictObject({ name: z.string().max(64) });
 const TokenBody = z.strictObject({ ttlSeconds: z.number().int().min(60).max(MAX_TTL_S).default(3600) });
 const LabelBody = z.strictObject({ set: Labels.default({}), remove: z.array(z.string().regex(LABEL_KEY)).max(64).default([]) });
-const AgentsQuery = z.strictObject({ tenant: z.string().max(64).optional() });
+const whole = (max: number) => z.string().regex(/^\d{1,9}$/, 'a whole number').transform(Number).pipe(z.number().int().min(0).max(max));
+/** Without limit, every agent (as before); with limit (and filters), one page and the counts (hub/http/fleet-filter.ts). */
+const AgentsQuery = z.strictObject({ ...FleetFilterFields, limit: whole(1000).optional(), offset: whole(10_000_000).optional() });
 const DeployBody = z.strictObject({
   stack: z.string().max(64),
   version: z.string().max(64),
@@ -77,6 +80,13 @@ export function fleetRoutes(route: Route, ctx: HubContext): void {
       const scope = await listScope(store, principal, 'read');
       // Another tenant's name answers like one that does not exist.
       if (query.tenant && scope && !scope.includes(query.tenant)) throw new FerryError('FERRY_E_NOT_FOUND', `tenant ${query.tenant}`);
+      const { limit, offset, ...filters } = query;
+      if (limit !== undefined || offset !== undefined || Object.values(filters).some((v) => v !== undefined && v !== query.tenant)) {
+        const page = await store.fleetQuery.page(fleetFilter(filters, scope), (a) => ctx.gateway.presence.isConnected(a), offset ?? 0, limit ?? 100);
+        const out = [];
+        for (const a of page.agents) out.push(await agentView(a, ctx.gateway, store));
+        return { agents: out, total: page.total, counts: page.counts, offset: offset ?? 0, limit: limit ?? 100 };
+      }
       const agents = await store.fleet.listAgents({ tenant: query.tenant, scope });
       const out = [];
       for (const a of agents) out.push(await agentView(a, ctx.gateway, store));
