@@ -338,9 +338,9 @@ export class ChatEngine {
   private link_(parsed: Parsed, details?: Record<string, string | number | null>): string | undefined {
     if (!this.opts.publicUrl) return undefined;
     const rollout = (details?.rollout as string | undefined) ?? (parsed.args.id?.startsWith('R-') ? parsed.args.id : undefined);
-    if (rollout) return `${this.opts.publicUrl}/console/rollouts/${rollout}`;
+    if (rollout) return `${this.opts.publicUrl}/rollouts/${rollout}`;
     const agent = (details?.agent as string | undefined) ?? (parsed.args.id?.startsWith('agt_') ? parsed.args.id : undefined);
-    if (agent) return `${this.opts.publicUrl}/console/agents/${agent}`;
+    if (agent) return `${this.opts.publicUrl}/agents/${agent}`;
     return undefined;
   }
 }
