@@ -9,6 +9,8 @@
 //                               release.offer, direct deploys [releases]
 //   chat_feed (cursor)       -> agents offline for longer than the grace time,
 //                               and back                    [agents]
+//   rollout_events, kind alert (cursor) -> checks failing and recovered,
+//                               flapping, rollouts stuck    [alarms]
 //
 // Reading a batch, queueing its notices (chat_outbox) and moving the cursor
 // are one transaction: a notice is queued exactly once. Per-target events
@@ -106,6 +108,7 @@ export class Notifier {
     await this.fromRollouts(rooms);
     await this.fromAudit(rooms);
     await this.fromPresence(rooms);
+    await this.fromAlerts(rooms);
     for (const e of await this.expire(this.now())) {
       const room = await this.store.chat.roomById(e.room);
       if (room) await this.store.chat.enqueue(room.id, 'reply', false, JSON.stringify({ text: e.text, thread: e.thread }), this.now(), this.now());
@@ -193,6 +196,24 @@ export class Notifier {
     const mark: Record<string, string> = { succeeded: '✅', failed: '❌', aborted: '⏹', paused: '⏸', running: '▶', 'rolling-back': '↩', 'rolled-back': '↩' };
     const alarm = to === 'failed' || to === 'rolling-back';
     return { sub: 'rollouts', kind: `rollout.${to}`, alarm, tenants, text: (room) => `${mark[to] ?? ''} ${name} ${to}${e.reason ? `: ${e.reason}` : ''}${failed(room)}`.trim() };
+  }
+
+  /**
+   * Alerts of hub/checks (check failing and recovered, flapping, a rollout stuck and moving again), as they are on the
+   * event stream. Agents offline and audit alarms are announced from their own sources above, not twice.
+   */
+  private async fromAlerts(rooms: RoomRecord[]): Promise<void> {
+    const after = await this.cursorAt('alert_events', () => this.store.rollouts.head());
+    const rows = await this.store.rollouts.events({ after, rollout: null, kinds: ['alert'], tenants: null, limit: BATCH });
+    if (!rows.length) return;
+    const notices: Notice[] = [];
+    for (const r of rows) {
+      const event = r.code ?? '';
+      if (event.startsWith('agent.') || event === 'audit.alarm') continue;
+      const firing = r.to_state === 'firing';
+      notices.push({ sub: 'alarms', kind: `alert.${event}`, alarm: firing, tenants: r.tenant ? [r.tenant] : null, text: () => `${firing ? '🔔 FIRING' : '✅ resolved'} ${event}: ${(r.reason ?? '').slice(0, 300)}` });
+    }
+    await this.queue(rooms, notices, 'alert_events', String(rows[rows.length - 1]!.id));
   }
 
   private async fromAudit(rooms: RoomRecord[]): Promise<void> {

@@ -31,6 +31,9 @@ for (const backend of await backends()) {
     const [b] = await simAgents(api, () => th.url, 'bank-b', 1, { namePrefix: 'b' });
     t.after(() => [a, b].forEach((x) => x!.stop()));
     await waitFor('agents connected', () => (a!.connected && b!.connected) || null, 10_000);
+    // each bank's console room, subscribed to alarms: alerts reach the room of the alert's tenant only
+    for (const bank of ['bank-a', 'bank-b']) assert.equal((await th.api('POST', '/v1/chat/rooms', { transport: 'console', room: `${bank}-ops`, tenants: [bank], subscribe: ['alarms'] })).status, 201);
+    const roomTexts = async (room: string) => ((await th.api('GET', `/v1/chat/console/rooms/${room}/messages`)).body.messages as { text: string }[]).map((m) => m.text);
     const now = Date.now();
     const info = (check: string, state: string, extra = {}) => ({ stack: 'shop', check, version: '1.0.0', kind: 'http', target: `GET http://web:8080/${check}`, state, since: now, ...extra });
     const tr = (n: number, check: string, from: string, to: string, at: number, error?: string) => ({ n, stack: 'shop', check, from, to, at, ...(error && { error }) });
@@ -52,6 +55,8 @@ for (const backend of await backends()) {
     assert.ok(verifyWebhook(SECRET, failing.headers['x-ferry-signature'] as string, failing.raw, Date.now()));
     assert.equal(failing.body.tenant, 'bank-a');
     assert.match(failing.body.summary, /^shop\/web on a-00000 \(bank-a\) is failing: web#0 \(172\.18\.0\.3\): got 502, expected 200$/);
+    const inRoom = await waitFor('the alert in bank-a\'s room', async () => (await roomTexts('bank-a-ops')).find((x) => x.includes('check.failing')) ?? null, 10_000, 100);
+    assert.match(inRoom, /FIRING check\.failing: shop\/web on a-00000 \(bank-a\) is failing: web#0/);
 
     // another tenant: nothing of bank-a's checks or alerts
     const bViewer = (await th.person({ tenants: { 'bank-b': 'viewer' } })).token;
@@ -78,6 +83,7 @@ for (const backend of await backends()) {
     b!.start();
     await waitFor('agent.online', () => hook.got.find((n) => n.body.event === 'agent.online' && n.body.agentId === b!.id) ?? null, 20_000, 100);
     assert.equal(hook.got.filter((n) => n.body.event === 'agent.offline' && !n.body.repeat).length, 1);
+    assert.deepEqual((await roomTexts('bank-b-ops')).filter((x) => /check\./.test(x)), [], 'bank-a\'s check alerts never reach bank-b\'s room');
     assert.equal(new Set(hook.got.map((n) => n.headers['x-ferry-delivery'])).size, hook.got.length, 'each notice delivered once');
 
     // alerts at the API, scoped
