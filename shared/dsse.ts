@@ -13,6 +13,7 @@ export const PAYLOAD_TYPES = {
   release: 'application/vnd.ferry.release+json',
   directive: 'application/vnd.ferry.directive+json',
   checkpoint: 'application/vnd.ferry.checkpoint+json',
+  agentBundle: 'application/vnd.ferry.agent-bundle+json',
 } as const;
 export type PayloadType = (typeof PAYLOAD_TYPES)[keyof typeof PAYLOAD_TYPES];
 

@@ -238,6 +238,9 @@ export class Gateway extends EventEmitter {
       case 'relay':
         this.emit('relay', s.agentId, msg);
         break;
+      case 'upgrade':
+        this.emit('upgrade', s.agentId, msg);
+        break;
       default: {
         const never: never = msg;
         throw new Error(`unhandled message ${(never as { type: string }).type}`);
