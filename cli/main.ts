@@ -32,6 +32,7 @@ import { grantsText, registerPeopleCommands, type WhoAmI } from './people-comman
 import { registerReleaseCommands } from './release-commands.js';
 import { registerImageCommands } from './image-commands.js';
 import { registerRolloutCommands } from './rollout-commands.js';
+import { registerUpgradeCommands } from './upgrade-commands.js';
 import { agentDetail, agentTable, tenantTable } from './views.js';
 import type { AgentView, EnrollmentTokenView, TenantView } from './views.js';
 
@@ -199,6 +200,7 @@ registerReleaseCommands(program, { target, out, note, printJson });
 registerAuditCommands(program, { target, out, note, printJson });
 registerRolloutCommands(program, { target, out, note, printJson });
 registerImageCommands(program, { target, out, note, printJson });
+registerUpgradeCommands(program, { target, out, note, printJson });
 
 program
   .command('version')

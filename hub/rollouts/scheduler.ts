@@ -11,6 +11,7 @@
 // memory, so a restarted hub carries on from the database: a directive
 // recorded as issued is redelivered by Delivery, never re-issued.
 import { EventEmitter } from 'node:events';
+import { AGENT_STACK } from '../../shared/agent-bundle.js';
 import { HUB_LOG } from '../../shared/audit.js';
 import { FerryError, asFerryError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
@@ -78,6 +79,8 @@ export class Rollouts {
   readonly rows: RolloutRows;
   /** Per-target decisions per transaction (CHUNK; tests lower it to make a small wave span several). */
   chunkSize = CHUNK;
+  /** Looks up an agent bundle for agent-version rollouts (hub/upgrades), set once the hub is assembled. */
+  agentBundles: ((version: string) => Promise<{ tenants: readonly string[] } | undefined>) | null = null;
   private timer: NodeJS.Timeout | undefined;
   private queued = false;
   private ticking = false;
@@ -130,10 +133,14 @@ export class Rollouts {
   async create(input: CreateRollout, by: Actor & { userId: string | null }, scope: TenantScope = null): Promise<RolloutRecord> {
     const sel = parseSelector(input.selector);
     const specs = parseWaves(input.waves);
-    const release = await this.releases.get(input.stack, input.version); // FERRY_E_NOT_FOUND for an unknown release
+    // An agent-version rollout's stack is the agent itself (AGENT_STACK): its "release" is an agent bundle.
+    const agentVersion = input.stack === AGENT_STACK;
+    const release = agentVersion ? null : await this.releases.get(input.stack, input.version); // FERRY_E_NOT_FOUND for an unknown release
+    const bundle = agentVersion ? await this.agentBundles?.(input.version) : undefined;
+    if (agentVersion && !bundle) throw new FerryError('FERRY_E_NOT_FOUND', `agent bundle ${input.version}`);
     const busy = await this.rows.busyAgents(input.stack);
     const agents = (await this.store.fleet.listSelectable(scope))
-      .filter((a) => a.revokedAt === null && matches(sel, a))
+      .filter((a) => a.revokedAt === null && matches(sel, a) && (!bundle || bundle.tenants.includes(a.tenant)))
       .sort((a, b) => a.tenant.localeCompare(b.tenant) || a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
     if (!agents.length) throw new FerryError('FERRY_E_SELECTOR_EMPTY', sel.text);
     const clash = agents.filter((a) => busy.has(a.id));
@@ -149,7 +156,7 @@ export class Rollouts {
         const mine = agents.filter((a) => a.tenant === tenant).map((a) => a.id);
         // A tenant's log says what concerns it, not the selector or the other tenants' share.
         await this.append(by, { log: tenant, action: 'rollout.create', target: { type: 'rollout', id: rec.id }, agents: mine.slice(0, 1000), details: { rollout: rec.id, stack: rec.stack, version: rec.version, agents: mine.length } });
-        await this.store.releases.deliveredTo(release.id, tenant, now);
+        if (release) await this.store.releases.deliveredTo(release.id, tenant, now);
       }
       return rec;
     });

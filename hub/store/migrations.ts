@@ -349,6 +349,53 @@ function V8_SQL(text: string, int: string): string {
   `;
 }
 
+// 9: agent bundles (self-upgrade): the archive in 1 MiB chunks in the
+// database itself, so every replica on one PostgreSQL serves every bundle
+// with nothing to share on disk; the signed statement and its signatures;
+// the tenants a bundle is for; each agent's version report (protocol
+// 'upgrade'); the agent version a directive names.
+function V9_SQL(text: string, int: string, blob: string): string {
+  return `
+  CREATE TABLE agent_bundles (
+    version          ${text} PRIMARY KEY,
+    digest           ${text} NOT NULL UNIQUE,
+    size             ${int} NOT NULL,
+    statement        ${blob} NOT NULL,
+    statement_digest ${text} NOT NULL UNIQUE,
+    manifest         ${text} NOT NULL,
+    created_at       ${int} NOT NULL,
+    created_by       ${text}
+  );
+  CREATE TABLE agent_bundle_tenants (
+    version ${text} NOT NULL REFERENCES agent_bundles(version),
+    tenant  ${text} NOT NULL,
+    PRIMARY KEY (version, tenant)
+  );
+  CREATE INDEX agent_bundle_tenants_tenant ON agent_bundle_tenants(tenant);
+  CREATE TABLE agent_bundle_signatures (
+    version    ${text} NOT NULL REFERENCES agent_bundles(version),
+    keyid      ${text} NOT NULL,
+    public_key ${text} NOT NULL,
+    sig        ${text} NOT NULL,
+    created_at ${int} NOT NULL,
+    created_by ${text},
+    PRIMARY KEY (version, keyid)
+  );
+  CREATE TABLE agent_bundle_chunks (
+    digest ${text} NOT NULL,
+    idx    INTEGER NOT NULL,
+    data   ${blob} NOT NULL,
+    PRIMARY KEY (digest, idx)
+  );
+  CREATE TABLE agent_versions (
+    agent_id   ${text} PRIMARY KEY REFERENCES agents(id),
+    status     ${text} NOT NULL,
+    updated_at ${int} NOT NULL
+  );
+  ALTER TABLE directives ADD COLUMN upgrade ${text};
+  `;
+}
+
 type SqliteStep = string | ((db: Database.Database) => void);
 
 const SQLITE: readonly SqliteStep[] = [
@@ -358,6 +405,7 @@ const SQLITE: readonly SqliteStep[] = [
     migrateTokensToUsers(db);
   },
   V8_SQL('TEXT', 'INTEGER'),
+  V9_SQL('TEXT', 'INTEGER', 'BLOB'),
 ];
 
 export const SCHEMA_VERSION = SQLITE.length;
@@ -634,4 +682,5 @@ const PG_V7 = `
 export const POSTGRES: readonly { version: number; sql: string }[] = [
   { version: 7, sql: PG_V7 },
   { version: 8, sql: V8_SQL(T, 'BIGINT') },
+  { version: 9, sql: V9_SQL(T, 'BIGINT', 'BYTEA') },
 ];

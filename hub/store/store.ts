@@ -5,6 +5,7 @@
 // signs, verifies or decides.
 import { FerryError } from '../../shared/errors.js';
 import { AuditRows } from './audit.js';
+import { BundleRows } from './bundles.js';
 import type { Db } from './db.js';
 import { Fleet } from './fleet.js';
 import { ImageRows } from './images.js';
@@ -24,6 +25,7 @@ export class Store {
   readonly audit: AuditRows;
   readonly rollouts: RolloutRows;
   readonly images: ImageRows;
+  readonly bundles: BundleRows;
 
   constructor(readonly db: Db) {
     this.fleet = new Fleet(db);
@@ -35,6 +37,7 @@ export class Store {
     this.audit = new AuditRows(db);
     this.rollouts = new RolloutRows(db);
     this.images = new ImageRows(db);
+    this.bundles = new BundleRows(db);
   }
 
   get backend(): 'sqlite' | 'postgres' {
