@@ -76,6 +76,8 @@ const FileConfig = z.strictObject({
     .optional(),
   /** How far ahead of this host's clock a signed directive or checkpoint may be dated (default 5 min). */
   maxClockSkewMs: z.number().int().min(1000).max(86_400_000).optional(),
+  /** Self-upgrade: how long a new version has to become healthy before the launcher reverts it (default 120 s). */
+  upgrade: z.strictObject({ healthWindowMs: z.number().int().min(1000).max(3_600_000).optional() }).optional(),
   reconnect: z
     .strictObject({
       baseMs: z.number().int().min(10).max(60_000).optional(),
@@ -122,6 +124,7 @@ export interface AgentConfig {
   readonly reconcile: Readonly<{ bakeMs: number; driftIntervalMs: number; applyTimeoutMs: number; minFreeBytes: number }>;
   readonly reconnect: Readonly<{ baseMs: number; capMs: number }>;
   readonly maxClockSkewMs: number;
+  readonly upgrade: Readonly<{ healthWindowMs: number }>;
 }
 
 export interface ConfigInput {
@@ -183,6 +186,7 @@ export function loadAgentConfig(input: ConfigInput, env: NodeJS.ProcessEnv = pro
     }),
     reconnect: Object.freeze(reconnect),
     maxClockSkewMs: file.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS,
+    upgrade: Object.freeze({ healthWindowMs: file.upgrade?.healthWindowMs ?? 120_000 }),
   });
 }
 

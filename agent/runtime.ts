@@ -114,6 +114,7 @@ export async function runAgent(opts: RunOptions): Promise<{ switchTo: string | n
     key,
     running: VERSION,
     launch,
+    windowMs: cfg.upgrade.healthWindowMs,
     log: log.child({ component: 'upgrade' }),
     send,
     switchTo: (v) => {

@@ -13,6 +13,13 @@ import { closeSync, copyFileSync, existsSync, fsyncSync, lstatSync, mkdirSync, o
 import { dirname, join } from 'node:path';
 
 export const LAUNCH_FILE = 'launch.json';
+
+/**
+ * Called at each step of an upgrade with its name; does nothing. Only the
+ * tests' fault injection (test/helpers/crash-hook.ts, loaded with `node
+ * --import` by a test) replaces it, to kill the process at that step.
+ */
+export const upgradeSteps = { reached(_step: string): void {} };
 export const CURRENT_LINK = 'current';
 /** Inside the state directory: the state as it was when the trial began. */
 export const BACKUP_DIR = '.upgrade-backup';
@@ -143,6 +150,7 @@ export function backupState(stateDir: string): void {
   rmSync(tmp, { recursive: true, force: true });
   rmSync(final, { recursive: true, force: true });
   copyTree(stateDir, tmp, isBackup);
+  upgradeSteps.reached('backup-copied');
   renameSync(tmp, final);
   fsyncPath(stateDir);
 }
@@ -159,6 +167,7 @@ export function restoreState(stateDir: string): void {
   const backup = join(stateDir, BACKUP_DIR);
   if (!existsSync(backup)) throw new Error(`no state backup in ${backup}`);
   for (const name of readdirSync(stateDir)) if (!isBackup(name)) rmSync(join(stateDir, name), { recursive: true, force: true });
+  upgradeSteps.reached('restore-emptied');
   copyTree(backup, stateDir);
 }
 

@@ -27,6 +27,7 @@ import {
   linkCurrent,
   readLaunch,
   restoreState,
+  upgradeSteps,
   versionDir,
   writeLaunch,
   type LaunchState,
@@ -126,6 +127,7 @@ export class Launcher {
     const p = s.pending!;
     const next: LaunchState = { format: 1, current: p.version, previous: s.current, pending: null, history: [...s.history, { version: p.version, from: s.current, digest: p.digest, outcome: 'committed', at: Date.now() }] };
     writeLaunch(this.o.root, next);
+    upgradeSteps.reached('committed');
     linkCurrent(this.o.root, p.version);
     dropBackup(this.o.stateDir);
     this.log(`committed ${p.version} (previous ${s.current})`);
@@ -145,8 +147,10 @@ export class Launcher {
       return null;
     }
     backupState(this.o.stateDir);
+    upgradeSteps.reached('backed-up');
     let s: LaunchState = { ...s0, pending: { ...p0, stage: 'trial', startedAt: Date.now() } };
     writeLaunch(this.o.root, s);
+    upgradeSteps.reached('trial-marked');
     const p = s.pending!;
     this.log(`starting ${p.version} on trial (health window ${Math.round(p.windowMs / 1000)} s; previous ${s.current})`);
     let phase = 'started';
@@ -161,6 +165,7 @@ export class Launcher {
         return;
       }
       if (msg.type === 'healthy') {
+        upgradeSteps.reached('healthy');
         s = this.commit(s);
         committed = true;
         clearTimeout(timer);

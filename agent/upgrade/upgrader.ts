@@ -21,7 +21,7 @@ import type { Desired } from '../trust-store.js';
 import type { LaunchContext } from './child.js';
 import { fetchBundle } from './fetch.js';
 import { checkDisk, cleanStaging, pruneVersions, takeLock, unpackBundle } from './install.js';
-import { DEFAULT_WINDOW_MS, readLaunch, writeLaunch, type LaunchState } from './launch-state.js';
+import { DEFAULT_WINDOW_MS, readLaunch, upgradeSteps, writeLaunch, type LaunchState } from './launch-state.js';
 
 /** Failures not worth retrying by themselves: the same bundle would fail the same way. */
 const FINAL = new Set(['FERRY_E_BUNDLE_DIGEST', 'FERRY_E_BUNDLE_INVALID', 'FERRY_E_BUNDLE_STATE_FORMAT', 'FERRY_E_UPGRADE_UNAVAILABLE']);
@@ -149,12 +149,15 @@ export class Upgrader {
       const file = join(root, `.download-${statement.archive.sha256.slice(7, 23)}.tar.gz`);
       checkDisk(root, statement.archive.size, `the ferry-agent ${statement.version} download`);
       await fetchBundle({ hubUrl: this.o.hubUrl, agentId: this.o.agentId, key: this.o.key, proxy: this.o.cfg.proxy, caFile: this.o.cfg.caFile, statement, file, log, signal: this.ac.signal });
+      upgradeSteps.reached('downloaded');
       const manifest = unpackBundle(root, readFileSync(file), statement, STATE_FORMAT);
+      upgradeSteps.reached('unpacked');
       rmSync(file, { force: true });
       log.info({ files: Object.keys(manifest.files).length, from: l.current }, 'agent bundle verified and unpacked; switching');
       const now = readLaunch(root);
       if (!now || now.pending || now.current !== l.current) return; // changed meanwhile (a package install)
       writeLaunch(root, { ...now, pending: { version: statement.version, from: now.current, digest: want.digest, stage: 'ready', windowMs: this.o.windowMs ?? DEFAULT_WINDOW_MS, requestedAt: this.now() } });
+      upgradeSteps.reached('pending');
       this.set({ ...want, state: 'installing', message: `switching to ${statement.version}` });
       this.o.switchTo(statement.version);
     } catch (err) {

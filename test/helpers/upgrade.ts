@@ -1,0 +1,188 @@
+// Self-upgrade fixtures: agent bundles built from this checkout (good ones
+// and deliberately broken ones), an install root laid out as the .deb lays it
+// out (R/<version>, R/launcher, launch.json), a launcher process supervised
+// as systemd would (restarted when it exits, its whole process group killed
+// first, as KillMode=control-group does), and the hub side: upload, sign,
+// roll out.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { TestContext } from 'node:test';
+import { request } from 'undici';
+import { AGENT_NODE_FLAGS } from '../../agent/node-flags.js';
+import { installVersion } from '../../agent/upgrade/launcher.js';
+import { AGENT_STACK } from '../../shared/agent-bundle.js';
+import { PAYLOAD_TYPES, pae } from '../../shared/dsse.js';
+import { encodePublicKey, sign, type KeyPair } from '../../shared/keys.js';
+import { readTarGz, type TarEntry } from '../../shared/tar.js';
+import { buildBundle, type Bundle } from '../../scripts/package/bundle.js';
+import { LAUNCHER_FILES } from '../../scripts/package/deb.js';
+import type { TestHub } from './hub.js';
+import { ROOT } from './proc.js';
+import { waitFor } from './tmp.js';
+
+export type Breakage = 'crash' | 'no-auth' | 'hang';
+
+/** Ways to break a version, as a bad release of the agent would be broken. */
+const BREAK: Record<Breakage, (files: Map<string, TarEntry>) => void> = {
+  // exits at once, saying why on stderr
+  crash: (f) => void f.set('dist/agent/main.js', { path: 'dist/agent/main.js', mode: 0o644, data: Buffer.from("process.stderr.write('boom: this build of the agent is broken\\n');\nprocess.exit(3);\n") }),
+  // runs, but signs its hub handshake wrongly: the hub answers 401 on every attempt
+  'no-auth': (f) => {
+    const e = f.get('dist/shared/auth.js')!;
+    f.set(e.path, { ...e, data: Buffer.from(e.data!.toString('utf8').replace('ferry-agent-auth/v1', 'ferry-agent-auth/broken')) });
+  },
+  // starts and never does anything (nor listens to its launcher)
+  hang: (f) => void f.set('dist/agent/main.js', { path: 'dist/agent/main.js', mode: 0o644, data: Buffer.from("process.on('SIGTERM', () => {});\nsetInterval(() => {}, 1 << 30);\n") }),
+};
+
+const cache = new Map<string, Bundle>();
+
+/** A bundle of this checkout at `version`, optionally broken. */
+export function bundle(version: string, broken?: Breakage): Bundle {
+  const key = `${version}/${broken ?? ''}`;
+  let b = cache.get(key);
+  if (!b) cache.set(key, (b = buildBundle({ root: ROOT, version, ...(broken ? { patch: BREAK[broken] } : {}) })));
+  return b;
+}
+
+/** Unpacks a bundle into root/<version> (as the package does). */
+export function unpackInto(root: string, b: Bundle): void {
+  for (const e of readTarGz(b.archive)) {
+    const p = join(root, b.version, e.path);
+    if (!e.data) continue;
+    mkdirSync(dirname(p), { recursive: true });
+    writeFileSync(p, e.data, { mode: e.mode });
+  }
+}
+
+/** An install root with `b` committed and the launcher beside it, as the .deb leaves it. */
+export function installRoot(root: string, b: Bundle): void {
+  mkdirSync(join(root, 'launcher'), { recursive: true });
+  unpackInto(root, b);
+  for (const f of LAUNCHER_FILES) copyFileSync(join(root, b.version, 'dist', 'agent', 'upgrade', f), join(root, 'launcher', f));
+  writeFileSync(join(root, 'launcher', 'package.json'), '{"type":"module"}\n');
+  installVersion(root, b.version);
+}
+
+/**
+ * The launcher as systemd runs it: restarted when it exits (after its whole
+ * process group is killed), with FERRY_TEST_CRASH_AT only for the first run.
+ */
+export class Supervised {
+  private child: ChildProcess | null = null;
+  private stopped = false;
+  private out = '';
+  starts = 0;
+  readonly exits: (number | null)[] = [];
+
+  constructor(
+    private readonly t: TestContext,
+    private readonly o: { root: string; stateDir: string; config: string; nodeArgs?: readonly string[]; crashAt?: string },
+  ) {
+    t.after(() => this.stop());
+  }
+
+  output(): string {
+    return this.out;
+  }
+
+  start(): void {
+    const env = { ...process.env, ...(this.starts === 0 && this.o.crashAt ? { FERRY_TEST_CRASH_AT: this.o.crashAt } : { FERRY_TEST_CRASH_AT: '' }) };
+    this.starts++;
+    const args = [...AGENT_NODE_FLAGS, ...(this.o.nodeArgs ?? []), join(this.o.root, 'launcher', 'launcher.js'), 'run', '--root', this.o.root, '--state-dir', this.o.stateDir, '--', '--config', this.o.config];
+    const c = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    this.child = c;
+    const add = (d: Buffer) => (this.out = (this.out + d.toString('utf8')).slice(-200_000));
+    c.stdout!.on('data', add);
+    c.stderr!.on('data', add);
+    c.on('exit', (code) => {
+      this.exits.push(code);
+      this.killGroup(c);
+      if (this.child === c) this.child = null;
+      // systemd: Restart=on-failure (78, revoked, stays down); a short RestartSec
+      if (!this.stopped && code !== 0 && code !== 78) setTimeout(() => !this.stopped && this.start(), 200);
+    });
+  }
+
+  private killGroup(c: ChildProcess): void {
+    try {
+      process.kill(-c.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+
+  /** kill -9 of everything (a power cut). The supervisor starts it again. */
+  powerCut(): void {
+    if (this.child) this.killGroup(this.child);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    const c = this.child;
+    if (!c) return;
+    const gone = new Promise((r) => c.once('exit', r));
+    c.kill('SIGTERM');
+    await Promise.race([gone, new Promise((r) => setTimeout(r, 15_000))]);
+    this.killGroup(c);
+  }
+
+  /** Agent processes now in the launcher's process group (their command lines). */
+  agents(): string[] {
+    const pgid = this.child?.pid;
+    if (!pgid) return [];
+    const out: string[] = [];
+    for (const e of readdirSync('/proc')) {
+      if (!/^\d+$/.test(e)) continue;
+      try {
+        const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        if (Number(fields[2]) !== pgid) continue;
+        const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0').join(' ');
+        if (cmd.includes('/dist/agent/main.js')) out.push(cmd);
+      } catch {
+        // gone
+      }
+    }
+    return out;
+  }
+}
+
+/** Uploads a bundle for tenants, signed by `signers`; returns the hub's view. */
+export async function publishBundle(th: TestHub, b: Bundle, tenants: string[], signers: KeyPair[], floor?: string): Promise<any> {
+  const q = new URLSearchParams({ tenants: tenants.join(','), ...(floor ? { floor } : {}) });
+  const res = await request(`${th.url}/v1/agent-bundles?${q}`, { method: 'POST', headers: { authorization: `Bearer ${th.adminToken}`, 'content-type': 'application/gzip' }, body: b.archive });
+  const body = JSON.parse(await res.body.text());
+  assert.equal(res.statusCode, 201, JSON.stringify(body));
+  let view = body;
+  for (const k of signers) {
+    const sig = Buffer.from(sign(pae(PAYLOAD_TYPES.agentBundle, Buffer.from(body.envelope.payload, 'base64')), k.secretKey)).toString('base64');
+    const s = await th.api('POST', `/v1/agent-bundles/${b.version}/signatures`, { publicKey: encodePublicKey(k.publicKey), sig });
+    assert.equal(s.status, 200, JSON.stringify(s.body));
+    view = s.body;
+  }
+  return view;
+}
+
+/** Starts a rollout of an agent version. */
+export async function rollOut(th: TestHub, version: string, selector: string, extra: Record<string, unknown> = {}): Promise<string> {
+  const r = await th.api('POST', '/v1/rollouts', { stack: AGENT_STACK, version, selector, waves: '100%', agentTimeoutMs: 120_000, ...extra });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  return r.body.id as string;
+}
+
+/** Waits until the agent reports this version installed and the latest upgrade in `state`; returns its versions. */
+export function waitVersions(th: TestHub, agentId: string, what: { installed: string; state?: string }, timeoutMs = 90_000): Promise<any> {
+  return waitFor(
+    `agent ${agentId} on ${what.installed}${what.state ? ` (${what.state})` : ''}`,
+    async () => {
+      const a = (await th.api('GET', `/v1/agents/${agentId}`)).body;
+      const v = a.versions;
+      return a.status === 'connected' && v && v.installed === what.installed && v.running === what.installed && (!what.state || v.upgrade?.state === what.state) ? v : null;
+    },
+    timeoutMs,
+    200,
+  );
+}
