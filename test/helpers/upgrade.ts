@@ -8,14 +8,13 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { TestContext } from 'node:test';
 import { request } from 'undici';
 import { AGENT_NODE_FLAGS } from '../../agent/node-flags.js';
 import { installVersion } from '../../agent/upgrade/launcher.js';
-import { AGENT_STACK } from '../../shared/agent-bundle.js';
+import { AGENT_STACK, MANIFEST_FILE, STATE_FORMAT, sha256, type BundleManifest } from '../../shared/agent-bundle.js';
 import { PAYLOAD_TYPES, pae } from '../../shared/dsse.js';
 import { encodePublicKey, sign, type KeyPair } from '../../shared/keys.js';
-import { readTarGz, type TarEntry } from '../../shared/tar.js';
+import { readTarGz, writeTarGz, type TarEntry } from '../../shared/tar.js';
 import { buildBundle, type Bundle } from '../../scripts/package/bundle.js';
 import { LAUNCHER_FILES } from '../../scripts/package/deb.js';
 import type { TestHub } from './hub.js';
@@ -77,12 +76,10 @@ export class Supervised {
   starts = 0;
   readonly exits: (number | null)[] = [];
 
+  /** The caller stops it (after its test, before its directories go). */
   constructor(
-    private readonly t: TestContext,
     private readonly o: { root: string; stateDir: string; config: string; nodeArgs?: readonly string[]; crashAt?: string },
-  ) {
-    t.after(() => this.stop());
-  }
+  ) {}
 
   output(): string {
     return this.out;
@@ -173,16 +170,36 @@ export async function rollOut(th: TestHub, version: string, selector: string, ex
   return r.body.id as string;
 }
 
-/** Waits until the agent reports this version installed and the latest upgrade in `state`; returns its versions. */
-export function waitVersions(th: TestHub, agentId: string, what: { installed: string; state?: string }, timeoutMs = 90_000): Promise<any> {
+/** Waits until the agent reports this version installed and the latest upgrade (to `upgrade`) in `state`; returns its versions. */
+export function waitVersions(th: TestHub, agentId: string, what: { installed: string; state?: string; upgrade?: string }, timeoutMs = 90_000): Promise<any> {
   return waitFor(
     `agent ${agentId} on ${what.installed}${what.state ? ` (${what.state})` : ''}`,
     async () => {
       const a = (await th.api('GET', `/v1/agents/${agentId}`)).body;
       const v = a.versions;
-      return a.status === 'connected' && v && v.installed === what.installed && v.running === what.installed && (!what.state || v.upgrade?.state === what.state) ? v : null;
+      return a.status === 'connected' && v && v.installed === what.installed && v.running === what.installed && (!what.state || v.upgrade?.state === what.state) && (!what.upgrade || v.upgrade?.version === what.upgrade) ? v : null;
     },
     timeoutMs,
     200,
   );
+}
+
+/**
+ * A small but well-formed bundle archive (bundle.json listing one file), for
+ * tests of the hub's routes that need a bundle to exist, not to run.
+ */
+export function tinyBundle(version: string): Buffer {
+  const main = Buffer.from(`// ferry-agent ${version} (a stand-in)\n`);
+  const manifest: BundleManifest = {
+    _type: 'ferry-agent-bundle',
+    version,
+    stateFormat: STATE_FORMAT,
+    minStateFormat: STATE_FORMAT,
+    node: null,
+    files: { 'dist/agent/main.js': { sha256: sha256(main), size: main.length, mode: 0o644 } },
+  };
+  return writeTarGz([
+    { path: MANIFEST_FILE, data: Buffer.from(JSON.stringify(manifest)), mode: 0o644 },
+    { path: 'dist/agent/main.js', data: main, mode: 0o644 },
+  ]);
 }

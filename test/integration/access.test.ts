@@ -12,6 +12,7 @@ import { enrollBody, postEnroll } from '../helpers/agents.js';
 import { startHub, type TestHub } from '../helpers/hub.js';
 import { backends } from '../helpers/postgres.js';
 import { apiClient, simRelease, simTenant } from '../helpers/sim-agents.js';
+import { tinyBundle } from '../helpers/upgrade.js';
 
 type Who = 'none' | 'admin' | 'vViewer' | 'vOperator' | 'vRM' | 'aAdmin' | 'aOperator' | 'aApprover' | 'aViewer' | 'bOperator' | 'opScopedB';
 
@@ -33,6 +34,8 @@ interface Req {
   method?: string;
   url: string;
   body?: unknown;
+  /** An agent bundle archive as the body (application/gzip), instead of JSON. */
+  archive?: Buffer;
 }
 
 interface Case {
@@ -51,6 +54,8 @@ interface Case {
 }
 
 const A = (w: World) => w.agentA;
+/** Agent bundle versions uploaded by the matrix (each upload needs a new one). */
+let bundleN = 0;
 
 const CASES: Record<string, Case> = {
   // ---- public -----------------------------------------------------------------------
@@ -129,6 +134,16 @@ const CASES: Record<string, Case> = {
   'GET /v1/audit/:log/export': { req: () => ({ url: '/v1/audit/bank-a/export' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
   'GET /v1/audit/:log/proof': { req: () => ({ url: '/v1/audit/bank-a/proof?index=0' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
   'POST /v1/audit/:log/checkpoint': { req: () => ({ method: 'POST', url: '/v1/audit/bank-a/checkpoint' }), foreign: 'bOperator', lower: 'aOperator', ok: { as: 'aAdmin', status: 200 } },
+
+  // ---- agent bundles (self-upgrade) ------------------------------------------------------------------
+  // the vendor publishes agent versions; an institution's admin cannot
+  'POST /v1/agent-bundles': { req: () => ({ method: 'POST', url: '/v1/agent-bundles?tenants=bank-a', archive: tinyBundle(`0.8.${++bundleN}`) }), lower: 'aAdmin', ok: { as: 'vRM', status: 201 } },
+  'GET /v1/agent-bundles': { list: true, req: () => ({ url: '/v1/agent-bundles' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/agent-bundles/:version': { req: () => ({ url: '/v1/agent-bundles/0.9.0' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  // a signature that does not verify: authorised, then 403 of the signature check
+  'POST /v1/agent-bundles/:version/signatures': { req: () => ({ method: 'POST', url: '/v1/agent-bundles/0.9.0/signatures', body: { publicKey: 'A'.repeat(43) + '=', sig: 'A'.repeat(86) + '==' } }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aApprover', status: 403 } },
+  // signed by an agent key, not a person: unsigned is 401 (upgrade.test.ts downloads for real)
+  'GET /agent/v1/bundles/:digest': { public: true, req: () => ({ url: `/agent/v1/bundles/sha256:${'0'.repeat(64)}` }), ok: { as: 'none', status: 401 } },
 };
 
 /** An event stream's status, without waiting for it to end. */
@@ -164,8 +179,8 @@ async function call(w: World, who: Who, r: Req): Promise<{ status: number; text:
   const res = await w.th.hub.app.inject({
     method: (r.method ?? 'GET') as 'GET',
     url: r.url,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(r.body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    payload: r.body === undefined ? undefined : JSON.stringify(r.body),
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(r.archive ? { 'content-type': 'application/gzip' } : r.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    payload: r.archive ?? (r.body === undefined ? undefined : JSON.stringify(r.body)),
   });
   let body: any;
   try {
@@ -201,6 +216,11 @@ async function world(th: TestHub): Promise<World> {
   };
   const rolloutA = await ro('payments', '1.0.0', 'tenant=bank-a');
   const rolloutB = await ro('ledger', '7.0.0', 'tenant=bank-b');
+  // An agent version for each tenant: 0.9.0 for bank-a, 0.9.1 for bank-b.
+  for (const [version, tenant] of [['0.9.0', 'bank-a'], ['0.9.1', 'bank-b']] as const) {
+    const r = await th.hub.app.inject({ method: 'POST', url: `/v1/agent-bundles?tenants=${tenant}`, headers: { authorization: `Bearer ${th.adminToken}`, 'content-type': 'application/gzip' }, payload: tinyBundle(version) });
+    assert.equal(r.statusCode, 201, r.body);
+  }
   const p = (g: Parameters<TestHub['person']>[0], scope?: Parameters<TestHub['person']>[1]) => th.person(g, scope).then((x) => x.token);
   const tokens = {
     admin: th.adminToken,

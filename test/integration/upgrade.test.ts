@@ -48,6 +48,8 @@ interface Host {
 
 /** An enrolled agent installed at BASE under a launcher. */
 async function host(t: TestContext, th: TestHub, o: { windowMs?: number; crashAt?: string } = {}): Promise<Host> {
+  let sup: Supervised | undefined;
+  t.after(() => sup?.stop()); // registered before the directories it runs in, so it runs before they go
   const dir = tempDir(t, 'ferry-upgrade-');
   const stateDir = join(dir, 'state');
   const e = await run('agent', ['enroll', '--hub', th.url, '--token', await enrollmentToken(th, TENANT), '--state-dir', stateDir, '--name', 'upgrade-host', '--json']);
@@ -57,15 +59,15 @@ async function host(t: TestContext, th: TestHub, o: { windowMs?: number; crashAt
   writeFileSync(config, `reconnect:\n  baseMs: 100\n  capMs: 1000\nupgrade:\n  healthWindowMs: ${o.windowMs ?? 60_000}\n`);
   const root = join(dir, 'opt');
   installRoot(root, bundle(BASE));
-  const sup = new Supervised(t, { root, stateDir, config, ...(o.crashAt ? { crashAt: o.crashAt, nodeArgs: CRASH_HOOK_ARGS } : {}) });
+  sup = new Supervised({ root, stateDir, config, ...(o.crashAt ? { crashAt: o.crashAt, nodeArgs: CRASH_HOOK_ARGS } : {}) });
   sup.start();
   await waitVersions(th, id, { installed: BASE }, 30_000).catch((err: Error) => assert.fail(`${err.message}\n${sup.output().slice(-3000)}`));
   return { id, root, stateDir, sup, identity: readFileSync(join(stateDir, 'identity.json'), 'utf8'), key: readFileSync(join(stateDir, 'agent.key'), 'utf8') };
 }
 
-/** The host converged: one agent process, on `version`, its identity and key as before, no upgrade half done. */
-async function converged(th: TestHub, h: Host, version: string, state: string) {
-  const v = await waitVersions(th, h.id, { installed: version, state }, 90_000).catch((err: Error) => assert.fail(`${err.message}\n${h.sup.output().slice(-4000)}`));
+/** The host converged after an upgrade to `target`: one agent process, on `version`, its identity and key as before, no upgrade half done. */
+async function converged(th: TestHub, h: Host, target: string, version: string, state: string) {
+  const v = await waitVersions(th, h.id, { installed: version, state, upgrade: target }, 90_000).catch((err: Error) => assert.fail(`${err.message}\n${h.sup.output().slice(-4000)}`));
   await waitFor('exactly one agent process', () => h.sup.agents().length === 1, 10_000).catch(() => assert.fail(`agent processes: ${JSON.stringify(h.sup.agents())}`));
   assert.match(h.sup.agents()[0]!, new RegExp(`/${version.replace(/\./g, '\\.')}/dist/agent/main\\.js`));
   const l = readLaunch(h.root)!;
@@ -95,7 +97,7 @@ test('self-upgrade: a good version commits; crashing, unauthenticated and hangin
 
   await t.test('a version that crashes at start reverts, and the hub hears why', async () => {
     const ro = await rollOut(th, '0.2.1', `id=${h.id}`);
-    const v = await converged(th, h, BASE, 'reverted');
+    const v = await converged(th, h, '0.2.1', BASE, 'reverted');
     assert.equal(v.upgrade.version, '0.2.1');
     assert.equal(v.upgrade.code, 'FERRY_E_UPGRADE_CRASHED');
     assert.match(v.upgrade.message, /exited with code 3 .*before it was healthy/);
@@ -110,7 +112,7 @@ test('self-upgrade: a good version commits; crashing, unauthenticated and hangin
 
   await t.test('a version that cannot authenticate reverts after the health window, saying so', async () => {
     const ro = await rollOut(th, '0.2.2', `id=${h.id}`);
-    const v = await converged(th, h, BASE, 'reverted');
+    const v = await converged(th, h, '0.2.2', BASE, 'reverted');
     assert.equal(v.upgrade.code, 'FERRY_E_UPGRADE_UNHEALTHY');
     assert.match(v.upgrade.message, /not healthy within 12 s \(got as far as: connecting: FERRY_E_AGENT_AUTH_INVALID/);
     await rolloutState(th, ro, 'paused');
@@ -119,7 +121,7 @@ test('self-upgrade: a good version commits; crashing, unauthenticated and hangin
 
   await t.test('a version that hangs reverts after the window', async () => {
     const ro = await rollOut(th, '0.2.3', `id=${h.id}`);
-    const v = await converged(th, h, BASE, 'reverted');
+    const v = await converged(th, h, '0.2.3', BASE, 'reverted');
     assert.equal(v.upgrade.code, 'FERRY_E_UPGRADE_UNHEALTHY');
     assert.match(v.upgrade.message, /0\.2\.3 was not healthy within 12 s \(got as far as: started\)/);
     await rolloutState(th, ro, 'paused');
@@ -128,7 +130,7 @@ test('self-upgrade: a good version commits; crashing, unauthenticated and hangin
 
   await t.test('a good version connects, authenticates, verifies its directive, reconciles and commits', async () => {
     const ro = await rollOut(th, '0.2.0', `id=${h.id}`, { bakeMs: 500 });
-    const v = await converged(th, h, '0.2.0', 'committed');
+    const v = await converged(th, h, '0.2.0', '0.2.0', 'committed');
     assert.equal(v.previous, BASE);
     await rolloutState(th, ro, 'succeeded');
     const l = readLaunch(h.root)!;
@@ -173,7 +175,7 @@ test('kill -9 at every step of an upgrade converges to one running version with 
     await t.test(`killed at ${s.step}: ends on ${s.version} (${s.state})`, async (tt) => {
       const h = await host(tt, th, { crashAt: `upgrade:${s.step}` });
       const ro = await rollOut(th, '0.2.0', `id=${h.id}`);
-      const v = await converged(th, h, s.version, s.state);
+      const v = await converged(th, h, '0.2.0', s.version, s.state);
       assert.ok(h.sup.exits.some((c) => c !== 0), `the process really died at ${s.step} (exits ${JSON.stringify(h.sup.exits)})`);
       if (s.state === 'reverted') assert.equal(v.upgrade.code, 'FERRY_E_UPGRADE_INTERRUPTED');
       await rolloutState(th, ro, s.state === 'committed' ? 'succeeded' : 'paused');
@@ -183,7 +185,7 @@ test('kill -9 at every step of an upgrade converges to one running version with 
   await t.test('killed while the state is being restored after a crash: the revert finishes', async (tt) => {
     const h = await host(tt, th, { crashAt: 'upgrade:restore-emptied' });
     await rollOut(th, '0.2.1', `id=${h.id}`);
-    const v = await converged(th, h, BASE, 'reverted');
+    const v = await converged(th, h, '0.2.1', BASE, 'reverted');
     assert.equal(v.upgrade.code, 'FERRY_E_UPGRADE_INTERRUPTED');
     await h.sup.stop();
   });
@@ -194,7 +196,7 @@ test('kill -9 at every step of an upgrade converges to one running version with 
     const starts = h.sup.starts;
     h.sup.powerCut();
     await waitFor('the launcher to be started again', () => h.sup.starts > starts, 10_000);
-    const v = await converged(th, h, BASE, 'reverted');
+    const v = await converged(th, h, '0.2.0', BASE, 'reverted');
     assert.equal(v.upgrade.code, 'FERRY_E_UPGRADE_INTERRUPTED');
     await h.sup.stop();
   });
