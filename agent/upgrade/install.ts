@@ -4,7 +4,7 @@
 // archive against its signed manifest (every file's digest, nothing more),
 // the state formats it reads against this host's, and free disk. A lock
 // file keeps two upgrades of one install root from running at once.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statfsSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statfsSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { checkEntries, type AgentBundle, type BundleManifest } from '../../shared/agent-bundle.js';
 import { FerryError } from '../../shared/errors.js';
@@ -93,7 +93,8 @@ export function cleanStaging(root: string): void {
 export function pruneVersions(root: string, keep: readonly string[]): string[] {
   const removed: string[] = [];
   for (const name of readdirSync(root)) {
-    if (name.startsWith('.') || keep.includes(name) || !existsSync(join(root, name, SELF_INSTALLED))) continue;
+    // Only real directories: the `current` link points into one, and must stay.
+    if (name.startsWith('.') || keep.includes(name) || !lstatSync(join(root, name)).isDirectory() || !existsSync(join(root, name, SELF_INSTALLED))) continue;
     rmSync(join(root, name), { recursive: true, force: true });
     removed.push(name);
   }

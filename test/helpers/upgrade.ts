@@ -7,19 +7,23 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { TestContext } from 'node:test';
 import { dirname, join } from 'node:path';
 import { request } from 'undici';
 import { AGENT_NODE_FLAGS } from '../../agent/node-flags.js';
 import { installVersion } from '../../agent/upgrade/launcher.js';
 import { AGENT_STACK, MANIFEST_FILE, STATE_FORMAT, sha256, type BundleManifest } from '../../shared/agent-bundle.js';
 import { PAYLOAD_TYPES, pae } from '../../shared/dsse.js';
-import { encodePublicKey, sign, type KeyPair } from '../../shared/keys.js';
+import { encodePublicKey, keyId, sign, type KeyPair } from '../../shared/keys.js';
 import { readTarGz, writeTarGz, type TarEntry } from '../../shared/tar.js';
 import { buildBundle, type Bundle } from '../../scripts/package/bundle.js';
 import { LAUNCHER_FILES } from '../../scripts/package/deb.js';
-import type { TestHub } from './hub.js';
-import { ROOT } from './proc.js';
-import { waitFor } from './tmp.js';
+import { enrollmentToken } from './agents.js';
+import { CRASH_HOOK_ARGS } from './crash-hook.js';
+import { startHub, type TestHub } from './hub.js';
+import { ROOT, run } from './proc.js';
+import { seededKey } from './signing.js';
+import { tempDir, waitFor } from './tmp.js';
 
 export type Breakage = 'crash' | 'no-auth' | 'hang';
 
@@ -126,6 +130,13 @@ export class Supervised {
     this.killGroup(c);
   }
 
+  /** As `systemctl restart`: stop (SIGTERM, wait for the exit), then start again. */
+  async restart(): Promise<void> {
+    await this.stop();
+    this.stopped = false;
+    this.start();
+  }
+
   /** Agent processes now in the launcher's process group (their command lines). */
   agents(): string[] {
     const pgid = this.child?.pid;
@@ -202,4 +213,53 @@ export function tinyBundle(version: string): Buffer {
     { path: MANIFEST_FILE, data: Buffer.from(JSON.stringify(manifest)), mode: 0o644 },
     { path: 'dist/agent/main.js', data: main, mode: 0o644 },
   ]);
+}
+
+export const TENANT = 'bank-u';
+const ROOT_KEY = seededKey('upgrade-root');
+export const RM = [seededKey('upgrade-rm1'), seededKey('upgrade-rm2'), seededKey('upgrade-rm3')];
+/** The version hosts are installed at. */
+export const BASE = '0.1.0';
+
+/** A hub with the tenant TENANT, its root signed, release role RM (2 of 3). */
+export async function upgradeHub(t: TestContext): Promise<TestHub> {
+  const th = await startHub(t, { checkpointMs: 3_600_000, rolloutTickMs: 200 });
+  assert.equal((await th.api('POST', '/v1/tenants', { name: TENANT })).status, 201);
+  const init = await th.api('POST', `/v1/tenants/${TENANT}/trust/init`, {
+    root: [{ public: encodePublicKey(ROOT_KEY.publicKey) }],
+    rootThreshold: 1,
+    release: RM.map((k, i) => ({ public: encodePublicKey(k.publicKey), name: `rm${i + 1}` })),
+    releaseThreshold: 2,
+  });
+  const sig = Buffer.from(sign(pae(PAYLOAD_TYPES.root, Buffer.from(init.body.envelope.payload, 'base64')), ROOT_KEY.secretKey)).toString('base64');
+  assert.equal((await th.api('POST', `/v1/tenants/${TENANT}/trust/signatures`, { version: 1, keyid: keyId(ROOT_KEY.publicKey), sig })).body.active, true);
+  return th;
+}
+
+export interface Host {
+  id: string;
+  root: string;
+  stateDir: string;
+  sup: Supervised;
+  identity: string;
+  key: string;
+}
+
+/** An enrolled agent installed at BASE under a launcher. */
+export async function upgradeHost(t: TestContext, th: TestHub, o: { windowMs?: number; crashAt?: string } = {}): Promise<Host> {
+  let sup: Supervised | undefined;
+  t.after(() => sup?.stop()); // registered before the directories it runs in, so it runs before they go
+  const dir = tempDir(t, 'ferry-upgrade-');
+  const stateDir = join(dir, 'state');
+  const e = await run('agent', ['enroll', '--hub', th.url, '--token', await enrollmentToken(th, TENANT), '--state-dir', stateDir, '--name', 'upgrade-host', '--json']);
+  assert.equal(e.code, 0, e.stderr);
+  const id = JSON.parse(e.stdout).agentId as string;
+  const config = join(dir, 'agent.yaml');
+  writeFileSync(config, `reconnect:\n  baseMs: 100\n  capMs: 1000\nupgrade:\n  healthWindowMs: ${o.windowMs ?? 60_000}\n`);
+  const root = join(dir, 'opt');
+  installRoot(root, bundle(BASE));
+  sup = new Supervised({ root, stateDir, config, ...(o.crashAt ? { crashAt: o.crashAt, nodeArgs: CRASH_HOOK_ARGS } : {}) });
+  sup.start();
+  await waitVersions(th, id, { installed: BASE }, 30_000).catch((err: Error) => assert.fail(`${err.message}\n${sup.output().slice(-3000)}`));
+  return { id, root, stateDir, sup, identity: readFileSync(join(stateDir, 'identity.json'), 'utf8'), key: readFileSync(join(stateDir, 'agent.key'), 'utf8') };
 }

@@ -3,67 +3,15 @@
 // by the launcher (supervised as systemd runs it), bundles built from this
 // checkout (good ones and broken ones), uploaded, signed by the tenant's
 // release role (2 of 3) and rolled out with the rollout engine.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { readLaunch } from '../../agent/upgrade/launch-state.js';
-import { PAYLOAD_TYPES, pae } from '../../shared/dsse.js';
-import { encodePublicKey, keyId, sign } from '../../shared/keys.js';
-import { CRASH_HOOK_ARGS } from '../helpers/crash-hook.js';
-import { enrollmentToken } from '../helpers/agents.js';
-import { startHub, type TestHub } from '../helpers/hub.js';
+import type { TestHub } from '../helpers/hub.js';
 import { run } from '../helpers/proc.js';
-import { seededKey } from '../helpers/signing.js';
-import { tempDir, waitFor } from '../helpers/tmp.js';
-import { Supervised, bundle, installRoot, publishBundle, rollOut, waitVersions } from '../helpers/upgrade.js';
-
-const TENANT = 'bank-u';
-const ROOT_KEY = seededKey('upgrade-root');
-const RM = [seededKey('upgrade-rm1'), seededKey('upgrade-rm2'), seededKey('upgrade-rm3')];
-const BASE = '0.1.0';
-
-async function hubWithTenant(t: TestContext): Promise<TestHub> {
-  const th = await startHub(t, { checkpointMs: 3_600_000, rolloutTickMs: 200 });
-  assert.equal((await th.api('POST', '/v1/tenants', { name: TENANT })).status, 201);
-  const init = await th.api('POST', `/v1/tenants/${TENANT}/trust/init`, {
-    root: [{ public: encodePublicKey(ROOT_KEY.publicKey) }],
-    rootThreshold: 1,
-    release: RM.map((k, i) => ({ public: encodePublicKey(k.publicKey), name: `rm${i + 1}` })),
-    releaseThreshold: 2,
-  });
-  const sig = Buffer.from(sign(pae(PAYLOAD_TYPES.root, Buffer.from(init.body.envelope.payload, 'base64')), ROOT_KEY.secretKey)).toString('base64');
-  assert.equal((await th.api('POST', `/v1/tenants/${TENANT}/trust/signatures`, { version: 1, keyid: keyId(ROOT_KEY.publicKey), sig })).body.active, true);
-  return th;
-}
-
-interface Host {
-  id: string;
-  root: string;
-  stateDir: string;
-  sup: Supervised;
-  identity: string;
-  key: string;
-}
-
-/** An enrolled agent installed at BASE under a launcher. */
-async function host(t: TestContext, th: TestHub, o: { windowMs?: number; crashAt?: string } = {}): Promise<Host> {
-  let sup: Supervised | undefined;
-  t.after(() => sup?.stop()); // registered before the directories it runs in, so it runs before they go
-  const dir = tempDir(t, 'ferry-upgrade-');
-  const stateDir = join(dir, 'state');
-  const e = await run('agent', ['enroll', '--hub', th.url, '--token', await enrollmentToken(th, TENANT), '--state-dir', stateDir, '--name', 'upgrade-host', '--json']);
-  assert.equal(e.code, 0, e.stderr);
-  const id = JSON.parse(e.stdout).agentId as string;
-  const config = join(dir, 'agent.yaml');
-  writeFileSync(config, `reconnect:\n  baseMs: 100\n  capMs: 1000\nupgrade:\n  healthWindowMs: ${o.windowMs ?? 60_000}\n`);
-  const root = join(dir, 'opt');
-  installRoot(root, bundle(BASE));
-  sup = new Supervised({ root, stateDir, config, ...(o.crashAt ? { crashAt: o.crashAt, nodeArgs: CRASH_HOOK_ARGS } : {}) });
-  sup.start();
-  await waitVersions(th, id, { installed: BASE }, 30_000).catch((err: Error) => assert.fail(`${err.message}\n${sup.output().slice(-3000)}`));
-  return { id, root, stateDir, sup, identity: readFileSync(join(stateDir, 'identity.json'), 'utf8'), key: readFileSync(join(stateDir, 'agent.key'), 'utf8') };
-}
+import { waitFor } from '../helpers/tmp.js';
+import { BASE, RM, TENANT, bundle, publishBundle, rollOut, upgradeHost, upgradeHub, waitVersions, type Host } from '../helpers/upgrade.js';
 
 /** The host converged after an upgrade to `target`: one agent process, on `version`, its identity and key as before, no upgrade half done. */
 async function converged(th: TestHub, h: Host, target: string, version: string, state: string) {
@@ -91,9 +39,9 @@ async function rolloutState(th: TestHub, id: string, state: string) {
 }
 
 test('self-upgrade: a good version commits; crashing, unauthenticated and hanging ones revert by themselves', { timeout: 600_000 }, async (t) => {
-  const th = await hubWithTenant(t);
+  const th = await upgradeHub(t);
   for (const [v, broken] of [['0.2.0'], ['0.2.1', 'crash'], ['0.2.2', 'no-auth'], ['0.2.3', 'hang']] as const) await publishBundle(th, bundle(v, broken), [TENANT], RM.slice(0, 2));
-  const h = await host(t, th, { windowMs: 12_000 });
+  const h = await upgradeHost(t, th, { windowMs: 12_000 });
 
   await t.test('a version that crashes at start reverts, and the hub hears why', async () => {
     const ro = await rollOut(th, '0.2.1', `id=${h.id}`);
@@ -168,12 +116,12 @@ const STEPS: { step: string; version: string; state: string }[] = [
 ];
 
 test('kill -9 at every step of an upgrade converges to one running version with state intact', { timeout: 900_000 }, async (t) => {
-  const th = await hubWithTenant(t);
+  const th = await upgradeHub(t);
   await publishBundle(th, bundle('0.2.0'), [TENANT], RM.slice(1, 3));
   await publishBundle(th, bundle('0.2.1', 'crash'), [TENANT], RM.slice(0, 2));
   for (const s of STEPS) {
     await t.test(`killed at ${s.step}: ends on ${s.version} (${s.state})`, async (tt) => {
-      const h = await host(tt, th, { crashAt: `upgrade:${s.step}` });
+      const h = await upgradeHost(tt, th, { crashAt: `upgrade:${s.step}` });
       const ro = await rollOut(th, '0.2.0', `id=${h.id}`);
       const v = await converged(th, h, '0.2.0', s.version, s.state);
       assert.ok(h.sup.exits.some((c) => c !== 0), `the process really died at ${s.step} (exits ${JSON.stringify(h.sup.exits)})`);
@@ -183,14 +131,14 @@ test('kill -9 at every step of an upgrade converges to one running version with 
     });
   }
   await t.test('killed while the state is being restored after a crash: the revert finishes', async (tt) => {
-    const h = await host(tt, th, { crashAt: 'upgrade:restore-emptied' });
+    const h = await upgradeHost(tt, th, { crashAt: 'upgrade:restore-emptied' });
     await rollOut(th, '0.2.1', `id=${h.id}`);
     const v = await converged(th, h, '0.2.1', BASE, 'reverted');
     assert.equal(v.upgrade.code, 'FERRY_E_UPGRADE_INTERRUPTED');
     await h.sup.stop();
   });
   await t.test('a power cut (everything killed) during the trial', async (tt) => {
-    const h = await host(tt, th);
+    const h = await upgradeHost(tt, th);
     await rollOut(th, '0.2.0', `id=${h.id}`);
     await waitFor('the trial to start', () => readLaunch(h.root)?.pending?.stage === 'trial', 60_000);
     const starts = h.sup.starts;
@@ -203,10 +151,10 @@ test('kill -9 at every step of an upgrade converges to one running version with 
 });
 
 test('refused bundles: a digest mismatch on the way installs nothing; the hub will not name a bundle below threshold', { timeout: 300_000 }, async (t) => {
-  const th = await hubWithTenant(t);
+  const th = await upgradeHub(t);
   const good = await publishBundle(th, bundle('0.2.0'), [TENANT], RM.slice(0, 2));
   await publishBundle(th, bundle('0.2.4'), [TENANT], RM.slice(0, 1)); // 1 of the 2 needed
-  const h = await host(t, th);
+  const h = await upgradeHost(t, th);
 
   const below = await rollOut(th, '0.2.4', `id=${h.id}`);
   const r = await rolloutState(th, below, 'paused');
