@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { get } from 'node:http';
-import { generateKeyPair } from '../../shared/keys.js';
+import { encodePublicKey, generateKeyPair, sign } from '../../shared/keys.js';
 import { enrollBody, postEnroll } from '../helpers/agents.js';
 import { startHub, type TestHub } from '../helpers/hub.js';
 import { backends } from '../helpers/postgres.js';
@@ -54,6 +54,8 @@ interface Case {
 }
 
 const A = (w: World) => w.agentA;
+const wrongKey = generateKeyPair();
+const WRONG_SIG = { publicKey: encodePublicKey(wrongKey.publicKey), sig: Buffer.from(sign(Buffer.from('not the statement'), wrongKey.secretKey)).toString('base64') };
 /** Agent bundle versions uploaded by the matrix (each upload needs a new one). */
 let bundleN = 0;
 
@@ -141,7 +143,8 @@ const CASES: Record<string, Case> = {
   'GET /v1/agent-bundles': { list: true, req: () => ({ url: '/v1/agent-bundles' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
   'GET /v1/agent-bundles/:version': { req: () => ({ url: '/v1/agent-bundles/0.9.0' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
   // a signature that does not verify: authorised, then 403 of the signature check
-  'POST /v1/agent-bundles/:version/signatures': { req: () => ({ method: 'POST', url: '/v1/agent-bundles/0.9.0/signatures', body: { publicKey: 'A'.repeat(43) + '=', sig: 'A'.repeat(86) + '==' } }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aApprover', status: 403 } },
+  // (a real key's signature over something else: all-zero bytes are a small-order key OpenSSL may accept)
+  'POST /v1/agent-bundles/:version/signatures': { req: () => ({ method: 'POST', url: '/v1/agent-bundles/0.9.0/signatures', body: WRONG_SIG }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aApprover', status: 403 } },
   // signed by an agent key, not a person: unsigned is 401 (upgrade.test.ts downloads for real)
   'GET /agent/v1/bundles/:digest': { public: true, req: () => ({ url: `/agent/v1/bundles/sha256:${'0'.repeat(64)}` }), ok: { as: 'none', status: 401 } },
 };
