@@ -6,11 +6,12 @@
 // roll out.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import type { TestContext } from 'node:test';
 import { dirname, join } from 'node:path';
 import { request } from 'undici';
 import { AGENT_NODE_FLAGS } from '../../agent/node-flags.js';
+import { readLaunch } from '../../agent/upgrade/launch-state.js';
 import { installVersion } from '../../agent/upgrade/launcher.js';
 import { AGENT_STACK, MANIFEST_FILE, STATE_FORMAT, sha256, type BundleManifest } from '../../shared/agent-bundle.js';
 import { PAYLOAD_TYPES, pae } from '../../shared/dsse.js';
@@ -262,4 +263,60 @@ export async function upgradeHost(t: TestContext, th: TestHub, o: { windowMs?: n
   sup.start();
   await waitVersions(th, id, { installed: BASE }, 30_000).catch((err: Error) => assert.fail(`${err.message}\n${sup.output().slice(-3000)}`));
   return { id, root, stateDir, sup, identity: readFileSync(join(stateDir, 'identity.json'), 'utf8'), key: readFileSync(join(stateDir, 'agent.key'), 'utf8') };
+}
+
+/** The host converged after an upgrade to `target`: one agent process, on `version`, its identity and key as before, no upgrade half done. */
+export async function converged(th: TestHub, h: Host, target: string, version: string, state: string) {
+  const v = await waitVersions(th, h.id, { installed: version, state, upgrade: target }, 90_000).catch((err: Error) => assert.fail(`${err.message}\n${h.sup.output().slice(-4000)}`));
+  await waitFor('exactly one agent process', () => h.sup.agents().length === 1, 10_000).catch(() => assert.fail(`agent processes: ${JSON.stringify(h.sup.agents())}`));
+  assert.match(h.sup.agents()[0]!, new RegExp(`/${version.replace(/\./g, '\\.')}/dist/agent/main\\.js`));
+  const l = readLaunch(h.root)!;
+  assert.equal(l.current, version);
+  assert.equal(l.pending, null);
+  assert.equal(readlinkSync(join(h.root, 'current')), version);
+  assert.equal(readFileSync(join(h.stateDir, 'identity.json'), 'utf8'), h.identity, 'identity intact');
+  assert.equal(readFileSync(join(h.stateDir, 'agent.key'), 'utf8'), h.key, 'key intact');
+  const trust = JSON.parse(readFileSync(join(h.stateDir, 'trust.json'), 'utf8')) as { format: number; desired: { seq: number } | null };
+  assert.equal(trust.format, 1);
+  assert.ok(trust.desired && trust.desired.seq >= 1, 'the accepted directive is still there');
+  await waitFor('no state backup left', () => !existsSync(join(h.stateDir, '.upgrade-backup')), 10_000);
+  return v;
+}
+
+/** Waits for a rollout to reach `state`. */
+export async function rolloutState(th: TestHub, id: string, state: string) {
+  return waitFor(`rollout ${id} ${state}`, async () => {
+    const r = (await th.api('GET', `/v1/rollouts/${id}`)).body;
+    return r.state === state ? r : null;
+  }, 60_000, 200);
+}
+
+/** A kill -9 step and where the host must end after it (test/integration/upgrade-kill-*.test.ts). */
+export interface KillStep {
+  /** The step of agent/upgrade/launch-state.ts upgradeSteps at which the process kills itself. */
+  step: string;
+  version: string;
+  state: 'committed' | 'reverted';
+}
+
+/**
+ * One subtest per step: a fresh host upgrades from BASE to 0.2.0 and the
+ * process reaching the step kills itself (kill -9, test/helpers/crash-hook.ts);
+ * the supervisor starts the launcher again and the host must converge to
+ * exactly one running version with its state intact. Before the trial the
+ * upgrade carries on and commits; once the new version was handed the state,
+ * an unfinished trial is reverted.
+ */
+export async function killAtSteps(t: TestContext, th: TestHub, steps: readonly KillStep[]): Promise<void> {
+  for (const s of steps) {
+    await t.test(`killed at ${s.step}: ends on ${s.version} (${s.state})`, async (tt) => {
+      const h = await upgradeHost(tt, th, { crashAt: `upgrade:${s.step}` });
+      const ro = await rollOut(th, '0.2.0', `id=${h.id}`);
+      const v = await converged(th, h, '0.2.0', s.version, s.state);
+      assert.ok(h.sup.exits.some((c) => c !== 0), `the process really died at ${s.step} (exits ${JSON.stringify(h.sup.exits)})`);
+      if (s.state === 'reverted') assert.equal(v.upgrade.code, 'FERRY_E_UPGRADE_INTERRUPTED');
+      await rolloutState(th, ro, s.state === 'committed' ? 'succeeded' : 'paused');
+      await h.sup.stop();
+    });
+  }
 }
