@@ -22,7 +22,18 @@ export class UpgradeReports {
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
   ) {
-    gateway.on('upgrade', (agentId: string, m: UpgradeMessage) => void this.record(agentId, m));
+    gateway.on('upgrade', (agentId: string, m: UpgradeMessage) => this.inOrder(agentId, m));
+  }
+
+  /** Per agent, one report after the other: an 'installing' stored after the 'committed' that followed it would stick. */
+  private readonly queues = new Map<string, Promise<void>>();
+
+  private inOrder(agentId: string, m: UpgradeMessage): void {
+    const next = (this.queues.get(agentId) ?? Promise.resolve()).then(() => this.record(agentId, m));
+    this.queues.set(agentId, next);
+    void next.finally(() => {
+      if (this.queues.get(agentId) === next) this.queues.delete(agentId);
+    });
   }
 
   private async record(agentId: string, m: UpgradeMessage): Promise<void> {
