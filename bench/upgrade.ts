@@ -17,7 +17,7 @@ import type { TestContext } from 'node:test';
 import { parseArgs } from 'node:util';
 import { fmt, quantile, secs, table } from './lib/report.js';
 import { wholeNumber } from './lib/args.js';
-import { BASE, RM, TENANT, bundle, publishBundle, rollOut, upgradeHost, upgradeHub, waitVersions } from '../test/helpers/upgrade.js';
+import { BASE, RM, TENANT, bundle, publishBundle, rollOut, rolloutState, upgradeHost, upgradeHub, waitVersions } from '../test/helpers/upgrade.js';
 import { waitFor } from '../test/helpers/tmp.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '10' }, reverts: { type: 'string', default: '3' } } });
@@ -67,12 +67,10 @@ try {
     await waitVersions(th, h.id, { installed });
     // an upgrade to the next version
     const v = versions[i]!;
-    upgrade.push(
-      await outage(async () => {
-        await rollOut(th, v, `id=${h.id}`, { bakeMs: 0 });
-      }),
-    );
+    let ro = '';
+    upgrade.push(await outage(async () => void (ro = await rollOut(th, v, `id=${h.id}`, { bakeMs: 0 }))));
     await waitVersions(th, h.id, { installed: v, state: 'committed', upgrade: v });
+    await rolloutState(th, ro, 'succeeded');
     installed = v;
     process.stderr.write(`run ${i + 1}/${RUNS}: restart ${secs(restart.at(-1)!)}, upgrade ${secs(upgrade.at(-1)!)}\n`);
   }
@@ -80,7 +78,7 @@ try {
     let ro = '';
     revert.push(await outage(async () => void (ro = await rollOut(th, v, `id=${h.id}`))));
     await waitVersions(th, h.id, { installed, state: 'reverted', upgrade: v });
-    await waitFor('the rollout to pause', async () => (await th.api('GET', `/v1/rollouts/${ro}`)).body.state === 'paused', 60_000, 100);
+    await rolloutState(th, ro, 'paused');
     await th.api('POST', `/v1/rollouts/${ro}/abort`);
     process.stderr.write(`revert of ${v}: ${secs(revert.at(-1)!)}\n`);
   }
