@@ -29,7 +29,7 @@ export interface AcceptorOptions {
   onRefusal?: (r: Refusal) => void;
 }
 
-/** Emits 'accepted' (Accepted) after a new directive is persisted. */
+/** Emits 'accepted' (Accepted) after a new directive is persisted, and 'verified' (Accepted) after any directive is acknowledged as accepted. */
 export class Acceptor extends EventEmitter {
   private persisted: Persisted;
   private readonly now: () => number;
@@ -94,7 +94,13 @@ export class Acceptor extends EventEmitter {
       this.persist({
         format: 1,
         state: accepted.state,
-        desired: { directive: decodeEnvelope(msg.directive), releases: accepted.releases.map((r) => r.envelope), seq: accepted.directive.seq, acceptedAt: new Date(this.now()).toISOString() },
+        desired: {
+          directive: decodeEnvelope(msg.directive),
+          releases: accepted.releases.map((r) => r.envelope),
+          seq: accepted.directive.seq,
+          acceptedAt: new Date(this.now()).toISOString(),
+          ...(accepted.agentBundle ? { bundle: accepted.agentBundle.envelope } : {}),
+        },
       });
       this.opts.log.info(
         { seq: accepted.directive.seq, releases: accepted.releases.map((r) => `${r.release.stack}@${r.release.version}`), rootVersion: accepted.root.version },
@@ -103,6 +109,8 @@ export class Acceptor extends EventEmitter {
     }
     this.opts.send({ type: 'ack', seq: accepted.directive.seq, digest: accepted.digest, accepted: true, duplicate: accepted.duplicate });
     if (!accepted.duplicate) this.emit('accepted', accepted);
+    // A directive verified with this version's own code, new or again (a new version's health check waits for one).
+    this.emit('verified', accepted);
   }
 
   private refused(r: Omit<Refusal, 'alarm'>): void {

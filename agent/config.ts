@@ -89,6 +89,8 @@ const FileConfig = z.strictObject({
   maxClockSkewMs: z.number().int().min(1000).max(86_400_000).optional(),
   /** The coarse stats sample sent with the status for the fleet view (default every 5 min). */
   stats: z.strictObject({ coarseIntervalMs: z.number().int().min(1000).max(86_400_000).optional() }).optional(),
+  /** Self-upgrade: how long a new version has to become healthy before the launcher reverts it (default 120 s). */
+  upgrade: z.strictObject({ healthWindowMs: z.number().int().min(1000).max(3_600_000).optional() }).optional(),
   reconnect: z
     .strictObject({
       baseMs: z.number().int().min(10).max(60_000).optional(),
@@ -138,6 +140,7 @@ export interface AgentConfig {
   readonly checks: Readonly<{ concurrency: number; figuresMs: number }>;
   readonly autoscale: Readonly<{ intervalMs: number }>;
   readonly stats: Readonly<{ coarseIntervalMs: number }>;
+  readonly upgrade: Readonly<{ healthWindowMs: number }>;
 }
 
 export interface ConfigInput {
@@ -202,6 +205,7 @@ export function loadAgentConfig(input: ConfigInput, env: NodeJS.ProcessEnv = pro
     checks: Object.freeze({ concurrency: file.checks?.concurrency ?? 16, figuresMs: file.checks?.figuresMs ?? 60_000 }),
     autoscale: Object.freeze({ intervalMs: file.autoscale?.intervalMs ?? 15_000 }),
     stats: Object.freeze({ coarseIntervalMs: file.stats?.coarseIntervalMs ?? 300_000 }),
+    upgrade: Object.freeze({ healthWindowMs: file.upgrade?.healthWindowMs ?? 120_000 }),
   });
 }
 

@@ -83,7 +83,7 @@ export interface ConnectionOptions {
   now?: () => number;
 }
 
-/** Emits 'welcome' (Welcome), 'message' (HubMessage), 'disconnected' ({code, reason}). */
+/** Emits 'welcome' (Welcome), 'message' (HubMessage), 'disconnected' ({code, reason}), 'failed' (FerryError: an attempt that did not connect). */
 export class Connection extends EventEmitter {
   private ws: WebSocket | undefined;
   private readonly now: () => number;
@@ -131,6 +131,7 @@ export class Connection extends EventEmitter {
           throw e;
         }
         log.warn({ code: e.code, detail: e.detail, attempt }, 'connection attempt failed');
+        this.emit('failed', e);
       }
       if (signal.aborted) break;
       // A hub we dropped for bad frames is retried as after a failure: backing off, not at once.

@@ -24,6 +24,8 @@ import { REFUSALS_FILE, acknowledgeAlarms, loadTrust, readAlarms } from './trust
 import { Reconciler } from './reconcile/reconciler.js';
 // enroll and status are imported by their commands, so the long-running `run` does not hold them.
 import { describeStep } from './reconcile/execute.js';
+import { LauncherLink, launchContext } from './upgrade/child.js';
+import { EXIT_SWITCH } from './upgrade/launch-state.js';
 
 const program = new Command('ferry-agent')
   .description('The Ferry agent: one outbound connection to the hub, signed desired state, reconciled against the local Docker engine')
@@ -95,9 +97,16 @@ program
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
-    log.info({ version: VERSION, hub: identity.hubUrl, proxy: transport.proxy?.host ?? null }, 'ferry-agent starting');
+    const launch = launchContext();
+    // Started by the launcher: stop with it, so two versions never run at once.
+    const link = launch ? new LauncherLink(() => stop('launcher gone')) : null;
+    log.info({ version: VERSION, hub: identity.hubUrl, proxy: transport.proxy?.host ?? null, ...(launch ? { root: launch.root, trial: launch.trial } : {}) }, 'ferry-agent starting');
     try {
-      await runAgent({ cfg, identity, key, policy, engine, transport, log, signal: ac.signal });
+      const r = await runAgent({ cfg, identity, key, policy, engine, transport, log, signal: ac.signal, launch, link });
+      if (r.switchTo) {
+        log.info({ version: r.switchTo }, 'stopping for the launcher to start the new version');
+        process.exitCode = EXIT_SWITCH;
+      }
     } finally {
       await transport.close();
       log.flush();
@@ -110,14 +119,17 @@ program
   .addOption(stateDir())
   .addOption(configFile())
   .addOption(policyFile())
+  .addOption(new Option('--root <dir>', 'where versions are installed (launch.json); default /opt/ferry-agent when it holds one').env('FERRY_AGENT_ROOT'))
   .option('--json', 'print as JSON')
-  .action(async (o: { stateDir: string; config?: string; policy?: string; json?: boolean }) => {
+  .action(async (o: { stateDir: string; config?: string; policy?: string; root?: string; json?: boolean }) => {
     const { describeTrust, formatTrust } = await import('./status.js');
+    const { describeVersions, formatVersions } = await import('./upgrade/status.js');
     const cfg = loadAgentConfig({ stateDir: o.stateDir, configFile: o.config, policyFile: o.policy });
     const id = loadIdentity(cfg.stateDir);
     loadKey(cfg.stateDir);
     const trust = describeTrust(cfg.stateDir, loadPolicy(cfg.policyFile));
-    const status = { ...id, stateDir: cfg.stateDir, proxy: cfg.proxy, caFile: cfg.caFile ?? null, version: VERSION, ...trust };
+    const versions = describeVersions(o.root ?? launchContext()?.root);
+    const status = { ...id, stateDir: cfg.stateDir, proxy: cfg.proxy, caFile: cfg.caFile ?? null, version: VERSION, versions, ...trust };
     if (o.json) process.stdout.write(JSON.stringify(status) + '\n');
     else {
       const rows: [string, string][] = [
@@ -131,6 +143,7 @@ program
         ['version', VERSION],
       ];
       for (const [k, v] of rows) process.stdout.write(`${k.padEnd(12)} ${v}\n`);
+      process.stdout.write(formatVersions(versions));
       process.stdout.write(formatTrust(trust));
     }
   });

@@ -28,6 +28,10 @@ import { Relay } from './relay/relay.js';
 import { relaySource } from './relay/source.js';
 import { Witness } from './witness.js';
 import { startWatching } from './checks/watch.js';
+import { VERSION } from '../shared/version.js';
+import type { LaunchContext, LauncherLink } from './upgrade/child.js';
+import { watchTrial } from './upgrade/trial.js';
+import { Upgrader } from './upgrade/upgrader.js';
 
 /** The accepted releases as reconciler targets. */
 export function targetsOf(desired: Desired | null): Target[] {
@@ -49,7 +53,22 @@ export function registryAuth(cfg: AgentConfig) {
   };
 }
 
-export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key: KeyPair; policy: Policy; engine: Engine & OperationsEngine; transport: Transport; log: Logger; signal: AbortSignal }): Promise<void> {
+export interface RunOptions {
+  cfg: AgentConfig;
+  identity: Identity;
+  key: KeyPair;
+  policy: Policy;
+  engine: Engine & OperationsEngine;
+  transport: Transport;
+  log: Logger;
+  signal: AbortSignal;
+  /** Set when the launcher started this version (agent/upgrade); null: no self-upgrade. */
+  launch?: LaunchContext | null;
+  link?: LauncherLink | null;
+}
+
+/** Runs until stopped; `switchTo` names the version the launcher should start next (self-upgrade), else null. */
+export async function runAgent(opts: RunOptions): Promise<{ switchTo: string | null }> {
   const { cfg, identity, key, policy, engine, transport, log } = opts;
   // Everything below stops when the caller aborts or when the connection ends for good (revoked).
   const inner = new AbortController();
@@ -127,11 +146,45 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
     }
   })();
   acceptor.on('accepted', apply);
+  let switchTo: string | null = null;
+  const launch = opts.launch ?? null;
+  const upgrader = new Upgrader({
+    cfg,
+    hubUrl: identity.hubUrl,
+    agentId: identity.agentId,
+    key,
+    running: VERSION,
+    launch,
+    windowMs: cfg.upgrade.healthWindowMs,
+    log: log.child({ component: 'upgrade' }),
+    send,
+    switchTo: (v) => {
+      switchTo = v;
+      inner.abort();
+    },
+  });
+  acceptor.on('accepted', () => upgrader.consider(acceptor.current.desired));
   conn.on('welcome', () => {
     void reconciler.report();
     relay?.report();
     watch.connected();
+    if (!launch?.trial) {
+      upgrader.report();
+      upgrader.retry(acceptor.current.desired);
+    }
   });
+  if (launch?.trial && opts.link) {
+    watchTrial({
+      link: opts.link,
+      connection: conn,
+      acceptor,
+      plan: () => reconciler.dryRun(targetsOf(acceptor.current.desired)),
+      announce: () => upgrader.report(),
+      onCommitted: () => upgrader.committed(),
+      log,
+      signal,
+    });
+  }
   conn.on('message', (msg: HubMessage) => {
     switch (msg.type) {
       case 'directive':
@@ -186,6 +239,7 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
   const interrupted = Journal.interrupted(cfg.stateDir);
   if (interrupted) log.warn({ seq: interrupted.seq }, 'resuming an apply interrupted by a restart');
   apply();
+  upgrader.consider(acceptor.current.desired);
   const drift = watchDrift(engine, identity.agentId, reconciler, cfg.reconcile.driftIntervalMs, log, signal);
   const catchUp = relay ? relay.catchUpLoop(signal) : Promise.resolve();
   const watching = watch.run(signal);
@@ -200,7 +254,9 @@ export async function runAgent(opts: { cfg: AgentConfig; identity: Identity; key
     watch.close();
     reconciler.close();
     relay?.close();
+    upgrader.close();
   }
+  return { switchTo };
 }
 
 /**

@@ -39,19 +39,32 @@ export interface UnitOptions {
   user: string;
   /** Passed as --config when set. */
   configFile?: string | undefined;
+  /**
+   * Installed in versioned directories under this root (/opt/ferry-agent):
+   * the unit runs the launcher (`main` is ROOT/launcher/launcher.js), which
+   * runs the committed version and upgrades it (agent/upgrade).
+   */
+  root?: string | undefined;
 }
+
+/** Where the launcher lives in an install root: outside every version. */
+export const launcherOf = (root: string) => join(root, 'launcher', 'launcher.js');
 
 /** Fills in the unit template. Pure: the same options give the same text. */
 export function renderUnit(o: UnitOptions): string {
   checkUserName(o.user);
-  for (const [what, p] of [['node', o.node], ['agent main.js', o.main], ['config file', o.configFile]] as const) {
+  for (const [what, p] of [['node', o.node], ['agent main.js', o.main], ['config file', o.configFile], ['install root', o.root]] as const) {
     if (p !== undefined && !isAbsolute(p)) throw new FerryError('FERRY_E_VALIDATION', `${what} path ${p} must be absolute`);
   }
   // systemd refuses such program paths ("Executable name contains special characters").
   if (/["'\\]/.test(o.node)) throw new FerryError('FERRY_E_VALIDATION', `node path ${o.node}: systemd does not run programs whose path has quotes or backslashes`);
-  const exec = [o.node, ...AGENT_NODE_FLAGS, o.main, 'run', '--state-dir', STATE_DIR, ...(o.configFile ? ['--config', o.configFile] : [])];
+  const agentArgs = o.configFile ? ['--config', o.configFile] : [];
+  const exec = o.root
+    ? [o.node, ...AGENT_NODE_FLAGS, o.main, 'run', '--root', o.root, '--state-dir', STATE_DIR, ...(agentArgs.length ? ['--', ...agentArgs] : [])]
+    : [o.node, ...AGENT_NODE_FLAGS, o.main, 'run', '--state-dir', STATE_DIR, ...agentArgs];
   const values: Record<string, string> = {
     EXEC_START: exec.map((a, i) => execArg(a, i === 0)).join(' '),
+    READ_WRITE_PATHS: o.root ? `ReadWritePaths=${execArg(o.root)}` : '',
     USER: o.user,
     STATE_NAME,
     CONFIG_NAME,
@@ -90,6 +103,8 @@ export interface InstallOptions {
   node: string;
   /** Explicit --config; without it, DEFAULT_CONFIG_FILE is passed when it exists. */
   config?: string | undefined;
+  /** Run through the launcher of this install root (see UnitOptions.root). */
+  root?: string | undefined;
   dryRun: boolean;
   start: boolean;
 }
@@ -122,7 +137,7 @@ function servicePath(what: string, p: string, mode: number): string {
 }
 
 /** Works out what to render: checks paths and whether a config file is there. */
-export function unitOptionsFor(o: Pick<InstallOptions, 'user' | 'node' | 'config'>): UnitOptions {
+export function unitOptionsFor(o: Pick<InstallOptions, 'user' | 'node' | 'config' | 'root'>): UnitOptions {
   let template: string;
   try {
     template = readFileSync(TEMPLATE_FILE, 'utf8');
@@ -134,9 +149,10 @@ export function unitOptionsFor(o: Pick<InstallOptions, 'user' | 'node' | 'config
   return {
     template,
     node: servicePath('node', o.node, constants.X_OK),
-    main: servicePath('agent', AGENT_MAIN, constants.R_OK),
+    main: o.root ? servicePath('launcher', launcherOf(resolve(o.root)), constants.R_OK) : servicePath('agent', AGENT_MAIN, constants.R_OK),
     user: o.user,
     configFile,
+    ...(o.root ? { root: servicePath('install root', resolve(o.root), constants.R_OK) } : {}),
   };
 }
 
@@ -180,6 +196,21 @@ function ownStateDir(user: string): string {
   const r = exec('chown', ['-R', `${user}:`, STATE_DIR]);
   if (!r.ok) throw installError(`chown -R ${user}: ${STATE_DIR}: ${r.out}`);
   return `${STATE_DIR} belongs to ${user}`;
+}
+
+/**
+ * Lets the service user write new versions into the install root (the
+ * directory, launch.json and the current link; the versions a package
+ * installed stay root's, and are never removed by an upgrade).
+ */
+function ownRoot(user: string, root: string): string {
+  if (process.getuid?.() !== 0) return `not root: left the ownership of ${root} as it is`;
+  for (const args of [[`${user}:`, root], ['-h', `${user}:`, join(root, 'current')], [`${user}:`, join(root, 'launch.json')]]) {
+    if (!existsSync(args[args.length - 1]!)) continue;
+    const r = exec('chown', args);
+    if (!r.ok) throw installError(`chown ${args.join(' ')}: ${r.out}`);
+  }
+  return `${root} (versions, launch.json) writable by ${user}`;
 }
 
 /** Writes the unit so systemd sees either the old or the whole new file, mode 0644. */
@@ -248,6 +279,7 @@ export function installService(o: InstallOptions, out: Out = say): void {
     return;
   }
   out(ownStateDir(o.user));
+  if (unitOpts.root) out(ownRoot(o.user, unitOpts.root));
   if (!systemdRunning()) {
     out('systemd is not running on this host (no /run/systemd/system): the service was not enabled or started. Once systemd runs:');
     if (!enrolled) out(`  ${enrollHint}`);
@@ -339,10 +371,11 @@ export function registerServiceCommands(program: Command): void {
     .addOption(unitDir())
     .option('--node <path>', 'node binary the unit runs', process.execPath)
     .option('--config <file>', `agent config file passed with --config (default: ${DEFAULT_CONFIG_FILE} when it exists)`)
+    .option('--root <dir>', 'run the launcher of this install root (versioned directories, self-upgrade with automatic revert), e.g. /opt/ferry-agent')
     .option('--dry-run', 'print the unit and change nothing')
     .option('--no-start', 'enable the service but do not start it now')
-    .action((o: { user: string; unitDir: string; node: string; config?: string; dryRun?: boolean; start: boolean }) =>
-      installService({ user: o.user, unitDir: o.unitDir, node: o.node, config: o.config, dryRun: o.dryRun === true, start: o.start }),
+    .action((o: { user: string; unitDir: string; node: string; config?: string; root?: string; dryRun?: boolean; start: boolean }) =>
+      installService({ user: o.user, unitDir: o.unitDir, node: o.node, config: o.config, root: o.root, dryRun: o.dryRun === true, start: o.start }),
     );
 
   service

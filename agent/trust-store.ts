@@ -24,6 +24,8 @@ export interface Desired {
   releases: Envelope[];
   seq: number;
   acceptedAt: string;
+  /** The agent bundle statement the directive names (the ferry-agent version this agent should run). */
+  bundle?: Envelope;
 }
 
 export interface Persisted {

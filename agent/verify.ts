@@ -9,6 +9,7 @@
 import semver from 'semver';
 import { FerryError } from '../shared/errors.js';
 import { MAX_ENVELOPE_BYTES, PAYLOAD_TYPES, decodeEnvelope, payloadDigest, validSigners, verifyEnvelope, type Envelope } from '../shared/dsse.js';
+import { AGENT_STACK, parseAgentBundle, type AgentBundle } from '../shared/agent-bundle.js';
 import { parseDirective, parseRelease, type Directive, type Release } from '../shared/release.js';
 import { acceptInitialRoot, followRoots, trustedKeys, type Root } from '../shared/trust.js';
 import { checkRelease, inWindow, operationAllowed, type Policy } from './policy.js';
@@ -48,6 +49,16 @@ export interface Bundle {
   directive: unknown;
   releases: unknown[];
   roots: unknown[];
+  /** The agent bundle statement the directive's `upgrade` names. */
+  bundle?: unknown;
+}
+
+/** A verified agent bundle statement: what the agent may upgrade itself to. */
+export interface AcceptedAgentBundle {
+  statement: AgentBundle;
+  envelope: Envelope;
+  digest: string;
+  signers: string[];
 }
 
 export interface AcceptedRelease {
@@ -64,6 +75,8 @@ export interface Accepted {
   directive: Directive;
   digest: string;
   releases: AcceptedRelease[];
+  /** The agent version the directive names, verified (null: it names none). */
+  agentBundle: AcceptedAgentBundle | null;
   /** The same directive again: acknowledge, change nothing. */
   duplicate: boolean;
 }
@@ -205,6 +218,8 @@ export function verifyBundle(state: TrustState, bundle: Bundle, facts: Facts): A
   if (new Set(directive.releases.map((r) => r.stack)).size !== directive.releases.length) {
     throw new FerryError('FERRY_E_PAYLOAD_INVALID', 'directive names one stack twice');
   }
+  // the agent's own version: verified as a release is (release role, floor), and bound to this tenant
+  const agentBundle = directive.upgrade ? verifyAgentBundle(bundle.bundle, directive.upgrade, root, floors, facts) : null;
 
   // 10. local policy
   if (!duplicate) {
@@ -222,7 +237,34 @@ export function verifyBundle(state: TrustState, bundle: Bundle, facts: Facts): A
     last: { seq: directive.seq, digest },
     floors,
   };
-  return { state: next, root, directive, digest, releases: accepted, duplicate };
+  return { state: next, root, directive, digest, releases: accepted, agentBundle, duplicate };
+}
+
+/**
+ * An agent bundle statement named by a directive: the digest it names,
+ * payload type, the release role's threshold (distinct keys), the tenant
+ * binding, the agent version floor (raised when the statement carries one,
+ * in `floors[AGENT_STACK]`), and the institution's co-signers when its
+ * policy wants them, exactly as for a release.
+ */
+export function verifyAgentBundle(raw: unknown, ref: { version: string; digest: string }, root: Root, floors: Record<string, string>, facts: Facts): AcceptedAgentBundle {
+  if (raw === undefined || raw === null) throw new FerryError('FERRY_E_DIRECTIVE_RELEASE', `ferry-agent ${ref.version} (${ref.digest}): the directive names an agent bundle it does not carry`);
+  if (JSON.stringify(raw).length > MAX_ENVELOPE_BYTES) throw new FerryError('FERRY_E_ENVELOPE_INVALID', 'envelope over 1 MiB');
+  const env = decodeEnvelope(raw);
+  if (payloadDigest(env) !== ref.digest) throw new FerryError('FERRY_E_DIRECTIVE_RELEASE', `ferry-agent ${ref.version}: the statement sent is ${payloadDigest(env)}, the directive names ${ref.digest}`);
+  const v = verifyEnvelope(env, PAYLOAD_TYPES.agentBundle, trustedKeys(root, 'release'), 'release');
+  const statement = parseAgentBundle(v.payload);
+  if (statement.version !== ref.version) throw new FerryError('FERRY_E_DIRECTIVE_RELEASE', `directive says ferry-agent ${ref.version}, the statement is for ${statement.version}`);
+  if (!statement.tenants.includes(facts.tenant)) throw new FerryError('FERRY_E_BUNDLE_TENANT', `ferry-agent ${statement.version} is signed for ${statement.tenants.slice(0, 5).join(', ')}${statement.tenants.length > 5 ? ', …' : ''}; this agent is of ${facts.tenant}`);
+  const floor = floors[AGENT_STACK];
+  if (floor && semver.lt(statement.version, floor)) throw new FerryError('FERRY_E_BUNDLE_FLOOR', `ferry-agent ${statement.version} is below floor ${floor}`);
+  if (statement.floor && (!floor || semver.gt(statement.floor, floor))) floors[AGENT_STACK] = statement.floor;
+  const co = facts.policy.cosigners;
+  if (co) {
+    const have = countCosigners(env, co.keys);
+    if (have < co.threshold) throw new FerryError('FERRY_E_POLICY_COSIGN', `ferry-agent ${statement.version}: ${have} of ${co.threshold} institution co-signatures`);
+  }
+  return { statement, envelope: env, digest: ref.digest, signers: v.signers };
 }
 
 /** How many distinct institution keys validly signed the release envelope. */

@@ -55,6 +55,11 @@ export class HubClient {
     return this.#call<T>('DELETE', path, undefined, {});
   }
 
+  /** POSTs bytes (an agent bundle archive) with their content type; the answer is JSON. */
+  postBytes<T>(path: string, bytes: Buffer, contentType: string, query: Record<string, string | undefined> = {}, opts: { timeoutMs?: number } = {}): Promise<T> {
+    return this.#call<T>('POST', path, { bytes, contentType }, query, false, opts.timeoutMs);
+  }
+
   /** A non-JSON answer (the audit export's NDJSON), as text. */
   getText(path: string): Promise<string> {
     return this.#call<string>('GET', path, undefined, {}, true);
@@ -179,9 +184,9 @@ export class HubClient {
           authorization: `Bearer ${this.#token}`,
           accept: 'application/json',
           'x-ferry-surface': 'cli',
-          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+          ...(body !== undefined ? { 'content-type': isBytes(body) ? body.contentType : 'application/json' } : {}),
         },
-        body: body !== undefined ? JSON.stringify(body) : undefined,
+        body: body === undefined ? undefined : isBytes(body) ? body.bytes : JSON.stringify(body),
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
       });
@@ -199,6 +204,8 @@ export class HubClient {
     }
   }
 }
+
+const isBytes = (b: unknown): b is { bytes: Buffer; contentType: string } => typeof b === 'object' && b !== null && Buffer.isBuffer((b as { bytes?: unknown }).bytes);
 
 /** Runs `fn` with a client and closes its connections afterwards, so the process can exit. */
 export async function withHub<T>(target: HubTarget, fn: (hub: HubClient) => Promise<T>): Promise<T> {

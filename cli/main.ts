@@ -35,6 +35,7 @@ import { registerCheckCommands } from './check-commands.js';
 import { registerOperationCommands } from './operation-commands.js';
 import { registerRolloutCommands } from './rollout-commands.js';
 import { registerChatCommands } from './chat-commands.js';
+import { registerUpgradeCommands } from './upgrade-commands.js';
 import { agentDetail, agentTable, tenantTable } from './views.js';
 import type { AgentView, EnrollmentTokenView, TenantView } from './views.js';
 
@@ -205,6 +206,7 @@ registerImageCommands(program, { target, out, note, printJson });
 registerChatCommands(program, { target, out, note, printJson });
 registerCheckCommands(program, { target, out, note, printJson });
 registerOperationCommands(program, { target, out, note, printJson });
+registerUpgradeCommands(program, { target, out, note, printJson });
 
 program
   .command('version')

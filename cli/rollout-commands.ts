@@ -8,6 +8,7 @@
 // when one of its transitions arrives; against a hub without the stream it
 // polls every --interval. `ferry events` tails the stream itself.
 import { Command, Option } from 'commander';
+import { AGENT_STACK } from '../shared/agent-bundle.js';
 import { FerryError, asFerryError } from '../shared/errors.js';
 import type { GapData, RolloutEvent } from '../shared/events.js';
 import { sleep } from '../shared/sleep.js';
@@ -65,6 +66,9 @@ Example:
   ferry rollout create payments@2.4.0 --to 'tenant in (bank-a,bank-b),env=prod' \\
         --waves 1,10%,50%,100% --bake 10m --max-failures 1 --on-failure rollback`;
 
+/** What a rollout brings: STACK@VERSION, or the agent version of an agent-version rollout. */
+const what = (r: { stack: string; version: string }) => (r.stack === AGENT_STACK ? `ferry-agent ${r.version}` : `${r.stack}@${r.version}`);
+
 function parseRef(ref: string): { stack: string; version: string } {
   const m = /^([a-z0-9][a-z0-9_-]{0,62})@(.+)$/.exec(ref);
   if (!m) throw new FerryError('FERRY_E_VALIDATION', `${JSON.stringify(ref)}: expected STACK@VERSION, e.g. payments@2.4.0`);
@@ -78,13 +82,13 @@ function count(text: string, what: string): number {
 
 export function summaryLine(r: RolloutView): string {
   const extra = [r.failed ? `${r.failed} failed` : '', r.skipped ? `${r.skipped} skipped` : '', r.reverted ? `${r.reverted} reverted` : ''].filter(Boolean).join(', ');
-  return `${r.id} ${r.stack}@${r.version} ${r.state} wave ${Math.max(r.wave, 0)}/${r.waves}: ${r.done}/${r.agents} done${extra ? `, ${extra}` : ''}${r.reason ? ` (${r.reason})` : ''}`;
+  return `${r.id} ${what(r)} ${r.state} wave ${Math.max(r.wave, 0)}/${r.waves}: ${r.done}/${r.agents} done${extra ? `, ${extra}` : ''}${r.reason ? ` (${r.reason})` : ''}`;
 }
 
 export function rolloutDetail(r: RolloutView): string {
   const head = keyValues([
     ['rollout', r.id],
-    ['release', `${r.stack}@${r.version}`],
+    ['release', what(r)],
     ['state', r.reason ? `${r.state} (${r.reason})` : r.state],
     ['selector', r.selector],
     ['waves', r.waveSpec],
@@ -246,8 +250,9 @@ export function registerRolloutCommands(program: Command, io: CliIo): void {
   const rollout = program.command('rollout').description('staged deployment of a release to selected agents, in waves').addHelpText('after', SELECTOR_HELP);
   rollout
     .command('create')
-    .description('start a rollout of STACK@VERSION to the agents a selector matches (operator)')
-    .argument('<release>', 'STACK@VERSION')
+    .description('start a rollout of STACK@VERSION, or of an agent version (--agent-version), to the agents a selector matches (operator)')
+    .argument('[release]', 'STACK@VERSION (not with --agent-version)')
+    .option('--agent-version <version>', 'roll out this ferry-agent version (an uploaded, signed agent bundle) instead of a release')
     .requiredOption('--to <selector>', "which agents, e.g. 'tenant in (bank-a,bank-b),env=prod'")
     .option('--waves <waves>', 'cumulative waves, e.g. 1,10%,50%,100%', '100%')
     .option('--bake <duration>', 'how long each agent must stay healthy after applying, e.g. 30s, 10m', '0')
@@ -258,8 +263,9 @@ export function registerRolloutCommands(program: Command, io: CliIo): void {
     .option('--retry <duration>', 'how soon to retry an agent whose maintenance window was closed', '1m')
     .option('--json', 'print the API answer as JSON')
     .addHelpText('after', SELECTOR_HELP)
-    .action(async (ref: string, o: Record<string, string | boolean | undefined>, cmd: Command) => {
-      const { stack, version } = parseRef(ref);
+    .action(async (ref: string | undefined, o: Record<string, string | boolean | undefined>, cmd: Command) => {
+      if ((ref === undefined) === (o.agentVersion === undefined)) throw new FerryError('FERRY_E_VALIDATION', 'give either STACK@VERSION or --agent-version V');
+      const { stack, version } = o.agentVersion !== undefined ? { stack: AGENT_STACK, version: o.agentVersion as string } : parseRef(ref!);
       const body = {
         stack,
         version,
@@ -284,7 +290,7 @@ export function registerRolloutCommands(program: Command, io: CliIo): void {
     .action(async (o: { json?: boolean }, cmd: Command) => {
       const r = await withHub(io.target(cmd), (h) => h.get<{ rollouts: RolloutView[] }>('/v1/rollouts'));
       if (o.json) return void io.printJson(r);
-      io.out(table(['ID', 'RELEASE', 'STATE', 'WAVE', 'DONE', 'FAILED', 'SELECTOR'], r.rollouts.map((x) => [x.id, `${x.stack}@${x.version}`, x.state, `${Math.max(x.wave, 0)}/${x.waves}`, `${x.done}/${x.agents}`, String(x.failed), x.selector])));
+      io.out(table(['ID', 'RELEASE', 'STATE', 'WAVE', 'DONE', 'FAILED', 'SELECTOR'], r.rollouts.map((x) => [x.id, what(x), x.state, `${Math.max(x.wave, 0)}/${x.waves}`, `${x.done}/${x.agents}`, String(x.failed), x.selector])));
     });
   rollout
     .command('status')

@@ -31,6 +31,8 @@ export interface AgentView {
   connectedAt: string | null;
   remote: string | null;
   agentVersion: string | null;
+  /** Its versions and latest self-upgrade, as it last reported them. */
+  versions?: { installed: string; running: string; previous: string | null; pending: string | null; upgrade: { version: string; state: string; code: string | null; message: string | null; since: string } | null } | null;
   /** What the agent said in its hello: host and Docker engine facts. */
   facts?: { host?: { hostname?: string; cpus?: number; memoryBytes?: number }; engine?: { version?: string; containersRunning?: number; containers?: number; error?: { code?: string } } } | null;
   lastDirective?: { seq: number; status: string; code: string | null } | null;
@@ -60,10 +62,20 @@ export function dockerFacts(a: AgentView): string {
   return `Docker ${e.version ?? '?'}, ${e.containersRunning ?? 0}/${e.containers ?? 0} running`;
 }
 
+/** The agent's version: installed (committed), and an upgrade under way or the one that did not stay. */
+export function versionText(a: AgentView): string {
+  const v = a.versions;
+  if (!v) return a.agentVersion ?? '-';
+  const u = v.upgrade;
+  if (v.running !== v.installed) return `${v.installed} (${v.running} on trial)`;
+  if (u && u.version !== v.installed && ['installing', 'trial', 'reverted', 'failed'].includes(u.state)) return `${v.installed} (${u.version} ${u.state})`;
+  return v.installed;
+}
+
 export function agentTable(agents: readonly AgentView[], now: number): string {
   return table(
     ['ID', 'TENANT', 'NAME', 'STATUS', 'LAST SEEN', 'VERSION', 'DOCKER', 'LABELS'],
-    agents.map((a) => [a.id, a.tenant, a.name, a.status, ago(a.lastSeenAt, now), a.agentVersion ?? '-', dockerFacts(a), labelList(a.labels)]),
+    agents.map((a) => [a.id, a.tenant, a.name, a.status, ago(a.lastSeenAt, now), versionText(a), dockerFacts(a), labelList(a.labels)]),
   );
 }
 
@@ -79,7 +91,9 @@ export function agentDetail(a: AgentView, now: number): string {
     ['last seen', when(a.lastSeenAt, now)],
     ['connected', when(a.connectedAt, now)],
     ['remote', a.remote ?? '-'],
-    ['version', a.agentVersion ?? '-'],
+    ['version', versionText(a)],
+    ...(a.versions ? ([['previous', a.versions.previous ?? '-'], ['pending', a.versions.pending ?? '-']] as const) : []),
+    ...(a.versions?.upgrade ? ([['upgrade', `${a.versions.upgrade.version} ${a.versions.upgrade.state} ${a.versions.upgrade.since}${a.versions.upgrade.code ? ` ${a.versions.upgrade.code}: ${a.versions.upgrade.message ?? ''}` : ''}`]] as const) : []),
     ['docker', dockerFacts(a)],
     ['host', a.facts?.host ? `${a.facts.host.hostname ?? '?'}, ${a.facts.host.cpus ?? '?'} CPUs, ${Math.round((a.facts.host.memoryBytes ?? 0) / 1048576)} MiB` : '-'],
     ['revoked', when(a.revokedAt, now)],

@@ -10,7 +10,8 @@ import type { Ack, DirectiveMessage } from '../shared/protocol.js';
 import { canonicalJson, type Directive, type ReleaseRef } from '../shared/release.js';
 import type { Root } from '../shared/trust.js';
 import type { ReleaseRecord, Releases } from './releases.js';
-import type { DirectiveRecord } from './store/signed.js';
+import type { DirectiveRecord, UpgradeRef } from './store/signed.js';
+import type { AgentBundles, BundleRecord } from './upgrades/bundles.js';
 import type { Store } from './store/store.js';
 import type { TrustRoots } from './trust.js';
 
@@ -32,9 +33,14 @@ export class IssueMemo {
   readonly tails = new Map<string, string>();
   /** (tenant, release) deliveries already recorded in this batch. */
   readonly delivered = new Set<string>();
+  /** Agent bundles by version and by statement digest. */
+  readonly bundles = new Map<string, BundleRecord | undefined>();
 }
 
 export class Directives {
+  /** Agent bundles (self-upgrade), set by the hub once assembled. */
+  bundles: AgentBundles | null = null;
+
   constructor(
     private readonly store: Store,
     private readonly roots: TrustRoots,
@@ -75,7 +81,7 @@ export class Directives {
     // Build on the last directive the agent did not refuse: a refused one must not be carried forward.
     const base = (await this.store.directives.lastDirected(agentId)) ?? [];
     const refs = [...base.filter((r) => r.stack !== stack), { stack, version, digest: rec.digest }].sort((a, b) => a.stack.localeCompare(b.stack));
-    const d = await this.issue(agentId, agent.tenant, refs, root.version, by, now);
+    const d = await this.issue(agentId, agent.tenant, refs, root.version, by, now, await this.store.directives.lastDirectedUpgrade(agentId));
     // From now on the tenant's people see this release (once per tenant and release in a batch).
     const seen = `${agent.tenant}\n${rec.id}`;
     if (!memo.delivered.has(seen)) {
@@ -85,14 +91,42 @@ export class Directives {
     return d;
   }
 
+  /**
+   * Issues a directive naming ferry-agent `version` for the agent (its
+   * releases as last directed): the bundle must be for the agent's tenant
+   * and signed by its release role's threshold. Call in a transaction; send
+   * only after it commits.
+   */
+  async upgrade(agentId: string, version: string, by: string | null, now: number, memo = new IssueMemo()): Promise<DirectiveRecord> {
+    const agent = await this.store.fleet.agentTenant(agentId);
+    if (agent.revokedAt !== null) throw new FerryError('FERRY_E_AGENT_REVOKED', agentId);
+    const root = await this.activeRoot(agent.tenant, memo);
+    if (!root) throw new FerryError('FERRY_E_ROOT_MISSING', `tenant ${agent.tenant}`);
+    const base = (await this.store.directives.lastDirected(agentId)) ?? [];
+    const rec = await this.bundle(version, memo);
+    if (!rec) {
+      // Back to a version that came from a package (no bundle here): only for an agent that runs it already.
+      if ((await this.store.bundles.versionOf(agentId))?.status.installed === version) return this.issue(agentId, agent.tenant, base, root.version, by, now, null);
+      throw new FerryError('FERRY_E_NOT_FOUND', `agent bundle ${version}`);
+    }
+    this.bundles!.checkFor(rec, agent.tenant, root);
+    return this.issue(agentId, agent.tenant, base, root.version, by, now, { version, digest: rec.statementDigest });
+  }
+
+  private async bundle(version: string, memo: IssueMemo): Promise<BundleRecord | undefined> {
+    if (!this.bundles) throw new FerryError('FERRY_E_INTERNAL', 'agent bundles are not set up');
+    if (!memo.bundles.has(version)) memo.bundles.set(version, await this.bundles.find(version));
+    return memo.bundles.get(version);
+  }
+
   /** Stores directive seq+1 for the agent, in the caller's transaction (or its own). */
-  private issue(agentId: string, tenant: string, refs: ReleaseRef[], rootVersion: number, by: string | null, now: number): Promise<DirectiveRecord> {
+  private issue(agentId: string, tenant: string, refs: ReleaseRef[], rootVersion: number, by: string | null, now: number, upgrade: UpgradeRef | null = null): Promise<DirectiveRecord> {
     return this.store.tx(async () => {
       const seq = await this.store.directives.nextSeq(agentId);
-      const doc: Directive = { _type: 'directive', tenant, agent: agentId, seq, issuedAt: now, expiresAt: now + DIRECTIVE_TTL_MS, rootVersion, releases: refs };
+      const doc: Directive = { _type: 'directive', tenant, agent: agentId, seq, issuedAt: now, expiresAt: now + DIRECTIVE_TTL_MS, rootVersion, releases: refs, ...(upgrade ? { upgrade } : {}) };
       let env = createEnvelope(PAYLOAD_TYPES.directive, canonicalJson(doc));
       env = addSignature(env, signatureFor(env, this.hubKey));
-      const rec: DirectiveRecord = { agentId, seq, digest: payloadDigest(env), releases: refs, issuedAt: now, expiresAt: doc.expiresAt, status: 'pending', code: null, message: null, ackedAt: null, envelope: env };
+      const rec: DirectiveRecord = { agentId, seq, digest: payloadDigest(env), releases: refs, issuedAt: now, expiresAt: doc.expiresAt, status: 'pending', code: null, message: null, ackedAt: null, envelope: env, upgrade };
       await this.store.directives.insert(rec, by);
       return rec;
     });
@@ -117,7 +151,7 @@ export class Directives {
       // Only if it is still the newest (another replica may have re-issued it already).
       d = await this.store.tx(async () => {
         const now2 = await this.store.directives.latest(agentId);
-        return now2 && now2.seq === stale.seq && now2.status === 'pending' ? this.issue(agentId, agent.tenant, stale.releases, root.version, 'hub:reissue', now) : now2;
+        return now2 && now2.seq === stale.seq && now2.status === 'pending' ? this.issue(agentId, agent.tenant, stale.releases, root.version, 'hub:reissue', now, stale.upgrade ?? null) : now2;
       });
       if (!d || d.status !== 'pending') return null;
     }
@@ -136,7 +170,10 @@ export class Directives {
     }
     let roots = memo.chains.get(t);
     if (!roots) memo.chains.set(t, (roots = await this.roots.chain(t)));
-    return { type: 'directive', directive: d.envelope, releases, roots };
+    if (!d.upgrade) return { type: 'directive', directive: d.envelope, releases, roots };
+    const b = await this.bundle(d.upgrade.version, memo);
+    if (!b || b.statementDigest !== d.upgrade.digest) throw new FerryError('FERRY_E_INTERNAL', `agent bundle ${d.upgrade.version} vanished`);
+    return { type: 'directive', directive: d.envelope, releases, roots, bundle: b.envelope };
   }
 
   /**
@@ -144,11 +181,11 @@ export class Directives {
    * share (release envelopes, root chain: most of the bytes) encoded once.
    */
   async encodedMessage(d: DirectiveRecord, memo: IssueMemo, tenant: string): Promise<string> {
-    const key = `${tenant}\n${d.releases.map((r) => r.digest).join(',')}`;
+    const key = `${tenant}\n${d.releases.map((r) => r.digest).join(',')}\n${d.upgrade?.digest ?? ''}`;
     let tail = memo.tails.get(key);
     if (tail === undefined) {
       const m = await this.message(d, memo, tenant);
-      tail = JSON.stringify({ releases: m.releases, roots: m.roots }).slice(1);
+      tail = JSON.stringify({ releases: m.releases, roots: m.roots, ...(m.bundle ? { bundle: m.bundle } : {}) }).slice(1);
       memo.tails.set(key, tail);
     }
     return `{"type":"directive","directive":${JSON.stringify(d.envelope)},${tail}`;

@@ -50,6 +50,10 @@ import { Rollouts } from './rollouts/scheduler.js';
 import { PostgresDb } from './store/postgres.js';
 import { openStore, type Store, type StoreLocation } from './store/store.js';
 import { TrustRoots } from './trust.js';
+import { upgradeRoutes } from './http/routes/upgrades.js';
+import { AgentBundles } from './upgrades/bundles.js';
+import { UpgradeReports } from './upgrades/reports.js';
+import { BundleServer } from './upgrades/serve.js';
 
 export interface HubOptions {
   /** Holds the hub's signing key, and the sqlite database unless `database` is given. */
@@ -159,6 +163,9 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
   const issuer = new OperationIssuer(store, trust, hubKey);
   const operations = new HubOperations(gateway, store, cluster, audit, log.child({ component: 'operations' }));
   const rollouts = new Rollouts(store, releases, delivery, gateway, audit, cluster, log.child({ component: 'rollouts' }), Date.now, opts.rolloutTickMs ?? 1000);
+  const bundles = new AgentBundles(store);
+  directives.bundles = bundles;
+  rollouts.agentBundles = (version) => bundles.find(version);
   const events = new EventStreams(store, rollouts.events, cluster, log.child({ component: 'events' }), Date.now, opts.events);
   const guard = new AuthGuard(store, audit, log.child({ component: 'auth' }), Date.now, opts.guard);
   const secure = opts.tls !== undefined || publicUrl?.protocol === 'https:';
@@ -223,6 +230,9 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
   metrics.instrumentDb(store.db);
   metricsRoutes(route, metrics);
   consoleRoutes(app, ctx);
+  upgradeRoutes(route, ctx, bundles);
+  new BundleServer(ctx).routes(route);
+  new UpgradeReports(store, gateway, directives, audit, rollouts, log.child({ component: 'upgrades' }));
   const prestaging = new Prestaging(store, gateway, releases, trust, cluster, log.child({ component: 'prestage' }));
   rollouts.events.on('transition', (t: { kind: string; reason?: string; rollout: string }) => {
     if (t.kind === 'rollout' && t.reason === 'created') prestaging.rolloutCreated(t.rollout);

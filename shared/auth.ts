@@ -63,6 +63,8 @@ export function hostOf(url: string | URL): string {
 
 /** Where the agents' read-only registry origin lives on the hub. */
 export const REGISTRY_PATH = '/agent/v1/registry';
+/** Where agents download agent bundles (by archive digest) for their self-upgrade, with the same signed requests. */
+export const BUNDLE_PATH = '/agent/v1/bundles';
 
 export interface RequestStatement {
   /** GET or HEAD. */

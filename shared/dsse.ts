@@ -14,6 +14,7 @@ export const PAYLOAD_TYPES = {
   directive: 'application/vnd.ferry.directive+json',
   checkpoint: 'application/vnd.ferry.checkpoint+json',
   operation: 'application/vnd.ferry.operation+json',
+  agentBundle: 'application/vnd.ferry.agent-bundle+json',
 } as const;
 export type PayloadType = (typeof PAYLOAD_TYPES)[keyof typeof PAYLOAD_TYPES];
 

@@ -146,6 +146,21 @@ export const ERRORS = {
   FERRY_E_INTERNAL: spec(500, 'An internal error occurred', 'Retry; if it repeats, report it with the hub log around this time.'),
   FERRY_E_UNAVAILABLE: spec(503, 'The hub is shutting down or not ready', 'Retry in a few seconds.'),
 
+  // Agent bundles and self-upgrade
+  FERRY_E_BUNDLE_INVALID: spec(400, 'The agent bundle is not a valid bundle archive', 'Build it with `npm run package` (scripts/package), which writes the archive and its bundle.json; do not repack it by hand.'),
+  FERRY_E_BUNDLE_EXISTS: spec(409, 'An agent bundle of that version already exists', 'Bundles are immutable; build and upload a new version.'),
+  FERRY_E_BUNDLE_TENANT: spec(403, 'The agent bundle is not signed for this agent\'s tenant', 'Upload the bundle for this tenant too (`ferry agent-bundle upload --tenant T`) and have it signed; nothing was installed.'),
+  FERRY_E_BUNDLE_FLOOR: spec(409, 'The agent version is below the floor this agent has seen', 'Roll out an agent version at or above the floor; going back below a floor is refused by design.'),
+  FERRY_E_BUNDLE_DIGEST: spec(502, 'The downloaded agent bundle does not match its signed digest', 'The hub (or something between it and this host) served other bytes than were signed; nothing was installed. Check for a misbehaving proxy; the agent downloads it again on the next attempt.'),
+  FERRY_E_BUNDLE_STATE_FORMAT: spec(409, 'The agent version cannot read this agent\'s state', 'The bundle reads state formats outside the one this host has (see bundle.json minStateFormat..stateFormat); roll out a version that can migrate from it.'),
+  FERRY_E_UPGRADE_UNAVAILABLE: spec(409, 'This agent does not run under the upgrade launcher', 'Install the agent from its package (.deb), or `ferry-agent service install --root /opt/ferry-agent`, so it runs from a versioned directory it can upgrade.'),
+  FERRY_E_UPGRADE_LOCKED: spec(409, 'Another upgrade of this agent is in progress', 'Wait for it to finish (`ferry-agent status` shows the pending version); a lock left by a dead process is taken over by itself.'),
+  FERRY_E_UPGRADE_DISK: spec(507, 'Not enough free disk space to unpack the agent bundle', 'Free space where the agent is installed (/opt/ferry-agent: old versions no longer kept, other files); the running version is unchanged.'),
+  FERRY_E_UPGRADE_CRASHED: spec(409, 'The new agent version exited before it became healthy; the previous version was restored', 'Nothing to do on the host: the previous version and its state are back. Read the reason (the new version\'s last output), fix the bundle and roll out a new version.'),
+  FERRY_E_UPGRADE_UNHEALTHY: spec(409, 'The new agent version did not become healthy within its health window; the previous version was restored', 'Nothing to do on the host. The reason says how far it got (connect, authenticate, directive, reconcile); fix the bundle and roll out a new version.'),
+  FERRY_E_UPGRADE_INTERRUPTED: spec(409, 'The host or the launcher stopped while the new agent version was on trial; the previous version was restored', 'Roll the version out again to retry; an upgrade is only kept once the new version proved healthy.'),
+  FERRY_E_UPGRADE_FAILED: spec(500, 'The agent bundle could not be installed', 'Read the detail (download, unpack, disk); the running version is unchanged and the next directive retries.'),
+
   // The event stream (GET /v1/events)
   FERRY_E_EVENT_FILTER: spec(400, 'The event stream query is not valid', 'Use rollout=R-<n>, kind= one or more of rollout,wave,target,directive (comma-separated) and since=<event id>, as README.md describes.'),
   FERRY_E_EVENTS_EXPIRED: spec(410, 'Events after the point this client resumed from are no longer kept', 'Re-read the current state (`ferry rollout status ID`); the hub keeps events for 7 days, at most the newest 1,000,000.'),

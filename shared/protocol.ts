@@ -376,8 +376,32 @@ export const StreamData = z.strictObject({
 export type StreamData = z.infer<typeof StreamData>;
 
 
-const agentMessages = { hello: Hello, error: AgentError, ack: Ack, cosign: Cosign, status: StatusMessage, plan: PlanMessage, relay: RelayMessage, checks: ChecksMessage, figures: FiguresMessage, 'operation-result': OperationResultMessage, 'stream-data': StreamData } as const;
-export type AgentMessage = Hello | AgentError | Ack | Cosign | StatusMessage | PlanMessage | RelayMessage | ChecksMessage | FiguresMessage | OperationResultMessage | StreamData;
+/**
+ * The agent's own version and its self-upgrade (agent/upgrade): sent on every
+ * connect and at each step of an upgrade. `installed` is the committed
+ * version, `running` this process's (they differ while a new version is on
+ * trial); `version` is what the latest upgrade was about and `state` how it
+ * stands: installing (download, verify, unpack), trial (the new version runs
+ * on probation), committed, reverted (the previous version came back by
+ * itself; `code` and `message` say why), failed (never started: refused,
+ * digest mismatch, no disk).
+ */
+export const UpgradeMessage = z.strictObject({
+  type: z.literal('upgrade'),
+  installed: str(64),
+  running: str(64),
+  previous: str(64).nullable(),
+  pending: str(64).nullable(),
+  version: str(64).nullable(),
+  state: z.enum(['idle', 'installing', 'trial', 'committed', 'reverted', 'failed']),
+  code: str(64).optional(),
+  message: str(2048).optional(),
+  since: str(32),
+});
+export type UpgradeMessage = z.infer<typeof UpgradeMessage>;
+
+const agentMessages = { hello: Hello, error: AgentError, ack: Ack, cosign: Cosign, status: StatusMessage, plan: PlanMessage, relay: RelayMessage, checks: ChecksMessage, figures: FiguresMessage, 'operation-result': OperationResultMessage, 'stream-data': StreamData, upgrade: UpgradeMessage } as const;
+export type AgentMessage = Hello | AgentError | Ack | Cosign | StatusMessage | PlanMessage | RelayMessage | ChecksMessage | FiguresMessage | OperationResultMessage | StreamData | UpgradeMessage;
 
 // ---- hub -> agent ----------------------------------------------------------
 
@@ -408,6 +432,8 @@ export const DirectiveMessage = z.strictObject({
   directive: Envelope,
   releases: z.array(Envelope).max(64),
   roots: z.array(Envelope).max(64),
+  /** The signed agent bundle statement the directive's `upgrade` names (agent self-upgrade), when it names one. */
+  bundle: Envelope.optional(),
 });
 export type DirectiveMessage = z.infer<typeof DirectiveMessage>;
 

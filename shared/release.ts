@@ -234,6 +234,8 @@ export const Directive = z.strictObject({
   /** The root version the hub signed under (informational; agents use their own). */
   rootVersion: z.number().int().min(1),
   releases: z.array(ReleaseRef).max(64),
+  /** The ferry-agent version this agent runs: an agent bundle statement (shared/agent-bundle.ts) by version and payload digest. Absent: keep what runs. */
+  upgrade: z.strictObject({ version: SemVer, digest: z.string().regex(/^sha256:[0-9a-f]{64}$/) }).optional(),
 });
 export type Directive = z.infer<typeof Directive>;
 

@@ -107,12 +107,12 @@ const createRollout: Executor = {
     });
     return {
       lines: [
-        `${input.stack}@${input.version} (${shortDigest(release.digest)}) to ${count(agents.length, 'agent')} on ${input.selector}`,
+        `${input.stack}@${input.version} (${release ? shortDigest(release.digest) : 'agent bundle'}) to ${count(agents.length, 'agent')} on ${input.selector}`,
         `waves: ${sizes.map((n, i) => `${i + 1}: ${count(n, 'agent')}`).join(' · ')}${input.bakeMs ? ` · bake ${env.parsed.flags.bake}` : ''} · on failure ${input.onFailure}`,
         `tenants: ${perTenant}`,
         `first agents: ${agents.slice(0, 3).map((a) => `${a.name} (${a.id})`).join(', ')}${agents.length > 3 ? ', …' : ''}`,
       ],
-      data: { op: 'rollout.create', ...input, digest: release.digest, waves, agents: agents.map((a) => a.id) },
+      data: { op: 'rollout.create', ...input, digest: release?.digest ?? null, waves, agents: agents.map((a) => a.id) },
       tenants,
       agents,
     };

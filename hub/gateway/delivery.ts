@@ -19,6 +19,7 @@
 // -9 loses what is queued; agents report again on reconnect and re-ack
 // redelivered directives, so nothing is lost for good.
 import { EventEmitter } from 'node:events';
+import { AGENT_STACK } from '../../shared/agent-bundle.js';
 import type { Logger } from '../../shared/logger.js';
 import type { Ack, StatusMessage } from '../../shared/protocol.js';
 import type { AuditLog } from '../audit/log.js';
@@ -252,6 +253,8 @@ export class Delivery extends EventEmitter {
    * `send` once that transaction has committed, never before.
    */
   issue(agentId: string, stack: string, version: string, by: string | null, memo: IssueMemo): Promise<DirectiveRecord> {
+    // An agent-version rollout's "stack" is the agent itself: the directive names the version to upgrade to.
+    if (stack === AGENT_STACK) return this.directives.upgrade(agentId, version, by, this.now(), memo);
     return this.directives.deploy(agentId, stack, version, by, this.now(), memo);
   }
 

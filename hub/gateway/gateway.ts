@@ -255,6 +255,9 @@ export class Gateway extends EventEmitter {
       case 'stream-data':
         this.emit('stream-data', s.agentId, msg);
         break;
+      case 'upgrade':
+        this.emit('upgrade', s.agentId, msg);
+        break;
       default: {
         const never: never = msg;
         throw new Error(`unhandled message ${(never as { type: string }).type}`);

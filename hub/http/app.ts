@@ -120,6 +120,9 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     }
   });
 
+  // Agent bundle uploads (POST /v1/agent-bundles): the archive itself as the body.
+  app.addContentTypeParser('application/gzip', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
   await app.register(cookie);
   await app.register(helmet, {
     // The console (server-rendered, no inline script) lives under these rules too.

@@ -42,7 +42,16 @@ export async function agentView(a: AgentRecord, gateway: Gateway, store: Store) 
     /** Security alarms the agent holds and its institution has not acknowledged (from its latest status). */
     alarms: (rec.status as { alarms?: unknown[] } | null)?.alarms ?? [],
     lastDirective: last ? { seq: last.seq, status: last.status, code: last.code, message: last.message, issuedAt: iso(last.issuedAt) } : null,
+    /** The agent's versions and its latest self-upgrade, as it last reported them (protocol 'upgrade'). */
+    versions: await versionsView(a.id, store),
   };
+}
+
+async function versionsView(agentId: string, store: Store) {
+  const v = await store.bundles.versionOf(agentId);
+  if (!v) return null;
+  const s = v.status;
+  return { installed: s.installed, running: s.running, previous: s.previous, pending: s.pending, upgrade: s.version ? { version: s.version, state: s.state, code: s.code ?? null, message: s.message ?? null, since: s.since } : null, reportedAt: iso(v.at) };
 }
 
 export function directiveView(d: DirectiveRecord) {

@@ -16,13 +16,13 @@
 // What was served is audited per agent and minute, not per blob.
 import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AUTH_HEADERS, REGISTRY_PATH, checkSignedRequest } from '../../shared/auth.js';
+import { REGISTRY_PATH } from '../../shared/auth.js';
 import { FerryError, asFerryError } from '../../shared/errors.js';
-import { decodePublicKey } from '../../shared/keys.js';
 import { SHA256, parseManifest, sha256Digest } from '../../shared/oci.js';
 import { DIGEST_REF } from '../../shared/release.js';
 import type { RouteDef } from '../http/app.js';
 import type { HubContext } from '../http/context.js';
+import { AgentRequests } from './agent-request.js';
 import { Upstream, type UpstreamOptions } from './upstream.js';
 
 type Route = <B, Q>(def: RouteDef<B, Q>) => void;
@@ -36,7 +36,6 @@ export interface OriginOptions extends UpstreamOptions {
 export const ORIGIN_DEFAULTS: OriginOptions = Object.freeze({ credentials: new Map(), insecure: [], timeoutMs: 60_000, perAgent: 8, perHub: 128 });
 
 const MAX_MANIFEST = 4 * 1024 * 1024;
-const NONCE_MS = 10 * 60_000;
 const AUDIT_EVERY_MS = 60_000;
 const PATH = /^\/agent\/v1\/registry\/v2\/(.+)\/(manifests|blobs)\/(sha256:[0-9a-f]{64})$/;
 
@@ -59,7 +58,7 @@ export class Origin {
   private readonly upstream: Upstream;
   private readonly inFlight = new Map<string, number>();
   private total = 0;
-  private readonly nonces = new Map<string, number>();
+  private readonly requests: AgentRequests;
   /** Children (blobs and manifests) of manifests by digest: content-addressed, so never stale. */
   private readonly closure = new Map<string, { digests: Set<string>; mediaType: string }>();
   /** Images (name -> pinned digests, and the releases pinning them) per tenant, re-read when a request is not found in them. */
@@ -72,6 +71,7 @@ export class Origin {
     private readonly o: OriginOptions,
   ) {
     this.upstream = new Upstream(o);
+    this.requests = new AgentRequests(ctx);
     this.timer = setInterval(() => void this.flush(), AUDIT_EVERY_MS);
     this.timer.unref();
   }
@@ -85,36 +85,6 @@ export class Origin {
       rateLimit: false,
       handler: ({ req, reply }) => this.serve(req, reply),
     });
-  }
-
-  /** Who is asking: the agent that signed this request, not revoked. */
-  private async agentOf(req: FastifyRequest): Promise<{ id: string; tenant: string }> {
-    const id = String(req.headers[AUTH_HEADERS.agent] ?? '').slice(0, 64);
-    const agent = id ? await this.ctx.store.fleet.findAgent(id) : undefined;
-    const now = this.ctx.now();
-    const host = this.ctx.publicHost ?? (req.headers.host ?? '').toLowerCase();
-    let fresh = false;
-    checkSignedRequest(req.headers, {
-      method: req.method,
-      path: req.url,
-      host,
-      now,
-      publicKey: (x) => (agent && agent.id === x ? decodePublicKey(agent.publicKey) : null),
-      firstUse: (x, nonce) => {
-        const k = `${x}\n${nonce}`;
-        if (this.nonces.has(k)) return false;
-        if (this.nonces.size > 100_000) for (const [n, at] of this.nonces) if (at < now) this.nonces.delete(n);
-        this.nonces.set(k, now + NONCE_MS);
-        fresh = true;
-        return true;
-      },
-    });
-    if (!agent) throw new FerryError('FERRY_E_AGENT_UNKNOWN', id);
-    if (fresh && this.ctx.cluster.shared && !(await this.ctx.store.fleet.claimNonce(`reg:${agent.id}:${String(req.headers[AUTH_HEADERS.nonce])}`, now + NONCE_MS))) {
-      throw new FerryError('FERRY_E_AGENT_AUTH_REPLAYED', 'nonce already used (on another replica)');
-    }
-    if (agent.revokedAt !== null) throw new FerryError('FERRY_E_AGENT_REVOKED', agent.id);
-    return { id: agent.id, tenant: agent.tenant };
   }
 
   private async images(tenant: string, fresh: boolean): Promise<Map<string, Pins>> {
@@ -199,7 +169,7 @@ export class Origin {
     if (!m) throw new FerryError('FERRY_E_NOT_FOUND', 'no such endpoint: /agent/v1/registry/v2/<name>/(manifests|blobs)/sha256:<hex>');
     const [, name, kind, digest] = m as unknown as [string, string, 'manifests' | 'blobs', string];
     if (!SHA256.test(digest)) throw new FerryError('FERRY_E_NOT_FOUND', digest);
-    const agent = await this.agentOf(req);
+    const agent = await this.requests.agentOf(req);
     const mine = this.inFlight.get(agent.id) ?? 0;
     if (mine >= this.o.perAgent || this.total >= this.o.perHub) {
       void reply.header('retry-after', '2');

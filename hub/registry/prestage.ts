@@ -4,6 +4,7 @@
 // pending gets it on its hello. Best effort: the directive, when it comes,
 // copies whatever is still missing. With several replicas each sends to the
 // agents it holds (a doorbell; the targets are in the database).
+import { AGENT_STACK } from '../../shared/agent-bundle.js';
 import type { Logger } from '../../shared/logger.js';
 import { encode } from '../../shared/protocol.js';
 import type { Cluster } from '../cluster/cluster.js';
@@ -33,6 +34,7 @@ export class Prestaging {
   private async sendLocal(rollout: string): Promise<number> {
     try {
       const r = await this.store.rollouts.get(rollout);
+      if (r.stack === AGENT_STACK) return 0; // an agent version: no images
       const release = (await this.releases.get(r.stack, r.version)).envelope;
       // The first wave's directives follow at once: sending those agents the release ahead would only double the
       // bytes of a wide first wave. One message per tenant, encoded once.
@@ -61,6 +63,7 @@ export class Prestaging {
       if (!s) return;
       const roots = await this.trust.chain(s.tenant);
       for (const p of pending) {
+        if (p.stack === AGENT_STACK) continue;
         const release = (await this.releases.get(p.stack, p.version)).envelope;
         this.gateway.send(agentId, { type: 'prestage', rollout: p.id, releases: [release], roots });
       }

@@ -11,6 +11,7 @@
 // memory, so a restarted hub carries on from the database: a directive
 // recorded as issued is redelivered by Delivery, never re-issued.
 import { EventEmitter } from 'node:events';
+import { AGENT_STACK } from '../../shared/agent-bundle.js';
 import { HUB_LOG } from '../../shared/audit.js';
 import { FerryError, asFerryError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
@@ -86,6 +87,8 @@ export class Rollouts {
   readonly gates: DeployGate[] = [];
   /** Per-target decisions per transaction (CHUNK; tests lower it to make a small wave span several). */
   chunkSize = CHUNK;
+  /** Looks up an agent bundle for agent-version rollouts (hub/upgrades), set once the hub is assembled. */
+  agentBundles: ((version: string) => Promise<{ tenants: readonly string[] } | undefined>) | null = null;
   private timer: NodeJS.Timeout | undefined;
   private queued = false;
   private ticking = false;
@@ -131,9 +134,9 @@ export class Rollouts {
   }
 
   /**
-   * What `create` would store, without storing it: the selected agents in
-   * rollout order and each wave's reach (how many agents it has reached when
-   * it ends). The console previews the waves with it before a rollout starts.
+   * Validates, selects and plans; stores the rollout, which the next tick
+   * starts. `scope`: the tenants the caller may deploy to (null: all); the
+   * selector picks only among their agents.
    */
   async create(input: CreateRollout, by: Actor & { userId: string | null }, scope: TenantScope = null): Promise<RolloutRecord> {
     const { selector: sel, release, agents, waves } = await this.preview(input, scope);
@@ -147,7 +150,7 @@ export class Rollouts {
         const mine = agents.filter((a) => a.tenant === tenant).map((a) => a.id);
         // A tenant's log says what concerns it, not the selector or the other tenants' share.
         await this.append(by, { log: tenant, action: 'rollout.create', target: { type: 'rollout', id: rec.id }, agents: mine.slice(0, 1000), details: { rollout: rec.id, stack: rec.stack, version: rec.version, agents: mine.length } });
-        await this.store.releases.deliveredTo(release.id, tenant, now);
+        if (release) await this.store.releases.deliveredTo(release.id, tenant, now);
       }
       return rec;
     });
@@ -163,13 +166,17 @@ export class Rollouts {
    * `create` does (unknown release, empty selection, agents busy with
    * another rollout of the stack, a gate such as a deploy lock).
    */
-  async preview(input: Pick<CreateRollout, 'stack' | 'version' | 'selector' | 'waves'>, scope: TenantScope = null): Promise<{ selector: Selector; release: ReleaseRecord; agents: SelectedAgent[]; waves: number[] }> {
+  async preview(input: Pick<CreateRollout, 'stack' | 'version' | 'selector' | 'waves'>, scope: TenantScope = null): Promise<{ selector: Selector; release: ReleaseRecord | null; agents: SelectedAgent[]; waves: number[] }> {
     const sel = parseSelector(input.selector);
     const specs = parseWaves(input.waves);
-    const release = await this.releases.get(input.stack, input.version); // FERRY_E_NOT_FOUND for an unknown release
+    // An agent-version rollout's stack is the agent itself (AGENT_STACK): its "release" is an agent bundle.
+    const agentVersion = input.stack === AGENT_STACK;
+    const release = agentVersion ? null : await this.releases.get(input.stack, input.version); // FERRY_E_NOT_FOUND for an unknown release
+    const bundle = agentVersion ? await this.agentBundles?.(input.version) : undefined;
+    if (agentVersion && !bundle) throw new FerryError('FERRY_E_NOT_FOUND', `agent bundle ${input.version}`);
     const busy = await this.rows.busyAgents(input.stack);
     const agents = (await this.store.fleet.listSelectable(scope))
-      .filter((a) => a.revokedAt === null && matches(sel, a))
+      .filter((a) => a.revokedAt === null && matches(sel, a) && (!bundle || bundle.tenants.includes(a.tenant)))
       .sort((a, b) => a.tenant.localeCompare(b.tenant) || a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
     if (!agents.length) throw new FerryError('FERRY_E_SELECTOR_EMPTY', sel.text);
     const clash = agents.filter((a) => busy.has(a.id));

@@ -39,6 +39,11 @@ const TABLES = [
   'alerts',
   'alert_outbox',
   'operations',
+  'agent_bundles',
+  'agent_bundle_tenants',
+  'agent_bundle_signatures',
+  'agent_bundle_chunks',
+  'agent_versions',
 ] as const;
 
 const BATCH = 500;
@@ -97,13 +102,14 @@ async function copyTable(src: Store, dst: Store, table: string): Promise<number>
   const cols = (await src.db.all<{ name: string }>(`SELECT name FROM pragma_table_info('${table}')`)).map((c) => c.name);
   if (!cols.length) return 0;
   let n = 0;
-  for (let offset = 0; ; offset += BATCH) {
-    const rows = await src.db.values<Param[]>(`SELECT ${cols.join(', ')} FROM ${table} ORDER BY rowid LIMIT ? OFFSET ?`, [BATCH, offset]);
+  const batch = table === 'agent_bundle_chunks' ? 4 : BATCH; // rows of 1 MiB
+  for (let offset = 0; ; offset += batch) {
+    const rows = await src.db.values<Param[]>(`SELECT ${cols.join(', ')} FROM ${table} ORDER BY rowid LIMIT ? OFFSET ?`, [batch, offset]);
     if (!rows.length) return n;
     const one = `(${cols.map(() => '?').join(', ')})`;
     await dst.db.run(`INSERT INTO ${table} (${cols.join(', ')}) VALUES ${rows.map(() => one).join(', ')}`, rows.flat());
     n += rows.length;
-    if (rows.length < BATCH) return n;
+    if (rows.length < batch) return n;
   }
 }
 

@@ -11,6 +11,18 @@ import type { EventKind } from '../../shared/events.js';
 import { FerryError } from '../../shared/errors.js';
 import type { AgentFacts, OnFailure, OnTimeout, Rollout, RolloutState, Target, TargetState } from '../rollouts/machine.js';
 import { inList, type Db } from './db.js';
+import { AGENT_STACK } from '../../shared/agent-bundle.js';
+import type { UpgradeMessage } from '../../shared/protocol.js';
+
+/** An agent's version report as a rollout sees it: committed is applied, reverted is rolled back. */
+const UPGRADE_STATE: Record<UpgradeMessage['state'], 'applying' | 'applied' | 'failed' | 'rolled-back'> = {
+  idle: 'applying',
+  installing: 'applying',
+  trial: 'applying',
+  committed: 'applied',
+  reverted: 'rolled-back',
+  failed: 'failed',
+};
 
 export interface RolloutRecord extends Rollout {
   num: number;
@@ -221,6 +233,7 @@ export class RolloutRows {
 
   /** Everything `decide` needs about each target's agent, in one query; `connected` answers from presence. */
   async facts(id: string, stack: string, connected: (agentId: string, replica: string | null, leaseUntil: number | null) => boolean): Promise<Map<string, AgentFacts>> {
+    if (stack === AGENT_STACK) return this.agentFacts(id, connected);
     const rows = await this.db.all<{
       agent_id: string;
       tstate: TargetState;
@@ -265,6 +278,44 @@ export class RolloutRows {
       );
       const by = new Map(rows2.map((x) => [x.agent_id, JSON.parse(x.releases) as { stack: string; version: string }[]]));
       for (const p of part) p.set(by.get(p.agentId)?.find((x) => x.stack === stack)?.version ?? p.fallback);
+    }
+    return out;
+  }
+
+  /**
+   * `facts` for an agent-version rollout: the report is the agent's own
+   * version report (protocol 'upgrade'), "applied" meaning the new version
+   * committed; what the agent ran before is its installed version then.
+   */
+  private async agentFacts(id: string, connected: (agentId: string, replica: string | null, leaseUntil: number | null) => boolean): Promise<Map<string, AgentFacts>> {
+    const rows = await this.db.all<{
+      agent_id: string;
+      version: string | null;
+      vstatus: string | null;
+      vat: number | null;
+      replica: string | null;
+      lease_until: number | null;
+      dseq: number | null;
+      dstatus: 'pending' | 'accepted' | 'refused' | null;
+      dcode: string | null;
+      dissued: number | null;
+    }>(
+      `SELECT t.agent_id, a.agent_version AS version, v.status AS vstatus, v.updated_at AS vat, a.replica, a.lease_until, d.seq AS dseq, d.status AS dstatus, d.code AS dcode, d.issued_at AS dissued
+         FROM rollout_targets t JOIN agents a ON a.id = t.agent_id
+         LEFT JOIN agent_versions v ON v.agent_id = t.agent_id
+         LEFT JOIN directives d ON d.agent_id = t.agent_id AND d.seq = t.seq
+        WHERE t.rollout = ?`,
+      [rolloutNum(id)],
+    );
+    const out = new Map<string, AgentFacts>();
+    for (const r of rows) {
+      const v = r.vstatus ? (JSON.parse(r.vstatus) as UpgradeMessage) : null;
+      out.set(r.agent_id, {
+        connected: connected(r.agent_id, r.replica, r.lease_until),
+        report: v && v.version ? { version: v.version, state: UPGRADE_STATE[v.state], runningVersion: v.installed, code: v.code ?? null, at: Number(r.vat ?? 0) } : null,
+        directive: r.dseq !== null ? { seq: r.dseq, status: r.dstatus!, code: r.dcode, issuedAt: r.dissued! } : null,
+        current: v?.installed ?? r.version,
+      });
     }
     return out;
   }

@@ -130,6 +130,13 @@ export interface DirectiveRecord {
   message: string | null;
   ackedAt: number | null;
   envelope: Envelope;
+  /** The agent version the directive names (self-upgrade), or null. */
+  upgrade?: UpgradeRef | null;
+}
+
+export interface UpgradeRef {
+  version: string;
+  digest: string;
 }
 
 interface DirectiveRow {
@@ -145,6 +152,7 @@ interface DirectiveRow {
   code: string | null;
   message: string | null;
   acked_at: number | null;
+  upgrade?: string | null;
 }
 
 const toDirective = (r: DirectiveRow): DirectiveRecord => ({
@@ -159,6 +167,7 @@ const toDirective = (r: DirectiveRow): DirectiveRecord => ({
   message: r.message,
   ackedAt: r.acked_at,
   envelope: JSON.parse(r.envelope) as Envelope,
+  upgrade: r.upgrade ? (JSON.parse(r.upgrade) as UpgradeRef) : null,
 });
 
 export class DirectiveRows {
@@ -203,7 +212,7 @@ export class DirectiveRows {
   }
 
   async insert(d: DirectiveRecord, by: string | null): Promise<void> {
-    await this.db.run('INSERT INTO directives (agent_id, seq, digest, envelope, releases, issued_at, expires_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
+    await this.db.run('INSERT INTO directives (agent_id, seq, digest, envelope, releases, issued_at, expires_at, created_by, upgrade) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', [
       d.agentId,
       d.seq,
       d.digest,
@@ -212,7 +221,14 @@ export class DirectiveRows {
       d.issuedAt,
       d.expiresAt,
       by,
+      d.upgrade ? JSON.stringify(d.upgrade) : null,
     ]);
+  }
+
+  /** The agent version named by the last directive the agent did not refuse (carried forward like its releases). */
+  async lastDirectedUpgrade(agentId: string): Promise<UpgradeRef | null> {
+    const r = await this.db.get<{ upgrade: string | null }>("SELECT upgrade FROM directives WHERE agent_id = ? AND status != 'refused' ORDER BY seq DESC LIMIT 1", [agentId]);
+    return r?.upgrade ? (JSON.parse(r.upgrade) as UpgradeRef) : null;
   }
 
   /** Records an agent's answer; only the pending directive it names changes. */

@@ -7,6 +7,7 @@ import { FerryError } from '../../shared/errors.js';
 import { AuditRows } from './audit.js';
 import { ChatRows } from './chat.js';
 import { CheckRows } from './checks.js';
+import { BundleRows } from './bundles.js';
 import type { Db } from './db.js';
 import { Fleet } from './fleet.js';
 import { FleetQuery } from './fleet-query.js';
@@ -32,6 +33,7 @@ export class Store {
   readonly checks: CheckRows;
   readonly operations: OperationRows;
   readonly fleetQuery: FleetQuery;
+  readonly bundles: BundleRows;
 
   constructor(readonly db: Db) {
     this.fleet = new Fleet(db);
@@ -47,6 +49,7 @@ export class Store {
     this.checks = new CheckRows(db);
     this.operations = new OperationRows(db);
     this.fleetQuery = new FleetQuery(db);
+    this.bundles = new BundleRows(db);
   }
 
   get backend(): 'sqlite' | 'postgres' {

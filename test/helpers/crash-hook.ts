@@ -11,8 +11,13 @@
 // done). It hooks the journal, which the executor writes around every step.
 // With relay-chunk:<n>, right after the n-th upload chunk of this process is
 // acknowledged and its offset stored (test/integration/relay-agent.test.ts):
-// it hooks the relay's book of upload sessions.
-import { fileURLToPath } from 'node:url';
+// it hooks the relay's book of upload sessions. With upgrade:<step>, the
+// launcher or agent process reaching that step of a self-upgrade kills
+// itself (agent/upgrade/launch-state.ts upgradeSteps: downloaded, unpacked,
+// pending, backup-copied, backed-up, trial-marked, healthy, committed,
+// restore-emptied); it hooks the copy of launch-state.js next to the
+// process's own main file, since installed versions run their own copies.
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Journal, type JournalRecord } from '../../agent/reconcile/journal.js';
 import { UploadBook } from '../../agent/relay/transfer.js';
 import type { UploadState } from '../../agent/relay/registry.js';
@@ -22,7 +27,17 @@ export const CRASH_HOOK_ARGS: readonly string[] = ['--import', fileURLToPath(imp
 
 const at = process.env.FERRY_TEST_CRASH_AT;
 const chunk = /^relay-chunk:(\d+)$/.exec(at ?? '');
-if (chunk && process.argv.some((a) => a.endsWith('/agent/main.js'))) {
+const step = /^upgrade:([a-z-]+)$/.exec(at ?? '');
+const main = process.argv[1] ?? '';
+if (step) {
+  const rel = main.endsWith('/launcher.js') ? './launch-state.js' : main.endsWith('/agent/main.js') ? './upgrade/launch-state.js' : null;
+  if (rel) {
+    const m = (await import(new URL(rel, pathToFileURL(main)).href)) as { upgradeSteps: { reached: (s: string) => void } };
+    m.upgradeSteps.reached = (s: string) => {
+      if (s === step[1]) process.kill(process.pid, 'SIGKILL');
+    };
+  }
+} else if (chunk && process.argv.some((a) => a.endsWith('/agent/main.js'))) {
   const set = UploadBook.prototype.set;
   const last = new Map<string, number>();
   let stored = 0;

@@ -33,6 +33,8 @@ export function apiClient(url: () => string, token: string): Api {
 interface DirectiveDoc {
   seq: number;
   releases: { stack: string; version: string; digest: string }[];
+  /** An agent version to upgrade to (agent self-upgrade). */
+  upgrade?: { version: string; digest: string };
 }
 
 export class SimAgent {
@@ -52,6 +54,8 @@ export class SimAgent {
   private statuses = new Map<string, { stack: string; version: string; state: 'applying' | 'applied' | 'failed' | 'rolled-back'; since: string; runningVersion: string | null; code?: string }>();
   private timers = new Set<NodeJS.Timeout>();
   private readonly alarms: { at: string; code: string; message: string; kind?: 'directive' | 'roots' | 'checkpoint' }[] = [];
+  /** Its own version, as it reports it ('upgrade' messages); upgrades to `@agent@V` in `failing` revert. */
+  agentVersion = { installed: '0.1.0', previous: null as string | null };
 
   constructor(
     readonly id: string,
@@ -163,6 +167,7 @@ export class SimAgent {
     if (this.windowClosed) return this.send({ type: 'ack', seq: doc.seq, digest, accepted: false, code: 'FERRY_E_POLICY_WINDOW', message: 'outside the maintenance window' });
     this.accepted = doc.seq;
     this.send({ type: 'ack', seq: doc.seq, digest, accepted: true });
+    if (doc.upgrade && doc.upgrade.version !== this.agentVersion.installed) this.selfUpgrade(doc.seq, doc.upgrade.version);
     for (const ref of doc.releases) {
       if (this.statuses.get(ref.stack)?.version === ref.version && this.running.get(ref.stack) === ref.version) continue;
       const before = this.running.get(ref.stack) ?? null;
@@ -176,6 +181,19 @@ export class SimAgent {
         this.report();
       });
     }
+  }
+
+  /** Pretends to upgrade itself: installing, then after applyMs committed, or reverted when `@agent@V` is failing. */
+  private selfUpgrade(seq: number, version: string): void {
+    const v = this.agentVersion;
+    const msg = (state: string, extra: Record<string, unknown> = {}) => ({ type: 'upgrade', installed: v.installed, running: v.installed, previous: v.previous, pending: null, version, state, since: new Date().toISOString(), ...extra });
+    this.send(msg('installing', { pending: version }));
+    this.later(this.applyMs, () => {
+      if (this.accepted !== seq) return; // superseded meanwhile
+      if (this.failing.has(`@agent@${version}`)) return this.send(msg('reverted', { code: 'FERRY_E_UPGRADE_CRASHED', message: `ferry-agent ${version} exited with code 3 before it was healthy` }));
+      this.agentVersion = { installed: version, previous: v.installed };
+      this.send(msg('committed', { installed: version, running: version, previous: v.installed }));
+    });
   }
 }
 

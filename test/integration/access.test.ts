@@ -7,12 +7,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { get } from 'node:http';
-import { generateKeyPair } from '../../shared/keys.js';
+import { encodePublicKey, generateKeyPair, sign } from '../../shared/keys.js';
 import { digestOfTranscript } from '../../shared/operation.js';
 import { enrollBody, postEnroll } from '../helpers/agents.js';
 import { startHub, type TestHub } from '../helpers/hub.js';
 import { backends } from '../helpers/postgres.js';
 import { apiClient, simRelease, simTenant } from '../helpers/sim-agents.js';
+import { tinyBundle } from '../helpers/upgrade.js';
 
 type Who = 'none' | 'admin' | 'vViewer' | 'vOperator' | 'vRM' | 'aAdmin' | 'aOperator' | 'aApprover' | 'aViewer' | 'bOperator' | 'opScopedB';
 
@@ -45,6 +46,8 @@ interface Req {
   url: string;
   body?: unknown;
   headers?: Record<string, string>;
+  /** An agent bundle archive as the body (application/gzip), instead of JSON. */
+  archive?: Buffer;
 }
 
 interface Case {
@@ -69,6 +72,10 @@ interface Case {
 }
 
 const A = (w: World) => w.agentA;
+const wrongKey = generateKeyPair();
+const WRONG_SIG = { publicKey: encodePublicKey(wrongKey.publicKey), sig: Buffer.from(sign(Buffer.from('not the statement'), wrongKey.secretKey)).toString('base64') };
+/** Agent bundle versions uploaded by the matrix (each upload needs a new one). */
+let bundleN = 0;
 
 const CASES: Record<string, Case> = {
   // ---- public -----------------------------------------------------------------------
@@ -239,6 +246,16 @@ const CASES: Record<string, Case> = {
   'POST /tokens': { page: true, req: () => ({ method: 'POST', url: '/tokens', body: { name: 'ci', role: 'viewer', tenants: 'bank-a' } }), ok: { as: 'aViewer', status: 200 } },
   // someone else's token answers like one that does not exist (the API's 404)
   'POST /tokens/:id/revoke': { page: true, req: async (w) => ({ method: 'POST', url: `/tokens/${await w.newTokenOf('aOperator')}/revoke` }), foreign: 'bOperator', ok: { as: 'admin', status: 303 } },
+  // ---- agent bundles (self-upgrade) ------------------------------------------------------------------
+  // the vendor publishes agent versions; an institution's admin cannot
+  'POST /v1/agent-bundles': { req: () => ({ method: 'POST', url: '/v1/agent-bundles?tenants=bank-a', archive: tinyBundle(`0.8.${++bundleN}`) }), lower: 'aAdmin', ok: { as: 'vRM', status: 201 } },
+  'GET /v1/agent-bundles': { list: true, req: () => ({ url: '/v1/agent-bundles' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  'GET /v1/agent-bundles/:version': { req: () => ({ url: '/v1/agent-bundles/0.9.0' }), foreign: 'bOperator', ok: { as: 'aViewer', status: 200 } },
+  // a signature that does not verify: authorised, then 403 of the signature check
+  // (a real key's signature over something else: all-zero bytes are a small-order key OpenSSL may accept)
+  'POST /v1/agent-bundles/:version/signatures': { req: () => ({ method: 'POST', url: '/v1/agent-bundles/0.9.0/signatures', body: WRONG_SIG }), foreign: 'bOperator', lower: 'aViewer', ok: { as: 'aApprover', status: 403 } },
+  // signed by an agent key, not a person: unsigned is 401 (upgrade.test.ts downloads for real)
+  'GET /agent/v1/bundles/:digest': { public: true, req: () => ({ url: `/agent/v1/bundles/sha256:${'0'.repeat(64)}` }), ok: { as: 'none', status: 401 } },
 };
 
 /** An event stream's status, without waiting for it to end. */
@@ -274,8 +291,8 @@ async function call(w: World, who: Who, r: Req): Promise<{ status: number; text:
   const res = await w.th.hub.app.inject({
     method: (r.method ?? 'GET') as 'GET',
     url: r.url,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(r.body !== undefined ? { 'content-type': 'application/json' } : {}), ...r.headers },
-    payload: r.body === undefined ? undefined : JSON.stringify(r.body),
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(r.archive ? { 'content-type': 'application/gzip' } : r.body !== undefined ? { 'content-type': 'application/json' } : {}), ...r.headers },
+    payload: r.archive ?? (r.body === undefined ? undefined : JSON.stringify(r.body)),
   });
   let body: any;
   if (String(res.headers['content-type'] ?? '').startsWith('text/html')) {
@@ -329,6 +346,11 @@ async function world(th: TestHub): Promise<World> {
   const login = await th.hub.app.inject({ url: '/login' });
   const assetUrl = /href="(\/assets\/console\.[0-9a-f]+\.css)"/.exec(login.body)?.[1] ?? '';
   assert.ok(assetUrl, 'the login page links its stylesheet');
+  // An agent version for each tenant: 0.9.0 for bank-a, 0.9.1 for bank-b.
+  for (const [version, tenant] of [['0.9.0', 'bank-a'], ['0.9.1', 'bank-b']] as const) {
+    const r = await th.hub.app.inject({ method: 'POST', url: `/v1/agent-bundles?tenants=${tenant}`, headers: { authorization: `Bearer ${th.adminToken}`, 'content-type': 'application/gzip' }, payload: tinyBundle(version) });
+    assert.equal(r.statusCode, 201, r.body);
+  }
   const p = (g: Parameters<TestHub['person']>[0], scope?: Parameters<TestHub['person']>[1]) => th.person(g, scope).then((x) => x.token);
   const tokens = {
     admin: th.adminToken,

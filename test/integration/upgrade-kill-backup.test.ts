@@ -1,0 +1,16 @@
+// kill -9 at steps of an upgrade (the process reaching the step kills itself: test/helpers/crash-hook.ts,
+// upgrade steps in agent/upgrade/launch-state.ts): the host converges to exactly one running version with
+// its state intact. Split over upgrade-kill-*.test.ts so each file stays within the runner's per-file timeout.
+import { test } from 'node:test';
+import { RM, TENANT, bundle, killAtSteps, publishBundle, upgradeHub } from '../helpers/upgrade.js';
+
+test('kill -9 while the state is backed up, and once the trial is marked', { timeout: 290_000 }, async (t) => {
+  const th = await upgradeHub(t);
+  await publishBundle(th, bundle('0.2.0'), [TENANT], RM.slice(1, 3));
+  await killAtSteps(t, th, [
+    { step: 'backup-copied', version: '0.2.0', state: 'committed' },
+    { step: 'backed-up', version: '0.2.0', state: 'committed' },
+    // from here the new version was handed the state: a trial that did not finish is reverted
+    { step: 'trial-marked', version: '0.1.0', state: 'reverted' },
+  ]);
+});
