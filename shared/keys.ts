@@ -98,8 +98,34 @@ export function signNacl(message: Uint8Array, secretKey: Uint8Array): Uint8Array
   return nacl.sign.detached(message, secretKey);
 }
 
+/**
+ * The encodings of Ed25519's points of small order (libsodium's blocklist,
+ * compared without the sign bit): a "public key" among them has no secret
+ * behind it, and with a crafted signature (all zeros, say) it verifies for a
+ * large share of messages. Neither OpenSSL nor tweetnacl refuses them, so we do.
+ */
+const SMALL_ORDER = [
+  '0000000000000000000000000000000000000000000000000000000000000000',
+  '0100000000000000000000000000000000000000000000000000000000000000',
+  '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05',
+  'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+].map((h) => Buffer.from(h, 'hex'));
+
+/** Whether `pub` is a point of small order (never a real key). */
+export function isSmallOrder(pub: Uint8Array): boolean {
+  if (pub.length !== 32) return false;
+  return SMALL_ORDER.some((b) => {
+    let d = (pub[31]! & 0x7f) ^ b[31]!;
+    for (let i = 0; i < 31; i++) d |= pub[i]! ^ b[i]!;
+    return d === 0;
+  });
+}
+
 export function verifyNacl(message: Uint8Array, signature: Uint8Array, pub: Uint8Array): boolean {
-  if (signature.length !== 64 || pub.length !== 32) return false;
+  if (signature.length !== 64 || pub.length !== 32 || isSmallOrder(pub)) return false;
   return nacl.sign.detached.verify(message, signature, pub);
 }
 
@@ -107,7 +133,7 @@ const keyObjects = new Map<string, KeyObject>();
 
 /** Node/OpenSSL verification; KeyObjects are cached per key (bounded). */
 export function verifyNode(message: Uint8Array, signature: Uint8Array, pub: Uint8Array): boolean {
-  if (signature.length !== 64 || pub.length !== 32) return false;
+  if (signature.length !== 64 || pub.length !== 32 || isSmallOrder(pub)) return false;
   const id = Buffer.from(pub).toString('base64');
   let ko = keyObjects.get(id);
   if (!ko) {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodePublicKey, decodeSignature, encodePublicKey, generateKeyPair, privateKeyFromPem, privateKeyToPem, sign, verifyNacl, verifyNode } from '../../shared/keys.js';
+import { createPublicKey, verify as nodeVerify } from 'node:crypto';
+import { decodePublicKey, decodeSignature, encodePublicKey, generateKeyPair, isSmallOrder, privateKeyFromPem, privateKeyToPem, sign, verifyNacl, verifyNode } from '../../shared/keys.js';
 
 const L = (1n << 252n) + 27742317777372353535851937790883648493n;
 
@@ -48,4 +49,33 @@ test('a malleated (R, S+L) signature passes tweetnacl but not Node: thresholds m
   assert.notDeepEqual(mall, sig);
   assert.ok(verifyNacl(msg, mall, kp.publicKey), 'tweetnacl accepts the malleated copy');
   assert.ok(!verifyNode(msg, mall, kp.publicKey), 'OpenSSL rejects non-canonical S');
+});
+
+test('a public key of small order never verifies, whatever the signature (OpenSSL and tweetnacl alone accept some)', () => {
+  const orders = ['00'.repeat(32), '01' + '00'.repeat(31), '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05', 'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a', 'ec' + 'ff'.repeat(30) + '7f'];
+  let accepted = 0;
+  for (const hex of orders) {
+    const pub = new Uint8Array(Buffer.from(hex, 'hex'));
+    assert.ok(isSmallOrder(pub), hex);
+    const signed = new Uint8Array(pub);
+    signed[31]! |= 0x80; // the same point with the sign bit set
+    assert.ok(isSmallOrder(signed), `${hex} with the sign bit`);
+    for (let i = 0; i < 64; i++) {
+      const msg = Buffer.from(`message ${i}`);
+      const zero = new Uint8Array(64);
+      const forged = new Uint8Array(64);
+      forged.set(pub, 0); // R = the small-order point itself, S = 0
+      for (const sig of [zero, forged]) {
+        assert.equal(verifyNode(msg, sig, pub), false);
+        assert.equal(verifyNacl(msg, sig, pub), false);
+        try {
+          if (nodeVerify(null, msg, createPublicKey({ key: Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), pub]), format: 'der', type: 'spki' }), sig)) accepted++;
+        } catch {
+          // OpenSSL refused the encoding itself
+        }
+      }
+    }
+  }
+  assert.ok(accepted > 0, 'OpenSSL alone accepts some of these forgeries: the check is what refuses them');
+  assert.equal(isSmallOrder(generateKeyPair().publicKey), false);
 });
