@@ -267,6 +267,7 @@ export class Rollouts {
 
   /** Whether a release has verification jobs (its bytes never change, so the answer is kept). */
   private async hasJobs(stack: string, version: string): Promise<boolean> {
+    if (stack === AGENT_STACK) return false; // an agent version: a bundle, no services
     const k = `${stack}@${version}`;
     let v = this.jobs.get(k);
     if (v === undefined) {

@@ -66,9 +66,21 @@ export class Store {
     return this.db.detached(fn);
   }
 
-  /** Whether the database answers (readiness). */
-  async ping(): Promise<void> {
-    await this.db.get('SELECT 1 AS ok');
+  /**
+   * Whether the database answers (readiness), within `deadlineMs`: a query
+   * behind a dead network path (or waiting for a pool whose connections are
+   * stuck on one) may otherwise never settle, and the probe must.
+   */
+  async ping(deadlineMs = 5000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new FerryError('FERRY_E_DB_UNREACHABLE', `no answer from the database within ${deadlineMs} ms`)), deadlineMs);
+    });
+    try {
+      await Promise.race([this.db.get('SELECT 1 AS ok'), late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   close(): Promise<void> {
