@@ -78,7 +78,11 @@ test('kill -9 of the agent mid-layer, fetching and then uploading: each resumes 
   assert.equal(offsets.length, 1, `one upload in flight: ${JSON.stringify(stored)}`);
   const first = Math.max(...Object.values(during).map((u) => u.offset));
   assert.ok(offsets[0]! > first && offsets[0]! < big.size, `stored offset ${offsets[0]} is mid-layer, past the first kill (${first})`);
-  assert.equal(statSync(part).size, big.size, 'the layer is whole in the spool');
+  // The spool kept what arrived and is never behind the upload (whether the source finished before the 8th chunk is
+  // a race the test does not decide: the third run resumes the spool with a Range request either way, which the
+  // byte counts below check).
+  const spooled2 = statSync(part).size;
+  assert.ok(spooled2 >= offsets[0]! && spooled2 > spooled && spooled2 <= big.size, `spooled ${spooled2} of ${big.size} after the second kill (${spooled} after the first, upload at ${offsets[0]})`);
 
   // 3. Restarted: everything completes and runs from the bank.
   a.start();
