@@ -79,6 +79,7 @@ function fsyncPath(p: string): void {
   }
 }
 
+/** shared/files' writeFileAtomic, copied: the launcher is installed on its own, outside every version's tree, and imports nothing from it. */
 export function writeAtomic(path: string, data: string | Buffer, mode = 0o644): void {
   const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w', mode);
