@@ -301,20 +301,29 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
       server.closeIdleConnections();
       setTimeout(() => server.closeAllConnections(), 2000).unref();
       await stopped;
-      await rollouts.idle();
-      await chatHooks.idle();
-      await chat.close();
+      // Each step that writes to the database runs even when one before it failed (a database
+      // that went away): what could not be saved is logged, and the hub still stops.
+      const step = async (what: string, fn: () => Promise<unknown> | unknown) => {
+        try {
+          await fn();
+        } catch (err) {
+          log.error({ err: (err as Error).message, code: (err as FerryError).code }, `hub stop: ${what} failed`);
+        }
+      };
+      await step('waiting for rollout passes', () => rollouts.idle());
+      await step('waiting for chat hooks', () => chatHooks.idle());
+      await step('closing chat', () => chat.close());
       delivery.close();
       operations.close();
       // What was received but is still batched in memory.
-      await delivery.flushReports(Infinity);
-      await progress.flush();
-      await intake.flush();
-      await registry.close();
-      await auth.close();
-      await guard.close();
-      await cluster.close();
-      await store.close();
+      await step('saving batched agent reports', () => delivery.flushReports(Infinity));
+      await step('saving rollout progress', () => progress.flush());
+      await step('saving agent facts', () => intake.flush());
+      await step('closing the registry relay', () => registry.close());
+      await step('saving token use', () => auth.close());
+      await step('saving the request guard', () => guard.close());
+      await step('leaving the cluster', () => cluster.close());
+      await step('closing the database', () => store.close());
       log.info('hub stopped');
     })());
 

@@ -4,6 +4,15 @@
 //
 // Transactions that deadlock or fail to serialise are run again (at most
 // RETRIES times): db.ts says why their bodies allow it.
+//
+// Every call into the driver settles within a deadline of ours. The driver
+// (postgres 3.4) leaves a query pending for as long as the server refuses new
+// sessions at startup (a database not accepting connections, one dropped, a
+// server starting up) and never settles one on a half-open connection; a
+// hub would wait on it for ever (its passes, its shutdown, its leadership
+// probe). At the deadline the query is cancelled (one not yet sent is taken
+// off the queue, so a write reported failed does not run later) and the
+// caller gets FERRY_E_DB_UNREACHABLE.
 import postgres from 'postgres';
 import { readFileSync } from 'node:fs';
 import { FerryError } from '../../shared/errors.js';
@@ -23,9 +32,42 @@ export interface PostgresOptions {
   caFile?: string;
   /** The hub's replica id, shown in pg_stat_activity. */
   applicationName?: string;
+  /** How long a call may wait on the driver before it is given up (default: the statement limit plus 15 s; 45 s with no limit). */
+  deadlineMs?: number;
 }
 
 const RETRIES = 4;
+/** How long the leadership probe may wait for its session's answer before the lock counts as lost. */
+const PROBE_DEADLINE_MS = 5000;
+
+type Cancellable<T> = PromiseLike<T> & { cancel?(): unknown };
+
+/**
+ * `q`, or FERRY_E_DB_UNREACHABLE once `ms` have passed without the driver
+ * settling it (then `q` is cancelled, best effort).
+ */
+export function within<T>(q: Cancellable<T>, ms: number, url: string, what = 'the database did not answer'): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      try {
+        void Promise.resolve(q.cancel?.()).catch(() => {});
+      } catch {
+        // already settled or never started: nothing to take back
+      }
+      reject(new FerryError('FERRY_E_DB_UNREACHABLE', `${redactUrl(url)}: ${what} within ${Math.round(ms / 1000)} s`));
+    }, ms);
+    q.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
 const RETRYABLE = new Set(['40P01', '40001']); // deadlock_detected, serialization_failure
 
 /** `?` placeholders as PostgreSQL's `$n` (the store's SQL has no `?` inside literals). */
@@ -60,13 +102,20 @@ export class PostgresDb implements Db {
   readonly sql: Sql;
   private readonly ambient = new Ambient<TxSql>();
   private closed = false;
+  private readonly deadlineMs: number;
 
   private constructor(readonly opts: PostgresOptions) {
+    const statementMs = opts.statementTimeoutMs ?? 30_000;
+    this.deadlineMs = opts.deadlineMs ?? (statementMs > 0 ? statementMs : 30_000) + 15_000;
     const ssl = opts.caFile ? { ca: readCa(opts.caFile), rejectUnauthorized: true } : undefined;
     this.sql = postgres(opts.url, {
       max: opts.poolSize ?? 10,
       ...(ssl ? { ssl } : {}),
       onnotice: () => {},
+      // No array types fetched per connection (the store binds scalars only): the driver runs that
+      // fetch from a socket handler with no catch, so a connection lost during it would be an
+      // unhandled rejection, which ends the process (postgres 3.4).
+      fetch_types: false,
       // Timestamps and counters are BIGINT: numbers here (all below 2^53).
       types: { int8: { to: 20, from: [20], serialize: (x: number) => String(x), parse: (x: string) => Number(x) } },
       connection: {
@@ -85,7 +134,7 @@ export class PostgresDb implements Db {
   static async open(opts: PostgresOptions, { create = false } = {}): Promise<PostgresDb> {
     const db = new PostgresDb(opts);
     try {
-      await db.sql.unsafe('SELECT 1');
+      await within(db.sql.unsafe('SELECT 1'), db.deadlineMs, opts.url);
       const v = await db.version();
       if (v > SCHEMA_VERSION) throw new FerryError('FERRY_E_DB_VERSION', `schema ${v}, this hub knows up to ${SCHEMA_VERSION}`);
       if (!create && v === 0) throw new FerryError('FERRY_E_HUB_NOT_INITIALISED', `${redactUrl(opts.url)} holds no hub; run \`ferry-hub init --database URL\` first`);
@@ -95,9 +144,13 @@ export class PostgresDb implements Db {
       await db.migrate();
       return db;
     } catch (err) {
-      await db.sql.end({ timeout: 1 }).catch(() => {});
+      await endWithin(db.sql, 1);
       throw pgError(err, opts.url);
     }
+  }
+
+  private bounded<T>(q: () => Cancellable<T>): Promise<T> {
+    return within(q(), this.deadlineMs, this.opts.url);
   }
 
   get inTx(): boolean {
@@ -111,7 +164,7 @@ export class PostgresDb implements Db {
 
   async all<T>(sql: string, params: readonly Param[] = []): Promise<T[]> {
     try {
-      return (await this.handle().unsafe(pgText(sql), params as never[])) as unknown as T[];
+      return (await this.bounded(() => this.handle().unsafe(pgText(sql), params as never[]))) as unknown as T[];
     } catch (err) {
       throw pgError(err, this.opts.url);
     }
@@ -123,7 +176,7 @@ export class PostgresDb implements Db {
 
   async values<T extends unknown[]>(sql: string, params: readonly Param[] = []): Promise<T[]> {
     try {
-      return (await this.handle().unsafe(pgText(sql), params as never[]).values()) as unknown as T[];
+      return (await this.bounded(() => this.handle().unsafe(pgText(sql), params as never[]).values())) as unknown as T[];
     } catch (err) {
       throw pgError(err, this.opts.url);
     }
@@ -131,7 +184,7 @@ export class PostgresDb implements Db {
 
   async run(sql: string, params: readonly Param[] = []): Promise<number> {
     try {
-      const r = await this.handle().unsafe(pgText(sql), params as never[]);
+      const r = await this.bounded(() => this.handle().unsafe(pgText(sql), params as never[]));
       return r.count;
     } catch (err) {
       throw pgError(err, this.opts.url);
@@ -140,7 +193,7 @@ export class PostgresDb implements Db {
 
   async lock(key: string): Promise<void> {
     if (!this.inTx) throw new FerryError('FERRY_E_INTERNAL', 'lock() outside a transaction');
-    await this.handle().unsafe('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]);
+    await this.bounded(() => this.handle().unsafe('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]));
   }
 
   async tx<T>(fn: () => Promise<T>): Promise<T> {
@@ -158,14 +211,34 @@ export class PostgresDb implements Db {
     for (let attempt = 1; ; attempt++) {
       let ctx: TxContext<TxSql> | undefined;
       try {
-        return (await this.sql.begin(async (t) => {
+        // The deadline runs while the driver has the transaction (BEGIN, COMMIT), not while
+        // `fn` does (its statements have their own). A body that starts after the deadline
+        // gave up on it throws at once: the driver rolls back.
+        let gaveUp = false;
+        let timer: NodeJS.Timeout | undefined;
+        let fail: (err: unknown) => void = () => {};
+        const arm = () => {
+          timer = setTimeout(() => {
+            gaveUp = true;
+            fail(new FerryError('FERRY_E_DB_UNREACHABLE', `${redactUrl(this.opts.url)}: the database did not answer within ${Math.round(this.deadlineMs / 1000)} s`));
+          }, this.deadlineMs);
+        };
+        const deadline = new Promise<never>((_, reject) => (fail = reject));
+        deadline.catch(() => {});
+        arm();
+        const begun = this.sql.begin(async (t) => {
+          clearTimeout(timer);
+          if (gaveUp) throw new FerryError('FERRY_E_DB_UNREACHABLE', 'the transaction began after its deadline');
           ctx = { handle: t, done: false, depth: 0 };
           try {
             return await this.ambient.run(ctx, fn);
           } finally {
             ctx.done = true;
+            arm();
           }
-        })) as T;
+        });
+        begun.then(() => clearTimeout(timer), () => clearTimeout(timer));
+        return (await Promise.race([begun, deadline])) as T;
       } catch (err) {
         if (ctx) ctx.done = true;
         const code = (err as { code?: string }).code;
@@ -188,7 +261,7 @@ export class PostgresDb implements Db {
   }
 
   async notify(channel: string, payload: string): Promise<void> {
-    await this.sql.notify(channel, payload);
+    await this.bounded(() => this.sql.notify(channel, payload));
   }
 
   /**
@@ -204,11 +277,11 @@ export class PostgresDb implements Db {
    * new session is how the loss shows.
    */
   async tryHold(key: string, onLost: (err: unknown) => void): Promise<(() => Promise<void>) | null> {
-    const own = postgres(this.opts.url, { max: 1, onnotice: () => {}, connect_timeout: 10, ...(this.opts.caFile ? { ssl: { ca: readCa(this.opts.caFile), rejectUnauthorized: true } } : {}), connection: { application_name: `${this.opts.applicationName ?? 'ferry-hub'}:leader` } });
-    const end = () => own.end({ timeout: 1 }).catch(() => {});
+    const own = postgres(this.opts.url, { max: 1, onnotice: () => {}, fetch_types: false, connect_timeout: 10, ...(this.opts.caFile ? { ssl: { ca: readCa(this.opts.caFile), rejectUnauthorized: true } } : {}), connection: { application_name: `${this.opts.applicationName ?? 'ferry-hub'}:leader` } });
+    const end = () => endWithin(own, 1);
     let pid: number;
     try {
-      const [row] = (await own.unsafe('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok, pg_backend_pid() AS pid', [key])) as unknown as { ok: boolean; pid: number }[];
+      const [row] = (await within(own.unsafe('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok, pg_backend_pid() AS pid', [key]), this.deadlineMs, this.opts.url)) as unknown as { ok: boolean; pid: number }[];
       if (!row?.ok) {
         await end();
         return null;
@@ -227,9 +300,10 @@ export class PostgresDb implements Db {
       onLost(err);
     };
     // The same session still there means the lock is still ours (it is never released otherwise).
+    // A probe with no answer counts as a lost session: on a half-open connection the server
+    // may already have ended it and given the lock to another replica.
     const probe = setInterval(() => {
-      own
-        .unsafe('SELECT pg_backend_pid() AS pid')
+      within(own.unsafe('SELECT pg_backend_pid() AS pid'), PROBE_DEADLINE_MS, this.opts.url, 'the leadership session did not answer')
         .then((rows) => {
           const now = (rows as unknown as { pid: number }[])[0]?.pid;
           if (now !== pid) lost(new Error(`the session holding the lock ended (backend ${pid}, now ${now})`));
@@ -241,7 +315,7 @@ export class PostgresDb implements Db {
       if (stopped) return;
       stopped = true;
       clearInterval(probe);
-      await own.unsafe('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).catch(() => {});
+      await within(own.unsafe('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]), PROBE_DEADLINE_MS, this.opts.url).catch(() => {});
       await end();
     };
   }
@@ -249,7 +323,7 @@ export class PostgresDb implements Db {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.sql.end({ timeout: 5 });
+    await endWithin(this.sql, 5);
   }
 
   get isOpen(): boolean {
@@ -280,6 +354,16 @@ export class PostgresDb implements Db {
   }
 }
 
+/**
+ * Ends a client, waiting at most `seconds` for its queries; the driver's own
+ * end never settles after some lost connections (porsager/postgres#1097).
+ */
+async function endWithin(sql: Sql, seconds: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([sql.end({ timeout: seconds }).catch(() => {}), new Promise<void>((r) => (timer = setTimeout(r, seconds * 1000 + 1000)))]);
+  clearTimeout(timer);
+}
+
 function readCa(file: string): string {
   try {
     return readFileSync(file, 'utf8');
@@ -298,6 +382,10 @@ export function pgError(err: unknown, url: string): unknown {
   }
   if (code === '28P01' || code === '28000') return new FerryError('FERRY_E_DB_UNREACHABLE', `${redactUrl(url)}: authentication failed (${code})`, { cause: err });
   if (code === '3D000') return new FerryError('FERRY_E_DB_UNREACHABLE', `${redactUrl(url)}: no such database`, { cause: err });
+  // The server ended the session or will not start one now: shutting down, starting up, full, or the database closed to sessions.
+  if (/^(57P01|57P02|57P03|53300)$/.test(code) || (code === '55000' && /not currently accepting connections/.test(e.message ?? ''))) {
+    return new FerryError('FERRY_E_DB_UNREACHABLE', `${redactUrl(url)}: ${e.message ?? code} (${code})`, { cause: err });
+  }
   if (code === '57014') return new FerryError('FERRY_E_DB', `statement timeout: ${e.message}`, { cause: err });
   if (code === '53100') return new FerryError('FERRY_E_DB', `disk full: ${e.message}`, { cause: err });
   return err;

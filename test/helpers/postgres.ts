@@ -39,19 +39,25 @@ export async function backends(): Promise<Backend[]> {
   return ['sqlite'];
 }
 
-/** What still uses a database (hubs started on it), closed before it is dropped. */
+/**
+ * What still uses a database (hubs started on it), closed before it is
+ * dropped. By the database's name: a hub may reach it by another address (a
+ * proxy in front of the server), and dropping it under a hub still running
+ * leaves that hub retrying a database that is gone.
+ */
 const users = new Map<string, Set<() => Promise<void>>>();
+const nameOf = (url: string) => new URL(url).pathname.slice(1);
 
 export function usesDatabase(url: string, close: () => Promise<void>): void {
-  let set = users.get(url);
-  if (!set) users.set(url, (set = new Set()));
+  let set = users.get(nameOf(url));
+  if (!set) users.set(nameOf(url), (set = new Set()));
   set.add(close);
 }
 
-/** Closes every hub started on `url`. */
+/** Closes every hub started on the database `url` names. */
 export async function closeUsers(url: string): Promise<void> {
-  for (const close of users.get(url) ?? []) await close();
-  users.delete(url);
+  for (const close of users.get(nameOf(url)) ?? []) await close();
+  users.delete(nameOf(url));
 }
 
 /**

@@ -97,6 +97,43 @@ test('readiness fails while PostgreSQL is unreachable, with the code that says s
   await waitFor('ready again', async () => (await th.api('GET', '/readyz', undefined, null)).status === 200, 20_000, 200);
 });
 
+test('a database that stops accepting sessions (as while it restarts): readiness says so, the hub recovers with it, and it stops while the database still refuses', async (t) => {
+  if (!(await needPostgres(t))) return;
+  const database = await freshDatabase(t);
+  const name = new URL(database).pathname.slice(1);
+  const admin = async (sql: string) => rawSqlOn({ dataDir: tempDir(t), database: PG_ADMIN_URL }, sql);
+  // The driver leaves a query pending for as long as the server refuses new sessions; the hub's own deadline ends it.
+  const th = await startHub(t, { database, postgres: { poolSize: 2, deadlineMs: 3000 } });
+  assert.equal((await th.api('GET', '/readyz', undefined, null)).status, 200);
+  const refuse = async () => {
+    await admin(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+    await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${name}'`);
+  };
+  t.after(() => admin(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`).catch(() => {}));
+  await refuse();
+  const down = await waitFor('not ready', async () => {
+    const r = await th.api('GET', '/readyz', undefined, null);
+    return r.status === 503 ? r : null;
+  }, 20_000, 200);
+  assert.equal(down.body.error.code, 'FERRY_E_DB_UNREACHABLE');
+  // a write asked for meanwhile fails with the code that says why, and is not made later
+  const w = await th.api('POST', '/v1/users', { name: 'late', vendorRole: 'viewer' });
+  assert.equal(w.status, 503, JSON.stringify(w.body));
+  assert.equal(w.body.error.code, 'FERRY_E_DB_UNREACHABLE');
+  await admin(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+  await waitFor('ready again', async () => (await th.api('GET', '/readyz', undefined, null)).status === 200, 20_000, 200);
+  // The driver may still hand a refusal from the outage to a statement or two after it: those answer 503 too.
+  const late = await waitFor('requests answered again', async () => {
+    const r = await th.api('GET', '/v1/users/late');
+    return r.status === 503 ? null : r;
+  }, 20_000, 200);
+  assert.equal(late.status, 404, 'the write that failed was not made when the database came back: ' + JSON.stringify(late.body));
+  assert.equal((await th.api('POST', '/v1/users', { name: 'dora', vendorRole: 'viewer' })).status, 201);
+  await refuse();
+  await th.close(); // resolves: every step that needed the database gave up on it
+  assert.ok(th.logs.some((l) => l.msg === 'hub stopped'), 'the hub says it stopped');
+});
+
 test('a database written by a newer hub is refused at start, on sqlite and on PostgreSQL; an unreachable database says so', async (t) => {
   const dataDir = join(tempDir(t), 'hub');
   await initDataDir(dataDir);
