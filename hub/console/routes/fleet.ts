@@ -15,8 +15,25 @@ const page = z.preprocess((v) => (v === '' ? undefined : v), z.string().regex(/^
 const FleetQuery = z.strictObject({ ...FleetFilterFields, page });
 const EnrollForm = z.strictObject({ tenant: z.string().max(64), ttl: z.enum(['600', '3600', '86400', '604800']).default('3600') });
 
+/** How stale the version filter's choices may be: they cost a scan of every agent in scope. */
+const VERSIONS_MAX_AGE_MS = 10_000;
+
 export function fleetPages(route: ConsoleRoute, c: ConsoleContext): void {
   const { store } = c;
+  // The fleet filter's agent versions, per scope: a distinct scan of the whole fleet on every
+  // page view cost more than the page itself at 10,000 agents (bench/console).
+  const versionChoices = new Map<string, { at: number; versions: Promise<string[]> }>();
+  const versionsFor = (scope: string[] | null): Promise<string[]> => {
+    const key = scope === null ? '*' : scope.join('\n');
+    const now = Date.now();
+    const hit = versionChoices.get(key);
+    if (hit && now - hit.at < VERSIONS_MAX_AGE_MS) return hit.versions;
+    if (versionChoices.size > 1000) versionChoices.clear();
+    const versions = store.fleetQuery.versions(scope);
+    versionChoices.set(key, { at: now, versions });
+    versions.catch(() => versionChoices.delete(key));
+    return versions;
+  };
 
   route({
     method: 'GET',
@@ -40,7 +57,7 @@ export function fleetPages(route: ConsoleRoute, c: ConsoleContext): void {
         filter: { tenant: filters.tenant ?? '', state: filters.state ?? '', label: filters.label ?? '', stack: filters.stack ?? '', version: filters.version ?? '', q: filters.q ?? '' },
         query: qs.toString(),
         tenants,
-        versions: await store.fleetQuery.versions(scope),
+        versions: await versionsFor(scope),
         counts: p.counts,
         total: p.total,
         page: n,
