@@ -163,14 +163,13 @@ export class ChatEngine {
     });
   }
 
-  /** Runs a command (a read, a write, or a confirmed plan) and answers with its result. */
-  private async run(env: Env, m: Inbound, reply: ReplySink, extra: Record<string, string | number | boolean | null>, record = false): Promise<boolean> {
+  /** Runs a command (a read, a write, or a confirmed plan) and answers with its result, on record (a read's too: who saw what, from which room). */
+  private async run(env: Env, m: Inbound, reply: ReplySink, extra: Record<string, string | number | boolean | null>): Promise<boolean> {
     const ex = EXECUTORS[env.parsed.spec.id];
     try {
       const r = await ex.run(env);
-      const writes = ex.plan !== undefined;
-      const a = writes || record ? await this.record(env.p, env.room, m, 'chat.result', 'ok', { command: env.parsed.canonical.slice(0, 1000), ...extra, ...(r.details ?? {}) }) : undefined;
-      await reply({ kind: 'result', text: r.text, ...(a ? { audit: a } : {}), link: this.link_(env.parsed, r.details) });
+      const a = await this.record(env.p, env.room, m, 'chat.result', 'ok', { command: env.parsed.canonical.slice(0, 1000), ...extra, ...(r.details ?? {}) });
+      await reply({ kind: 'result', text: r.text, audit: a, link: this.link_(env.parsed, r.details) });
       return true;
     } catch (err) {
       const e = asFerryError(err);

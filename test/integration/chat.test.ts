@@ -168,7 +168,13 @@ for (const backend of await backends()) {
     await t.test('pause and status from chat; --dry-run changes nothing', async () => {
       const paused = last(await say(`ferry rollout pause ${rollout}`, 'aOperator'));
       assert.match(paused.text, new RegExp(`${rollout} is paused`));
-      assert.match(said(await say(`ferry rollout status ${rollout}`, 'aViewer')), /paused \(pause by operator\) · wave \d\/2/);
+      const status = await say(`ferry rollout status ${rollout}`, 'aViewer');
+      assert.match(said(status), /paused \(pause by operator\) · wave \d\/2/);
+      // A read's result is on record too, with who asked, and the reply names the entry.
+      const read = await entry(th, last(status).audit!);
+      assert.equal(read.action, 'chat.result');
+      assert.equal(read.outcome, 'ok');
+      assert.equal(read.personalValues.operator, P.aViewer.name);
       const dry = last(await say(`ferry rollout abort ${rollout} --dry-run`, 'aOperator'));
       assert.match(dry.text, /^dry run, nothing changed:\n {0}abort R-\d+/);
       assert.equal((await th.api('GET', `/v1/rollouts/${rollout}`)).body.state, 'paused');
