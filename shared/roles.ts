@@ -89,8 +89,9 @@ export function isTenantRole(r: string): r is TenantRole {
 }
 
 /** Whether every action of `a` is an action of `b` (a token's role no higher than a grant). */
-export function roleWithin(a: Role, b: Role, level: 'vendor' | 'tenant'): boolean {
-  const have = level === 'vendor' ? (VENDOR_PERMS as Record<string, readonly Action[]>)[b] : (TENANT_PERMS as Record<string, readonly Action[]>)[b];
+export function roleWithin(a: Role, b: Role, level: 'vendor' | 'tenant', held: 'vendor' | 'tenant' = level): boolean {
+  // `held`: which table `b` is from (a vendor-wide role also covers each tenant; some names are in both tables).
+  const have = held === 'vendor' ? (VENDOR_PERMS as Record<string, readonly Action[]>)[b] : (TENANT_PERMS as Record<string, readonly Action[]>)[b];
   if (!have) return false;
   const want = level === 'vendor' ? perms(a) : perms(a).filter((x) => !ACTIONS[x].vendorOnly);
   return want.every((x) => have.includes(x));

@@ -290,6 +290,65 @@ test('the web console in Chromium: sessions, tenants, live rollouts, writes, esc
     await p.page.context().close();
   });
 
+  await t.test('people, tokens, releases and stacks: a person added and granted on the page logs in to their tenant only, disabling them ends their session; a token made on the page works until revoked there; releases name signers, digests and where they run', async () => {
+    const p = await openPage(browser);
+    await login(p, th.url, 'admin', PASSWORD);
+    await p.page.goto(`${th.url}/people`);
+    await p.page.fill('#u-name', 'carol');
+    await p.page.fill('#u-password', PASSWORD);
+    await p.page.click('section[aria-labelledby="new-user-title"] button[type=submit]');
+    await p.page.waitForSelector('table tbody th:text("carol"), table tbody td:text("carol")');
+    const carol = (await th.api('GET', '/v1/users/carol')).body as { id: string };
+    await p.page.selectOption(`#g-${carol.id}`, 'bank-b:viewer');
+    await p.page.click(`form:has(#g-${carol.id}) button[type=submit]`);
+    await waitFor('the grant is made', async () => (await th.api('GET', '/v1/users/carol')).body.tenants?.['bank-b'] === 'viewer');
+    const c = await openPage(browser);
+    await login(c, th.url, 'carol', PASSWORD);
+    assert.match(await text(c, '.who'), /viewer on bank-b/);
+    assert.equal(await c.page.locator('table.fleet tbody tr').count(), 2, "carol sees bank-b's two agents");
+    assert.ok(!(await c.page.content()).includes('bank-a'));
+    await p.page.click(`tr:has(#g-${carol.id}) button:text("Disable")`);
+    assert.match(p.dialogs.at(-1) ?? '', /^Disable carol\? Their sessions end at once/);
+    await waitFor('carol disabled', async () => (await th.api('GET', '/v1/users/carol')).body.disabledAt !== null);
+    await c.page.goto(`${th.url}/fleet`);
+    assert.match(c.page.url(), /\/login/, 'a disabled person is sent back to the login form');
+    await c.page.context().close();
+
+    // A token made on the page: shown once, works against the API with what it was given, revoked from the page.
+    await p.page.goto(`${th.url}/tokens`);
+    await p.page.fill('#t-name', 'wallboard');
+    await p.page.selectOption('#t-role', 'viewer');
+    await p.page.fill('#t-tenants', 'bank-b');
+    await p.page.click('form[hx-post="/tokens"] button[type=submit]');
+    await p.page.waitForSelector('#token-result pre.command, #alerts .error-note');
+    assert.equal(await p.page.locator('#alerts .error-note').count(), 0, await p.page.locator('#alerts').innerText());
+    const token = (await p.page.locator('#token-result pre.command').innerText()).trim();
+    assert.match(token, /^ferry_\S+$/);
+    const viaToken = apiClient(() => th.url, token);
+    const seen = (await viaToken('GET', '/v1/agents')).body.agents as { tenant: string }[];
+    assert.deepEqual([...new Set(seen.map((x) => x.tenant))], ['bank-b']);
+    await p.page.goto(`${th.url}/tokens`);
+    await p.page.click('tr:has-text("wallboard") button:text("Revoke")');
+    await waitFor('the token stops working', async () => (await viaToken('GET', '/v1/agents')).status === 401);
+
+    // Releases: the list names who signed and where each was delivered; a release's page its images by digest and where it runs.
+    await p.page.goto(`${th.url}/releases`);
+    const row = p.page.locator('tbody tr', { hasText: 'ledger' }).first();
+    assert.match(await row.innerText(), /3\.2\.0/);
+    assert.match(await row.innerText(), /\brm\b/, 'the signer is named');
+    assert.match(await row.innerText(), /bank-b/, 'delivered to bank-b');
+    await p.page.goto(`${th.url}/releases/ledger/3.2.0`);
+    assert.match(await text(p, 'section[aria-labelledby="images-title"]'), /@sha256:[0-9a-f]{64}/);
+    const where = await text(p, 'section[aria-labelledby="where-title"]');
+    assert.match(where, /bank-b/);
+    for (const name of ['b-00000', 'b-00001']) assert.ok(where.includes(name), `${name} runs ledger 3.2.0: ${where}`);
+    await p.page.goto(`${th.url}/stacks?tenant=bank-b`);
+    assert.match(await text(p, 'section[aria-labelledby="stack-ledger"]'), /3\.2\.0 on 2 agents/);
+    await checkAxe(p, 'stacks');
+    assert.deepEqual(p.problems, []);
+    await p.page.context().close();
+  });
+
   await t.test('enroll, label and revoke from the console; a write without the CSRF token is refused', async () => {
     const p = await openPage(browser);
     await login(p, th.url, 'admin', PASSWORD);

@@ -58,7 +58,7 @@ function checkTokenScope(u: UserRecord, role: Role, tenants: string[] | null, ca
   } else {
     for (const t of tenants) {
       const g = Object.hasOwn(u.grants, t) ? u.grants[t] : undefined;
-      const ok = (u.vendorRole !== null && roleWithin(role, u.vendorRole, 'tenant')) || (g !== undefined && roleWithin(role, g, 'tenant'));
+      const ok = (u.vendorRole !== null && roleWithin(role, u.vendorRole, 'tenant', 'vendor')) || (g !== undefined && roleWithin(role, g, 'tenant'));
       if (!ok) throw new FerryError('FERRY_E_TOKEN_SCOPE', `role ${role} on tenant ${t} is beyond what ${u.name} has there`);
     }
   }
