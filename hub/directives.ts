@@ -2,7 +2,7 @@
 // now". Each agent has its own strictly increasing seq; a directive is stored
 // before it is sent, redelivered on reconnect until the agent acknowledges
 // it, and re-issued under a new seq if it expired undelivered.
-import { FerryError } from '../shared/errors.js';
+import { FerryError, asFerryError } from '../shared/errors.js';
 import { PAYLOAD_TYPES, addSignature, createEnvelope, payloadDigest, signatureFor, type Envelope } from '../shared/dsse.js';
 import type { KeyPair } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
@@ -69,26 +69,63 @@ export class Directives {
    * transaction; send only after it commits.
    */
   async deploy(agentId: string, stack: string, version: string, by: string | null, now: number, memo = new IssueMemo()): Promise<DirectiveRecord> {
-    const agent = await this.store.fleet.agentTenant(agentId);
-    if (agent.revokedAt !== null) throw new FerryError('FERRY_E_AGENT_REVOKED', agentId);
-    const root = await this.activeRoot(agent.tenant, memo);
-    if (!root) throw new FerryError('FERRY_E_ROOT_MISSING', `tenant ${agent.tenant}`);
+    const d = (await this.deployMany([agentId], stack, version, by, now, memo)).get(agentId)!;
+    if (d instanceof FerryError) throw d;
+    return d;
+  }
+
+  /**
+   * `deploy` for many agents at once, in a few statements whatever their
+   * number (a rollout's chunk): each agent's directive, or why the hub cannot
+   * issue it to that agent (the others go on). Call in a transaction.
+   */
+  async deployMany(agentIds: readonly string[], stack: string, version: string, by: string | null, now: number, memo = new IssueMemo()): Promise<Map<string, DirectiveRecord | FerryError>> {
+    const out = new Map<string, DirectiveRecord | FerryError>();
     const key = `${stack}@${version}`;
     let rec = memo.releases.get(key);
-    if (!rec) memo.releases.set(key, (rec = await this.releases.get(stack, version)));
-    const t = this.releases.thresholdFor(rec, root);
-    if (!t.met) throw new FerryError('FERRY_E_SIG_THRESHOLD', `${stack}@${version}: ${t.have} of ${t.threshold} release signatures trusted by tenant ${agent.tenant}`);
-    // Build on the last directive the agent did not refuse: a refused one must not be carried forward.
-    const base = (await this.store.directives.lastDirected(agentId)) ?? [];
-    const refs = [...base.filter((r) => r.stack !== stack), { stack, version, digest: rec.digest }].sort((a, b) => a.stack.localeCompare(b.stack));
-    const d = await this.issue(agentId, agent.tenant, refs, root.version, by, now, await this.store.directives.lastDirectedUpgrade(agentId));
-    // From now on the tenant's people see this release (once per tenant and release in a batch).
-    const seen = `${agent.tenant}\n${rec.id}`;
-    if (!memo.delivered.has(seen)) {
-      memo.delivered.add(seen);
-      await this.store.releases.deliveredTo(rec.id, agent.tenant, now);
+    try {
+      if (!rec) memo.releases.set(key, (rec = await this.releases.get(stack, version)));
+    } catch (err) {
+      const e = asFerryError(err);
+      for (const id of agentIds) out.set(id, e);
+      return out;
     }
-    return d;
+    const agents = await this.store.fleet.agentTenants(agentIds);
+    const ok: { agentId: string; tenant: string; root: Root }[] = [];
+    for (const agentId of agentIds) {
+      const agent = agents.get(agentId);
+      if (!agent) out.set(agentId, new FerryError('FERRY_E_NOT_FOUND', `agent ${agentId}`));
+      else if (agent.revokedAt !== null) out.set(agentId, new FerryError('FERRY_E_AGENT_REVOKED', agentId));
+      else {
+        const root = await this.activeRoot(agent.tenant, memo);
+        const t = root && this.releases.thresholdFor(rec, root);
+        if (!root) out.set(agentId, new FerryError('FERRY_E_ROOT_MISSING', `tenant ${agent.tenant}`));
+        else if (!t!.met) out.set(agentId, new FerryError('FERRY_E_SIG_THRESHOLD', `${stack}@${version}: ${t!.have} of ${t!.threshold} release signatures trusted by tenant ${agent.tenant}`));
+        else ok.push({ agentId, tenant: agent.tenant, root });
+      }
+    }
+    if (!ok.length) return out;
+    await this.store.tx(async () => {
+      const ids = ok.map((o) => o.agentId);
+      // Build on the last directive each agent did not refuse: a refused one must not be carried forward.
+      const last = await this.store.directives.lastDirectedOf(ids);
+      const seqs = await this.store.directives.nextSeqs(ids);
+      const recs = ok.map((o) => {
+        const base = last.get(o.agentId);
+        const refs = [...(base?.releases ?? []).filter((r) => r.stack !== stack), { stack, version, digest: rec.digest }].sort((a, b) => a.stack.localeCompare(b.stack));
+        return this.sign(o.agentId, seqs.get(o.agentId)!, o.tenant, refs, o.root.version, now, base?.upgrade ?? null);
+      });
+      await this.store.directives.insertMany(recs, by);
+      recs.forEach((d) => out.set(d.agentId, d));
+      // From now on the tenants' people see this release (once per tenant and release in a batch).
+      for (const tenant of new Set(ok.map((o) => o.tenant))) {
+        const seen = `${tenant}\n${rec.id}`;
+        if (memo.delivered.has(seen)) continue;
+        memo.delivered.add(seen);
+        await this.store.releases.deliveredTo(rec.id, tenant, now);
+      }
+    });
+    return out;
   }
 
   /**
@@ -102,7 +139,7 @@ export class Directives {
     if (agent.revokedAt !== null) throw new FerryError('FERRY_E_AGENT_REVOKED', agentId);
     const root = await this.activeRoot(agent.tenant, memo);
     if (!root) throw new FerryError('FERRY_E_ROOT_MISSING', `tenant ${agent.tenant}`);
-    const base = (await this.store.directives.lastDirected(agentId)) ?? [];
+    const base = (await this.store.directives.lastDirectedOf([agentId])).get(agentId)?.releases ?? [];
     const rec = await this.bundle(version, memo);
     if (!rec) {
       // Back to a version that came from a package (no bundle here): only for an agent that runs it already.
@@ -122,14 +159,18 @@ export class Directives {
   /** Stores directive seq+1 for the agent, in the caller's transaction (or its own). */
   private issue(agentId: string, tenant: string, refs: ReleaseRef[], rootVersion: number, by: string | null, now: number, upgrade: UpgradeRef | null = null): Promise<DirectiveRecord> {
     return this.store.tx(async () => {
-      const seq = await this.store.directives.nextSeq(agentId);
-      const doc: Directive = { _type: 'directive', tenant, agent: agentId, seq, issuedAt: now, expiresAt: now + DIRECTIVE_TTL_MS, rootVersion, releases: refs, ...(upgrade ? { upgrade } : {}) };
-      let env = createEnvelope(PAYLOAD_TYPES.directive, canonicalJson(doc));
-      env = addSignature(env, signatureFor(env, this.hubKey));
-      const rec: DirectiveRecord = { agentId, seq, digest: payloadDigest(env), releases: refs, issuedAt: now, expiresAt: doc.expiresAt, status: 'pending', code: null, message: null, ackedAt: null, envelope: env, upgrade };
+      const rec = this.sign(agentId, await this.store.directives.nextSeq(agentId), tenant, refs, rootVersion, now, upgrade);
       await this.store.directives.insert(rec, by);
       return rec;
     });
+  }
+
+  /** The directive `seq` for the agent, signed by the hub. */
+  private sign(agentId: string, seq: number, tenant: string, refs: ReleaseRef[], rootVersion: number, now: number, upgrade: UpgradeRef | null): DirectiveRecord {
+    const doc: Directive = { _type: 'directive', tenant, agent: agentId, seq, issuedAt: now, expiresAt: now + DIRECTIVE_TTL_MS, rootVersion, releases: refs, ...(upgrade ? { upgrade } : {}) };
+    let env = createEnvelope(PAYLOAD_TYPES.directive, canonicalJson(doc));
+    env = addSignature(env, signatureFor(env, this.hubKey));
+    return { agentId, seq, digest: payloadDigest(env), releases: refs, issuedAt: now, expiresAt: doc.expiresAt, status: 'pending', code: null, message: null, ackedAt: null, envelope: env, upgrade };
   }
 
   private async activeRoot(tenant: string, memo: IssueMemo): Promise<Root | null> {

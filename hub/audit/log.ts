@@ -68,31 +68,56 @@ export class AuditLog {
 
   /** Appends an entry; call inside the operation's transaction. Returns its index. */
   async append(input: AuditInput, now: number): Promise<number> {
+    return (await this.appendMany([input], now))[0]!;
+  }
+
+  /**
+   * Appends entries in their order (per log, consecutive indexes), each log
+   * locked and written once however many entries it gets: a rollout chunk's
+   * hundreds of entries are a few statements. Call inside the operation's
+   * transaction. Returns their indexes.
+   */
+  async appendMany(inputs: readonly AuditInput[], now: number): Promise<number[]> {
     if (!this.store.db.inTx) throw new FerryError('FERRY_E_INTERNAL', "audit entries are written inside the operation's transaction");
-    const index = await this.store.audit.nextIndex(input.log);
-    const personal: Record<string, string> = {};
-    for (const [field, value] of Object.entries(input.personal ?? {})) {
-      const salt = randomBytes(16);
-      personal[field] = commitment(salt, value);
-      await this.store.audit.insertPersonal(input.log, index, field, salt, value);
+    const byLog = new Map<string, number[]>();
+    inputs.forEach((input, i) => {
+      const l = byLog.get(input.log);
+      if (l) l.push(i);
+      else byLog.set(input.log, [i]);
+    });
+    const indexes: number[] = new Array<number>(inputs.length);
+    for (const [log, which] of byLog) {
+      let index = await this.store.audit.nextIndex(log);
+      const rows = [];
+      for (const i of which) {
+        const input = inputs[i]!;
+        const personal: Record<string, string> = {};
+        for (const [field, value] of Object.entries(input.personal ?? {})) {
+          const salt = randomBytes(16);
+          personal[field] = commitment(salt, value);
+          await this.store.audit.insertPersonal(log, index, field, salt, value);
+        }
+        const entry: AuditEntry = {
+          log,
+          index,
+          at: now,
+          actor: input.actor,
+          surface: input.surface,
+          action: input.action,
+          target: input.target ?? null,
+          agents: input.agents ?? [],
+          outcome: input.outcome ?? 'ok',
+          details: input.details ?? {},
+          personal,
+        };
+        const data = canonicalJson(entry);
+        parseEntry(data); // never write what verify would refuse
+        rows.push({ idx: index, at: now, data, leaf_hash: leafHash(data) });
+        indexes[i] = index++;
+      }
+      await this.store.audit.insertEntries(log, rows);
     }
-    const entry: AuditEntry = {
-      log: input.log,
-      index,
-      at: now,
-      actor: input.actor,
-      surface: input.surface,
-      action: input.action,
-      target: input.target ?? null,
-      agents: input.agents ?? [],
-      outcome: input.outcome ?? 'ok',
-      details: input.details ?? {},
-      personal,
-    };
-    const data = canonicalJson(entry);
-    parseEntry(data); // never write what verify would refuse
-    await this.store.audit.insertEntry(input.log, index, now, data, leafHash(data));
-    return index;
+    return indexes;
   }
 
   logs(): Promise<string[]> {

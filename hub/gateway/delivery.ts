@@ -20,6 +20,7 @@
 // redelivered directives, so nothing is lost for good.
 import { EventEmitter } from 'node:events';
 import { AGENT_STACK } from '../../shared/agent-bundle.js';
+import { asFerryError, type FerryError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { Ack, StatusMessage } from '../../shared/protocol.js';
 import type { AuditLog } from '../audit/log.js';
@@ -256,6 +257,24 @@ export class Delivery extends EventEmitter {
     // An agent-version rollout's "stack" is the agent itself: the directive names the version to upgrade to.
     if (stack === AGENT_STACK) return this.directives.upgrade(agentId, version, by, this.now(), memo);
     return this.directives.deploy(agentId, stack, version, by, this.now(), memo);
+  }
+
+  /**
+   * `issue` for many agents (a rollout's chunk), inside the caller's
+   * transaction: each agent's directive, or why it cannot have one (the
+   * others go on).
+   */
+  async issueMany(agentIds: readonly string[], stack: string, version: string, by: string | null, memo: IssueMemo): Promise<Map<string, DirectiveRecord | FerryError>> {
+    if (stack !== AGENT_STACK) return this.directives.deployMany(agentIds, stack, version, by, this.now(), memo);
+    const out = new Map<string, DirectiveRecord | FerryError>();
+    for (const id of agentIds) {
+      try {
+        out.set(id, await this.store.tx(() => this.directives.upgrade(id, version, by, this.now(), memo)));
+      } catch (err) {
+        out.set(id, asFerryError(err));
+      }
+    }
+    return out;
   }
 
   /**

@@ -9,10 +9,11 @@
 // it, which the agent's next hello restores; nothing audited or directed
 // depends on it.
 //
-// With several replicas, a replica holds a lease on each agent whose socket
-// it has, renewed every LEASE_MS / 3; a replica that dies stops renewing and
-// its agents count as offline once their leases run out (until they
-// reconnect elsewhere, which takes a new lease).
+// With several replicas, each agent's row names the replica whose socket it
+// has, and that replica holds one lease (hub_replicas), renewed every
+// LEASE_MS / 3: one row however many agents. A replica that dies stops
+// renewing and its agents count as offline once its lease runs out (until
+// they reconnect elsewhere); the leader then clears their rows.
 import type { Logger } from '../../shared/logger.js';
 import type { Cluster } from '../cluster/cluster.js';
 import type { AgentRecord } from '../store/fleet.js';
@@ -134,10 +135,10 @@ export class Presence {
   private async renew(): Promise<void> {
     if (!this.cluster.shared) return;
     try {
-      await this.store.detached(() => this.store.fleet.renewLeases(this.cluster.replicaId, this.now() + this.leaseMs));
+      await this.store.detached(() => this.store.fleet.renewLease(this.cluster.replicaId, this.now() + this.leaseMs));
       if (this.cluster.leader) await this.store.detached(() => this.store.fleet.expireLeases(this.now()));
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'could not renew agent leases');
+      this.log.warn({ err: (err as Error).message }, 'could not renew this replica\'s lease');
     }
   }
 

@@ -23,8 +23,9 @@ import type { Gateway } from '../gateway/gateway.js';
 import type { ReleaseRecord, Releases } from '../releases.js';
 import type { TenantScope } from '../store/fleet.js';
 import type { RolloutRecord, RolloutRows } from '../store/rollouts.js';
+import { settled } from '../store/db.js';
 import type { Store } from '../store/store.js';
-import { command as checkCommand, decide, type AgentFacts, type Command, type Decision, type OnFailure, type OnTimeout, type RolloutState } from './machine.js';
+import { command as checkCommand, decide, type AgentFacts, type Command, type Decision, type OnFailure, type OnTimeout, type RolloutState, type TargetState } from './machine.js';
 import { matches, parseSelector, type Selectable, type Selector } from './selector.js';
 import { parseWaves, planWaves } from './waves.js';
 
@@ -310,13 +311,17 @@ export class Rollouts {
   }
 
   /**
-   * Per-target decisions in one transaction, each in a savepoint (a stale
-   * one changes nothing, the others go on); directives are sent and events
-   * emitted only after the commit. An unexpected error stops the chunk
-   * there: what came before it is committed, and the error is rethrown.
-   * Returns false, changing nothing, when the rollout is no longer as it
-   * was decided on (checked under the rollout's lock, so an operator's
-   * pause committed before this chunk always stops it).
+   * Per-target decisions in one transaction, in a few statements however
+   * many there are: the targets' states are read once (under the rollout's
+   * lock, so they hold), the directives issued together, the targets' moves
+   * sent pipelined and the audit entries appended per log. A stale decision
+   * (its target moved meanwhile) changes nothing; an agent the hub cannot
+   * issue to (revoked, no root, threshold unmet) fails its target, and the
+   * others go on. Directives are sent and events emitted only after the
+   * commit; an unexpected error rolls the chunk back and is rethrown (the
+   * next pass decides again). Returns false, changing nothing, when the
+   * rollout is no longer as it was decided on (an operator's pause committed
+   * before this chunk always stops it).
    */
   private async performChunk(r: RolloutRecord, ds: TargetDecision[], tenants: Map<string, string>): Promise<boolean> {
     const now = this.now();
@@ -325,30 +330,83 @@ export class Rollouts {
     let memo = new IssueMemo();
     let after: (() => void)[] = [];
     let issued: { d: DirectiveRecord; ev: TransitionEvent }[] = [];
-    let failure: unknown;
     const current = await this.store.tx(async () => {
       memo = new IssueMemo();
       after = [];
       issued = [];
-      failure = undefined;
       await this.rows.lock(r.id);
       const now2 = await this.rows.find(r.id);
       if (!now2 || now2.state !== r.state || now2.wave !== r.wave) return false;
+      const ids = [...new Set(ds.map((d) => d.agentId))];
+      const state = await this.rows.targetStates(r.id, ids);
+      const missing = ids.filter((id) => !tenants.has(id));
+      const more = missing.length ? await this.store.fleet.agentTenants(missing) : new Map<string, { tenant: string }>();
+      const tenantOf = (id: string) => tenants.get(id) ?? more.get(id)?.tenant ?? HUB_LOG;
+      // The decisions that still hold, in order, each on the state the ones before it leave.
+      const steps: ({ kind: 'target'; d: Extract<TargetDecision, { kind: 'target' }> } | { kind: 'issue'; d: Extract<TargetDecision, { kind: 'issue' }>; from: TargetState; to: TargetState })[] = [];
       for (const d of ds) {
-        const tenant = tenants.get(d.agentId) ?? (await this.store.fleet.agentTenant(d.agentId)).tenant;
-        try {
-          if (d.kind === 'target') await this.store.tx(async () => void after.push(await this.moveTarget(r, d, tenant, now, log)));
-          else await this.issueOne(r, d, tenant, now, memo, log, issued, after);
-        } catch (err) {
-          const e = asFerryError(err);
-          // A stale decision (another tick or a command got there first) changes nothing.
-          if (e.code === 'FERRY_E_ROLLOUT_STATE') log.debug({ decision: d.kind, agentId: d.agentId, err: e.message }, 'decision skipped');
-          else {
-            failure = err;
-            break;
+        const st = state.get(d.agentId);
+        if (d.kind === 'target') {
+          if (st !== d.from) {
+            log.debug({ decision: d.kind, agentId: d.agentId, from: d.from, now: st }, 'decision skipped');
+            continue;
           }
+          steps.push({ kind: 'target', d });
+          state.set(d.agentId, d.to);
+        } else {
+          const allowed: readonly string[] = d.purpose === 'deploy' ? ['waiting'] : ['issued', 'baking', 'done', 'failed'];
+          if (!st || !allowed.includes(st)) continue;
+          const to = d.purpose === 'deploy' ? 'issued' : 'reverting';
+          steps.push({ kind: 'issue', d, from: st, to });
+          state.set(d.agentId, to);
         }
       }
+      // The directives, per version (a revert names each target's previous one).
+      const byVersion = new Map<string, string[]>();
+      for (const st of steps) if (st.kind === 'issue') byVersion.set(st.d.version, [...(byVersion.get(st.d.version) ?? []), st.d.agentId]);
+      const dirs = new Map<string, DirectiveRecord | FerryError>();
+      for (const [version, agents] of byVersion) for (const [id, x] of await this.delivery.issueMany(agents, r.stack, version, r.id, memo)) dirs.set(`${version}\n${id}`, x);
+      // The targets' moves, pipelined in order; then the audit entries of those made.
+      const moves: { move: Extract<TargetDecision, { kind: 'target' }>; dir?: DirectiveRecord; issue?: Extract<TargetDecision, { kind: 'issue' }> }[] = steps.map((st) => {
+        if (st.kind === 'target') return { move: st.d };
+        const x = dirs.get(`${st.d.version}\n${st.d.agentId}`)!;
+        if (x instanceof FerryError) return { move: { kind: 'target', agentId: st.d.agentId, from: st.from, to: st.d.purpose === 'deploy' ? 'failed' : 'revert-failed', code: x.code } };
+        return { move: { kind: 'target', agentId: st.d.agentId, from: st.from, to: st.to }, dir: x, issue: st.d };
+      });
+      const made = await settled(
+        moves.map(({ move: m, dir, issue }) =>
+          this.rows
+            .setTarget(r.id, m.agentId, m.from, m.to, now, dir ? { seq: dir.seq, previous: issue!.previous, code: null } : { code: m.code, appliedAt: m.appliedAt, retryAt: m.retryAt })
+            .then(
+              () => true,
+              (err: unknown) => {
+                if (asFerryError(err).code !== 'FERRY_E_ROLLOUT_STATE') throw err;
+                log.debug({ agentId: m.agentId, from: m.from, to: m.to }, 'decision skipped');
+                return false;
+              },
+            ),
+        ),
+      );
+      const entries: Omit<AuditInput, 'actor' | 'surface' | 'personal'>[] = [];
+      moves.forEach(({ move: m, dir, issue }, i) => {
+        if (!made[i]) return;
+        const tenant = tenantOf(m.agentId);
+        if (dir) {
+          entries.push({ log: tenant, action: 'directive.issue', target: { type: 'agent', id: m.agentId }, agents: [m.agentId], details: { rollout: r.id, seq: dir.seq, stack: r.stack, version: issue!.version, digest: dir.digest, purpose: issue!.purpose } });
+          issued.push({ d: dir, ev: { rollout: r.id, kind: 'directive', agentId: m.agentId, tenant, seq: dir.seq, version: issue!.version, from: m.from, to: m.to, at: now } });
+          return;
+        }
+        const failed = m.to === 'failed' || m.to === 'revert-failed';
+        entries.push({ log: tenant, action: 'rollout.target', target: { type: 'agent', id: m.agentId }, agents: [m.agentId], outcome: failed ? 'failed' : 'ok', details: { rollout: r.id, from: m.from, to: m.to, code: m.code ?? null } });
+        after.push(() => {
+          log.info({ agentId: m.agentId, from: m.from, to: m.to, code: m.code }, 'target changed');
+          this.emit({ rollout: r.id, kind: 'target', agentId: m.agentId, tenant, from: m.from, to: m.to, code: m.code ?? null, at: now });
+        });
+      });
+      await this.audit.appendMany(
+        entries.map((e) => ({ ...e, actor: HUB_ACTOR.actor, surface: HUB_ACTOR.surface, personal: HUB_ACTOR.personal ?? {} })),
+        now,
+      );
       return true;
     });
     if (!current) return false;
@@ -363,60 +421,7 @@ export class Rollouts {
     });
     if (issued.length) log.info({ issued: issued.length, sent: sent.filter(Boolean).length }, 'rollout directives issued');
     for (const f of after) f();
-    if (failure) throw failure;
     return true;
-  }
-
-  /** Records a target's move with its audit entry; returns what to announce after the commit. */
-  private async moveTarget(r: RolloutRecord, d: Extract<Decision, { kind: 'target' }>, tenant: string, now: number, log: Logger): Promise<() => void> {
-    await this.rows.setTarget(r.id, d.agentId, d.from, d.to, now, { code: d.code, appliedAt: d.appliedAt, retryAt: d.retryAt });
-    const failed = d.to === 'failed' || d.to === 'revert-failed';
-    await this.append(HUB_ACTOR, { log: tenant, action: 'rollout.target', target: { type: 'agent', id: d.agentId }, agents: [d.agentId], outcome: failed ? 'failed' : 'ok', details: { rollout: r.id, from: d.from, to: d.to, code: d.code ?? null } });
-    return () => {
-      log.info({ agentId: d.agentId, from: d.from, to: d.to, code: d.code }, 'target changed');
-      this.emit({ rollout: r.id, kind: 'target', agentId: d.agentId, tenant, from: d.from, to: d.to, code: d.code ?? null, at: now });
-    };
-  }
-
-  /**
-   * Issues a directive and records it on the target, in one savepoint of the
-   * chunk's transaction. When the hub cannot issue to this agent (revoked,
-   * no root, threshold unmet) the target fails instead; the others go on.
-   */
-  private async issueOne(
-    r: RolloutRecord,
-    d: Extract<Decision, { kind: 'issue' }>,
-    tenant: string,
-    now: number,
-    memo: IssueMemo,
-    log: Logger,
-    issued: { d: DirectiveRecord; ev: TransitionEvent }[],
-    after: (() => void)[],
-  ): Promise<void> {
-    const state = await this.rows.targetState(r.id, d.agentId);
-    const allowed: readonly string[] = d.purpose === 'deploy' ? ['waiting'] : ['issued', 'baking', 'done', 'failed'];
-    if (!state || !allowed.includes(state)) return;
-    const from = state;
-    const to = d.purpose === 'deploy' ? 'issued' : 'reverting';
-    try {
-      await this.store.tx(async () => {
-        const dir = await this.delivery.issue(d.agentId, r.stack, d.version, r.id, memo);
-        await this.rows.setTarget(r.id, d.agentId, from, to, now, { seq: dir.seq, previous: d.previous, code: null });
-        await this.append(HUB_ACTOR, {
-          log: tenant,
-          action: 'directive.issue',
-          target: { type: 'agent', id: d.agentId },
-          agents: [d.agentId],
-          details: { rollout: r.id, seq: dir.seq, stack: r.stack, version: d.version, digest: dir.digest, purpose: d.purpose },
-        });
-        issued.push({ d: dir, ev: { rollout: r.id, kind: 'directive', agentId: d.agentId, tenant, seq: dir.seq, version: d.version, from, to, at: now } });
-      });
-    } catch (err) {
-      const e = asFerryError(err);
-      if (e.code === 'FERRY_E_ROLLOUT_STATE') return;
-      const fail = { kind: 'target', agentId: d.agentId, from, to: d.purpose === 'deploy' ? 'failed' : 'revert-failed', code: e.code } as const;
-      await this.store.tx(async () => void after.push(await this.moveTarget(r, fail, tenant, now, log)));
-    }
   }
 
   /** A rollout-level decision (start a wave, change the rollout's state) in its own transaction. */

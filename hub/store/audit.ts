@@ -34,7 +34,18 @@ export class AuditRows {
   }
 
   async insertEntry(log: string, idx: number, at: number, data: Buffer, leafHash: Buffer): Promise<void> {
-    await this.db.run('INSERT INTO audit_entries (log, idx, at, data, leaf_hash) VALUES (?, ?, ?, ?, ?)', [log, idx, at, data, leafHash]);
+    await this.insertEntries(log, [{ idx, at, data, leaf_hash: leafHash }]);
+  }
+
+  /** Consecutive entries of one log, 200 to a statement. */
+  async insertEntries(log: string, rows: readonly EntryRow[]): Promise<void> {
+    for (let i = 0; i < rows.length; i += 200) {
+      const part = rows.slice(i, i + 200);
+      await this.db.run(
+        `INSERT INTO audit_entries (log, idx, at, data, leaf_hash) VALUES ${part.map(() => '(?, ?, ?, ?, ?)').join(', ')}`,
+        part.flatMap((r) => [log, r.idx, r.at, r.data, r.leaf_hash]),
+      );
+    }
   }
 
   async insertPersonal(log: string, idx: number, field: string, salt: Buffer, value: string): Promise<void> {

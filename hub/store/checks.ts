@@ -322,7 +322,7 @@ export class CheckRows {
   /** Every agent's presence, as rows (the offline rule and the fleet gauges read this every few seconds). */
   async presence(): Promise<{ id: string; tenant: string; revoked: boolean; lastSeenAt: number | null; replica: string | null; leaseUntil: number | null }[]> {
     const rows = await this.db.values<[string, string, number | null, number | null, string | null, number | null]>(
-      'SELECT a.id, t.name, a.revoked_at, a.last_seen_at, a.replica, a.lease_until FROM agents a JOIN tenants t ON t.id = a.tenant_id',
+      'SELECT a.id, t.name, a.revoked_at, a.last_seen_at, a.replica, rp.lease_until FROM agents a JOIN tenants t ON t.id = a.tenant_id LEFT JOIN hub_replicas rp ON rp.id = a.replica',
     );
     return rows.map(([id, tenant, revoked, seen, replica, lease]) => ({ id, tenant, revoked: revoked !== null, lastSeenAt: seen === null ? null : Number(seen), replica, leaseUntil: lease === null ? null : Number(lease) }));
   }

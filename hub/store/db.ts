@@ -31,6 +31,8 @@ export interface Db {
    * indexes, the rollout event stream's ids.
    */
   lock(key: string): Promise<void>;
+  /** `lock` for each key, taken in one order (sorted), so two batches never wait on each other in a cycle. */
+  lockAll(keys: readonly string[]): Promise<void>;
   readonly inTx: boolean;
   /** Runs `fn` outside the caller's transaction, if any (work that must not join it, or outlive it). */
   detached<T>(fn: () => T): T;
@@ -63,6 +65,14 @@ export class Ambient<H> {
   detached<T>(fn: () => T): T {
     return this.als.exit(fn);
   }
+}
+
+/** Waits for every promise (queries pipelined on one transaction), then throws the first failure: none is left running. */
+export async function settled<T>(ps: readonly Promise<T>[]): Promise<T[]> {
+  const rs = await Promise.allSettled(ps);
+  const failed = rs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return rs.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
 /** `IN (?, ?, ?)` for a list (empty lists match nothing). */

@@ -81,7 +81,7 @@ export class FleetQuery {
       params.push(p, p, p);
     }
     const light = await this.db.values<[string, string | null, number | string | null, number | string | null]>(
-      `SELECT a.id, a.replica, a.lease_until, a.revoked_at FROM agents a JOIN tenants t ON t.id = a.tenant_id WHERE ${where.join(' AND ')} ORDER BY t.name, a.name, a.id`,
+      `SELECT a.id, a.replica, rp.lease_until, a.revoked_at FROM agents a JOIN tenants t ON t.id = a.tenant_id LEFT JOIN hub_replicas rp ON rp.id = a.replica WHERE ${where.join(' AND ')} ORDER BY t.name, a.name, a.id`,
       params,
     );
     const counts = { all: light.length, connected: 0, offline: 0, revoked: 0 };

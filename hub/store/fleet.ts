@@ -65,7 +65,7 @@ export interface AgentRow {
 }
 
 export const AGENT_SELECT = `SELECT a.id, t.name AS tenant, a.name, a.public_key, a.labels, a.enrolled_at, a.revoked_at, a.last_seen_at, a.agent_version, a.facts,
-  a.status, a.status_at, a.replica, a.lease_until FROM agents a JOIN tenants t ON t.id = a.tenant_id`;
+  a.status, a.status_at, a.replica, rp.lease_until FROM agents a JOIN tenants t ON t.id = a.tenant_id LEFT JOIN hub_replicas rp ON rp.id = a.replica`;
 
 export function toAgent(r: AgentRow): AgentRecord {
   return {
@@ -225,6 +225,17 @@ export class Fleet {
     return r;
   }
 
+  /** `agentTenant` for many agents (those that exist), 500 to a query. */
+  async agentTenants(ids: readonly string[]): Promise<Map<string, { tenant: string; revokedAt: number | null }>> {
+    const out = new Map<string, { tenant: string; revokedAt: number | null }>();
+    for (let i = 0; i < ids.length; i += 500) {
+      const part = ids.slice(i, i + 500);
+      const rows = await this.db.values<[string, string, number | null]>(`SELECT a.id, t.name, a.revoked_at FROM agents a JOIN tenants t ON t.id = a.tenant_id WHERE a.id IN ${inList(part.length)}`, part);
+      for (const [id, tenant, revokedAt] of rows) out.set(id, { tenant, revokedAt });
+    }
+    return out;
+  }
+
   /** Every agent of the scope, with just what a selector and a rollout's order need. */
   async listSelectable(scope: TenantScope = null): Promise<{ id: string; tenant: string; name: string; labels: Labels; revokedAt: number | null }[]> {
     const s = scopeClause(scope, 't.name');
@@ -276,24 +287,23 @@ export class Fleet {
 
   // ---- presence ------------------------------------------------------------------------
 
-  /** Writes a batch of presence in one transaction. A lease is released only by the replica that holds it. */
+  /**
+   * Writes a batch of presence in one transaction; an agent connected here
+   * names this replica, whose lease (one row) is taken or extended with it.
+   * A lease is released only by the replica that holds it.
+   */
   async writePresence(batch: readonly PresenceWrite[]): Promise<void> {
     await this.db.tx(async () => {
+      const lease = batch.find((p) => p.lease)?.lease;
+      if (lease) await this.renewLease(lease.replica, lease.until);
       for (const p of batch) {
         // One statement shape per case, so each is prepared once.
         if (p.hello && p.lease) {
-          await this.db.run('UPDATE agents SET agent_version = ?, facts = ?, last_seen_at = ?, replica = ?, lease_until = ? WHERE id = ?', [
-            p.hello.agentVersion,
-            p.hello.facts,
-            p.lastSeenAt,
-            p.lease.replica,
-            p.lease.until,
-            p.agentId,
-          ]);
+          await this.db.run('UPDATE agents SET agent_version = ?, facts = ?, last_seen_at = ?, replica = ? WHERE id = ?', [p.hello.agentVersion, p.hello.facts, p.lastSeenAt, p.lease.replica, p.agentId]);
         } else if (p.hello) {
           await this.db.run('UPDATE agents SET agent_version = ?, facts = ?, last_seen_at = ? WHERE id = ?', [p.hello.agentVersion, p.hello.facts, p.lastSeenAt, p.agentId]);
         } else if (p.lease) {
-          await this.db.run('UPDATE agents SET last_seen_at = ?, replica = ?, lease_until = ? WHERE id = ?', [p.lastSeenAt, p.lease.replica, p.lease.until, p.agentId]);
+          await this.db.run('UPDATE agents SET last_seen_at = ?, replica = ? WHERE id = ?', [p.lastSeenAt, p.lease.replica, p.agentId]);
         } else {
           await this.db.run('UPDATE agents SET last_seen_at = ? WHERE id = ?', [p.lastSeenAt, p.agentId]);
         }
@@ -305,24 +315,13 @@ export class Fleet {
   async releaseLeases(replica: string, agentIds: readonly string[]): Promise<void> {
     for (let i = 0; i < agentIds.length; i += 500) {
       const ids = agentIds.slice(i, i + 500);
-      await this.db.run(`UPDATE agents SET replica = NULL, lease_until = NULL WHERE replica = ? AND id IN ${inList(ids.length)}`, [replica, ...ids]);
+      await this.db.run(`UPDATE agents SET replica = NULL WHERE replica = ? AND id IN ${inList(ids.length)}`, [replica, ...ids]);
     }
   }
 
-  /** Extends every lease this replica holds. */
-  renewLeases(replica: string, until: number): Promise<number> {
-    return this.db.run('UPDATE agents SET lease_until = ? WHERE replica = ?', [until, replica]);
-  }
-
-  /** Where the agents' sockets are held now (replica ids, by agent), leases still valid at `now`. */
-  async holders(agentIds: readonly string[], now: number): Promise<Map<string, string>> {
-    const out = new Map<string, string>();
-    for (let i = 0; i < agentIds.length; i += 500) {
-      const ids = agentIds.slice(i, i + 500);
-      const rows = await this.db.all<{ id: string; replica: string }>(`SELECT id, replica FROM agents WHERE replica IS NOT NULL AND lease_until > ? AND id IN ${inList(ids.length)}`, [now, ...ids]);
-      for (const r of rows) out.set(r.id, r.replica);
-    }
-    return out;
+  /** Extends the lease of this replica, and with it of every agent it holds: one row, however many agents. */
+  async renewLease(replica: string, until: number): Promise<void> {
+    await this.db.run('INSERT INTO hub_replicas (id, lease_until) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until', [replica, until]);
   }
 
   /**
@@ -343,8 +342,13 @@ export class Fleet {
     return this.db.run('DELETE FROM agent_nonces WHERE expires_at < ?', [now]);
   }
 
-  /** Agents whose lease has run out (their replica died): to be seen as offline. */
-  expireLeases(now: number): Promise<number> {
-    return this.db.run('UPDATE agents SET replica = NULL, lease_until = NULL WHERE replica IS NOT NULL AND lease_until <= ?', [now]);
+  /**
+   * Agents held by a replica whose lease has run out (it died) or that has
+   * none (a copied or older database): offline. Leases over an hour old go.
+   */
+  async expireLeases(now: number): Promise<number> {
+    const n = await this.db.run('UPDATE agents SET replica = NULL WHERE replica IS NOT NULL AND replica NOT IN (SELECT id FROM hub_replicas WHERE lease_until > ?)', [now]);
+    await this.db.run('DELETE FROM hub_replicas WHERE lease_until < ?', [Math.min(now, Number.MAX_SAFE_INTEGER - 3_600_000) - 3_600_000]);
+    return n;
   }
 }

@@ -196,6 +196,17 @@ export class PostgresDb implements Db {
     await this.bounded(() => this.handle().unsafe('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]));
   }
 
+  async lockAll(keys: readonly string[]): Promise<void> {
+    if (!this.inTx) throw new FerryError('FERRY_E_INTERNAL', 'lockAll() outside a transaction');
+    const sorted = [...new Set(keys)].sort();
+    for (let i = 0; i < sorted.length; i += 1000) {
+      const part = sorted.slice(i, i + 1000);
+      // Taken row by row in the subquery's order: one statement for a whole batch.
+      const values = part.map((_, j) => `($${j + 1}::text)`).join(', ');
+      await this.bounded(() => this.handle().unsafe(`SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT k FROM (VALUES ${values}) AS v(k) ORDER BY k) AS s`, part));
+    }
+  }
+
   async tx<T>(fn: () => Promise<T>): Promise<T> {
     const open = this.ambient.current();
     if (open) {

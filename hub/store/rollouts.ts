@@ -231,6 +231,16 @@ export class RolloutRows {
     return (await this.db.get<{ state: TargetState }>('SELECT state FROM rollout_targets WHERE rollout = ? AND agent_id = ?', [rolloutNum(id), agentId]))?.state;
   }
 
+  /** The states of these targets (those of the rollout), 500 to a query. */
+  async targetStates(id: string, agentIds: readonly string[]): Promise<Map<string, TargetState>> {
+    const out = new Map<string, TargetState>();
+    for (let i = 0; i < agentIds.length; i += 500) {
+      const part = agentIds.slice(i, i + 500);
+      for (const [a, s] of await this.db.values<[string, TargetState]>(`SELECT agent_id, state FROM rollout_targets WHERE rollout = ? AND agent_id IN ${inList(part.length)}`, [rolloutNum(id), ...part])) out.set(a, s);
+    }
+    return out;
+  }
+
   /** Everything `decide` needs about each target's agent, in one query; `connected` answers from presence. */
   async facts(id: string, stack: string, connected: (agentId: string, replica: string | null, leaseUntil: number | null) => boolean): Promise<Map<string, AgentFacts>> {
     if (stack === AGENT_STACK) return this.agentFacts(id, connected);
@@ -247,8 +257,9 @@ export class RolloutRows {
       dcode: string | null;
       dissued: number | null;
     }>(
-      `SELECT t.agent_id, t.state AS tstate, t.seq AS tseq, a.status AS astatus, a.status_at, a.replica, a.lease_until, d.seq AS dseq, d.status AS dstatus, d.code AS dcode, d.issued_at AS dissued
+      `SELECT t.agent_id, t.state AS tstate, t.seq AS tseq, a.status AS astatus, a.status_at, a.replica, rp.lease_until, d.seq AS dseq, d.status AS dstatus, d.code AS dcode, d.issued_at AS dissued
          FROM rollout_targets t JOIN agents a ON a.id = t.agent_id
+         LEFT JOIN hub_replicas rp ON rp.id = a.replica
          LEFT JOIN directives d ON d.agent_id = t.agent_id AND d.seq = t.seq
         WHERE t.rollout = ?`,
       [rolloutNum(id)],
@@ -300,8 +311,9 @@ export class RolloutRows {
       dcode: string | null;
       dissued: number | null;
     }>(
-      `SELECT t.agent_id, a.agent_version AS version, v.status AS vstatus, v.updated_at AS vat, a.replica, a.lease_until, d.seq AS dseq, d.status AS dstatus, d.code AS dcode, d.issued_at AS dissued
+      `SELECT t.agent_id, a.agent_version AS version, v.status AS vstatus, v.updated_at AS vat, a.replica, rp.lease_until, d.seq AS dseq, d.status AS dstatus, d.code AS dcode, d.issued_at AS dissued
          FROM rollout_targets t JOIN agents a ON a.id = t.agent_id
+         LEFT JOIN hub_replicas rp ON rp.id = a.replica
          LEFT JOIN agent_versions v ON v.agent_id = t.agent_id
          LEFT JOIN directives d ON d.agent_id = t.agent_id AND d.seq = t.seq
         WHERE t.rollout = ?`,

@@ -195,40 +195,54 @@ export class DirectiveRows {
     return r ? toDirective(r) : undefined;
   }
 
-  /** The releases of the last directive the agent did not refuse (a refused one is never carried forward). */
-  async lastDirected(agentId: string): Promise<ReleaseRef[] | undefined> {
-    const r = await this.db.get<{ releases: string }>("SELECT releases FROM directives WHERE agent_id = ? AND status != 'refused' ORDER BY seq DESC LIMIT 1", [agentId]);
-    return r ? (JSON.parse(r.releases) as ReleaseRef[]) : undefined;
-  }
-
   /**
    * The agent's next seq; call in the transaction that inserts it. The lock
    * serialises issuers on several replicas, so seqs stay strictly increasing.
    */
   async nextSeq(agentId: string): Promise<number> {
-    await this.db.lock(`agent:${agentId}`);
-    const r = await this.db.get<{ s: number | null }>('SELECT max(seq) AS s FROM directives WHERE agent_id = ?', [agentId]);
-    return (r?.s ?? 0) + 1;
+    return (await this.nextSeqs([agentId])).get(agentId)!;
+  }
+
+  /** `nextSeq` for many agents: their locks in one statement, their seqs in one query per 500. */
+  async nextSeqs(agentIds: readonly string[]): Promise<Map<string, number>> {
+    await this.db.lockAll(agentIds.map((id) => `agent:${id}`));
+    const out = new Map(agentIds.map((id) => [id, 1]));
+    for (let i = 0; i < agentIds.length; i += 500) {
+      const part = agentIds.slice(i, i + 500);
+      for (const [id, s] of await this.db.values<[string, number]>(`SELECT agent_id, max(seq) FROM directives WHERE agent_id IN ${inList(part.length)} GROUP BY agent_id`, part)) out.set(id, Number(s) + 1);
+    }
+    return out;
+  }
+
+  /** What the last directive each agent did not refuse named (its releases, its agent version); none for an agent never directed. */
+  async lastDirectedOf(agentIds: readonly string[]): Promise<Map<string, { releases: ReleaseRef[]; upgrade: UpgradeRef | null }>> {
+    const out = new Map<string, { releases: ReleaseRef[]; upgrade: UpgradeRef | null }>();
+    for (let i = 0; i < agentIds.length; i += 500) {
+      const part = agentIds.slice(i, i + 500);
+      const rows = await this.db.values<[string, string, string | null]>(
+        `SELECT d.agent_id, d.releases, d.upgrade FROM directives d
+          WHERE d.agent_id IN ${inList(part.length)} AND d.status != 'refused'
+            AND d.seq = (SELECT max(x.seq) FROM directives x WHERE x.agent_id = d.agent_id AND x.status != 'refused')`,
+        part,
+      );
+      for (const [id, releases, upgrade] of rows) out.set(id, { releases: JSON.parse(releases) as ReleaseRef[], upgrade: upgrade ? (JSON.parse(upgrade) as UpgradeRef) : null });
+    }
+    return out;
   }
 
   async insert(d: DirectiveRecord, by: string | null): Promise<void> {
-    await this.db.run('INSERT INTO directives (agent_id, seq, digest, envelope, releases, issued_at, expires_at, created_by, upgrade) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', [
-      d.agentId,
-      d.seq,
-      d.digest,
-      JSON.stringify(d.envelope),
-      JSON.stringify(d.releases),
-      d.issuedAt,
-      d.expiresAt,
-      by,
-      d.upgrade ? JSON.stringify(d.upgrade) : null,
-    ]);
+    await this.insertMany([d], by);
   }
 
-  /** The agent version named by the last directive the agent did not refuse (carried forward like its releases). */
-  async lastDirectedUpgrade(agentId: string): Promise<UpgradeRef | null> {
-    const r = await this.db.get<{ upgrade: string | null }>("SELECT upgrade FROM directives WHERE agent_id = ? AND status != 'refused' ORDER BY seq DESC LIMIT 1", [agentId]);
-    return r?.upgrade ? (JSON.parse(r.upgrade) as UpgradeRef) : null;
+  /** Inserts directives, 200 to a statement. */
+  async insertMany(ds: readonly DirectiveRecord[], by: string | null): Promise<void> {
+    for (let i = 0; i < ds.length; i += 200) {
+      const part = ds.slice(i, i + 200);
+      await this.db.run(
+        `INSERT INTO directives (agent_id, seq, digest, envelope, releases, issued_at, expires_at, created_by, upgrade) VALUES ${part.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
+        part.flatMap((d) => [d.agentId, d.seq, d.digest, JSON.stringify(d.envelope), JSON.stringify(d.releases), d.issuedAt, d.expiresAt, by, d.upgrade ? JSON.stringify(d.upgrade) : null]),
+      );
+    }
   }
 
   /** Records an agent's answer; only the pending directive it names changes. */

@@ -126,6 +126,10 @@ export class SqliteDb implements Db {
     // One writer at a time already: nothing to wait for.
   }
 
+  async lockAll(_keys: readonly string[]): Promise<void> {
+    if (!this.inTx) throw new FerryError('FERRY_E_INTERNAL', 'lockAll() outside a transaction');
+  }
+
   tx<T>(fn: () => Promise<T>): Promise<T> {
     const open = this.ambient.current();
     return open ? this.savepoint(open, fn) : this.top(fn);

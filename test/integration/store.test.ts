@@ -1,14 +1,18 @@
 // The store as an operator meets it: `ferry-hub migrate` from a populated
 // sqlite hub into PostgreSQL (verified on both sides), readiness that fails
 // while the database is unreachable and recovers with it, and a clear refusal
-// of a database written by a newer hub, on both backends.
+// of a database written by a newer hub, on both backends; and the presence
+// leases several replicas keep there (one per replica, not per agent).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { balancer } from '../helpers/balancer.js';
 import { freePort } from '../helpers/faults.js';
-import { dbPath, initDataDir, rawSqlOn, startHub } from '../helpers/hub.js';
+import type { Cluster } from '../../hub/cluster/cluster.js';
+import { Presence } from '../../hub/gateway/presence.js';
+import { openStore } from '../../hub/store/store.js';
+import { dbPath, initDataDir, memoryLogger, rawSqlOn, startHub } from '../helpers/hub.js';
 import { PG_ADMIN_URL, freshDatabase, postgresAvailable } from '../helpers/postgres.js';
 import { daemon, run } from '../helpers/proc.js';
 import { apiClient, simAgents, simRelease } from '../helpers/sim-agents.js';
@@ -155,4 +159,46 @@ test('a database written by a newer hub is refused at start, on sqlite and on Po
   r = await run('hub', ['serve', '--data-dir', pgDir, '--database', database, '--listen', `127.0.0.1:${await freePort()}`]);
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, /FERRY_E_DB_VERSION: .*schema 99/);
+});
+
+test('[postgres] presence: an agent is connected while the one lease of its replica lasts; a dead replica\'s agents go offline and are cleared, another replica\'s are left alone', async (t) => {
+  if (!(await needPostgres(t))) return;
+  const database = await freshDatabase(t);
+  const store = await openStore({ database }, { create: true });
+  t.after(() => store.close());
+  const now = 1_000_000;
+  await store.fleet.createTenant('bank-l', now);
+  const ids: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    const { token } = await store.fleet.createEnrollmentToken('bank-l', 60_000, null, now);
+    ids.push((await store.tx(() => store.fleet.enroll({ token, publicKey: `pk-${i}`, name: `l${i}`, labels: {} }, now))).id);
+  }
+  const [a1, a2, b1, b2] = ids as [string, string, string, string];
+  // replica A takes a1, a2; replica B takes b1, b2: one lease row each
+  await store.fleet.writePresence([a1, a2].map((agentId) => ({ agentId, lastSeenAt: now, lease: { replica: 'rep_a', until: now + 30_000 } })));
+  await store.fleet.writePresence([b1, b2].map((agentId) => ({ agentId, lastSeenAt: now, lease: { replica: 'rep_b', until: now + 30_000 } })));
+  assert.deepEqual((await rawSqlOn<{ id: string }>({ dataDir: '', database }, 'SELECT id FROM hub_replicas ORDER BY id')).map((r) => r.id), ['rep_a', 'rep_b']);
+  // as a third replica sees them
+  let clock = now + 1000;
+  const cluster = { replicaId: 'rep_c', shared: true, leader: true } as Cluster;
+  const presence = new Presence(store, cluster, memoryLogger().log, () => false, () => clock, 30_000);
+  t.after(() => presence.close());
+  const connected = async () => {
+    const out: Record<string, boolean> = {};
+    for (const id of ids) out[id] = presence.isConnected(await store.fleet.agent(id));
+    return out;
+  };
+  assert.deepEqual(await connected(), { [a1]: true, [a2]: true, [b1]: true, [b2]: true });
+  // A renews (one row); B stops (killed). Past B's lease, its agents are offline; A's are not.
+  clock = now + 31_000;
+  await store.fleet.renewLease('rep_a', clock + 30_000);
+  assert.deepEqual(await connected(), { [a1]: true, [a2]: true, [b1]: false, [b2]: false });
+  // the leader's sweep clears B's agents, and only those
+  assert.equal(await store.fleet.expireLeases(clock), 2);
+  assert.deepEqual((await Promise.all(ids.map((id) => store.fleet.agent(id)))).map((x) => x.replica), ['rep_a', 'rep_a', null, null]);
+  // b1 reconnects through A; A's socket to a2 closes; B, come back, releasing b1 leaves A's hold alone
+  await store.fleet.writePresence([{ agentId: b1, lastSeenAt: clock, lease: { replica: 'rep_a', until: clock + 30_000 } }]);
+  await store.fleet.releaseLeases('rep_a', [a2]);
+  await store.fleet.releaseLeases('rep_b', [b1]);
+  assert.deepEqual(await connected(), { [a1]: true, [a2]: false, [b1]: true, [b2]: false });
 });
