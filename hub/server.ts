@@ -13,7 +13,7 @@ import { Chat, type ChatOptions } from './chat/service.js';
 import { Witnessing } from './audit/witness.js';
 import { LocalCluster, PostgresCluster, newReplicaId, type Cluster } from './cluster/cluster.js';
 import { Directives } from './directives.js';
-import { Challenges, sharedChallengeSecret } from './gateway/challenge.js';
+import { Challenges, NonceClaims, sharedChallengeSecret } from './gateway/challenge.js';
 import { Delivery } from './gateway/delivery.js';
 import { Gateway } from './gateway/gateway.js';
 import { Plans } from './gateway/plans.js';
@@ -148,7 +148,7 @@ async function assemble(opts: HubOptions, store: Store, log: Logger): Promise<Hu
   const replicaId = newReplicaId();
   const cluster: Cluster = store.db instanceof PostgresDb ? new PostgresCluster(replicaId, store.db, log.child({ component: 'cluster', replica: replicaId })) : new LocalCluster(replicaId);
   const challenges = cluster.shared
-    ? new Challenges(sharedChallengeSecret(hubKey.secretKey.subarray(0, 32)), (nonce, expiresAt) => store.fleet.claimNonce(nonce, expiresAt))
+    ? new Challenges(sharedChallengeSecret(hubKey.secretKey.subarray(0, 32)), new NonceClaims((claims) => store.detached(() => store.fleet.claimNonces(claims))).claim)
     : new Challenges();
   const publicUrl = opts.publicUrl ? new URL(opts.publicUrl) : undefined;
   const publicHost = publicUrl?.host.toLowerCase();

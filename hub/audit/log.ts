@@ -75,9 +75,9 @@ export class AuditLog {
    * Appends entries in their order (per log, consecutive indexes), each log
    * locked and written once however many entries it gets: a rollout chunk's
    * hundreds of entries are a few statements. Call inside the operation's
-   * transaction. Returns their indexes.
+   * transaction. An input's `at` is its time (default `now`). Returns their indexes.
    */
-  async appendMany(inputs: readonly AuditInput[], now: number): Promise<number[]> {
+  async appendMany(inputs: readonly (AuditInput & { at?: number })[], now: number): Promise<number[]> {
     if (!this.store.db.inTx) throw new FerryError('FERRY_E_INTERNAL', "audit entries are written inside the operation's transaction");
     const byLog = new Map<string, number[]>();
     inputs.forEach((input, i) => {
@@ -86,9 +86,10 @@ export class AuditLog {
       else byLog.set(input.log, [i]);
     });
     const indexes: number[] = new Array<number>(inputs.length);
+    const next = await this.store.audit.nextIndexes([...byLog.keys()]);
+    const rows = [];
     for (const [log, which] of byLog) {
-      let index = await this.store.audit.nextIndex(log);
-      const rows = [];
+      let index = next.get(log)!;
       for (const i of which) {
         const input = inputs[i]!;
         const personal: Record<string, string> = {};
@@ -97,10 +98,11 @@ export class AuditLog {
           personal[field] = commitment(salt, value);
           await this.store.audit.insertPersonal(log, index, field, salt, value);
         }
+        const at = input.at ?? now;
         const entry: AuditEntry = {
           log,
           index,
-          at: now,
+          at,
           actor: input.actor,
           surface: input.surface,
           action: input.action,
@@ -112,11 +114,11 @@ export class AuditLog {
         };
         const data = canonicalJson(entry);
         parseEntry(data); // never write what verify would refuse
-        rows.push({ idx: index, at: now, data, leaf_hash: leafHash(data) });
+        rows.push({ log, idx: index, at, data, leaf_hash: leafHash(data) });
         indexes[i] = index++;
       }
-      await this.store.audit.insertEntries(log, rows);
     }
+    await this.store.audit.insertEntries(rows);
     return indexes;
   }
 

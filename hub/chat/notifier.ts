@@ -52,6 +52,9 @@ interface Notice {
   text: (room: RoomRecord) => string;
 }
 
+
+/** The audit actions that make chat notices (a cheap test on an entry's bytes before it is parsed). */
+const NOTICE_ACTIONS = ['"agent.alarm"', '"release.offer"', '"directive.issue"'];
 export class Notifier {
   readonly opts: NotifierOptions;
   private timer: NodeJS.Timeout | undefined;
@@ -217,13 +220,22 @@ export class Notifier {
   }
 
   private async fromAudit(rooms: RoomRecord[]): Promise<void> {
+    // With no room that takes these notices, the logs are not read (a wave writes 50,000 entries).
+    const wanted = rooms.some((r) => r.subscribe.includes('alarms') || r.subscribe.includes('releases'));
     for (const log of await this.store.audit.logs()) {
       const name = `audit:${log}`;
       const from = await this.cursorAt(name, () => this.store.audit.size(log));
+      if (!wanted) {
+        const size = await this.store.audit.size(log);
+        if (size > from) await this.store.chat.setCursor(name, String(size));
+        continue;
+      }
       const rows = await this.store.audit.entries(log, { from, since: 0, limit: BATCH });
       if (!rows.length) continue;
       const notices: Notice[] = [];
       for (const row of rows) {
+        // Only these actions make notices: the others are not parsed.
+        if (!NOTICE_ACTIONS.some((a) => row.data.includes(a))) continue;
         const e = parseEntry(row.data);
         const d = e.details;
         if (e.action === 'agent.alarm') {

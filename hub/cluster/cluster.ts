@@ -26,8 +26,8 @@ export interface Topics {
   roots: { tenant: string };
   /** A checkpoint of the log was signed: holders send it to its agents. */
   checkpoint: { log: string };
-  /** An agent answered a directive (deploy --wait listens). */
-  ack: { agentId: string; seq: number };
+  /** Agents answered directives, [agent, seq] (deploy --wait listens): one wake-up per report batch. */
+  ack: { acks: [string, number][] };
   /** Something the rollout scheduler decides on changed. */
   kick: Record<string, never>;
   /** New rollout events were committed (event streams read them). */
@@ -170,6 +170,11 @@ export class PostgresCluster extends Base {
       const agents = (payload as Topics['deliver']).agents;
       const half = Math.ceil(agents.length / 2);
       return [...this.encode(topic, { agents: agents.slice(0, half) }), ...this.encode(topic, { agents: agents.slice(half) })];
+    }
+    if (topic === 'ack') {
+      const acks = (payload as Topics['ack']).acks;
+      const half = Math.ceil(acks.length / 2);
+      return [...this.encode(topic, { acks: acks.slice(0, half) }), ...this.encode(topic, { acks: acks.slice(half) })];
     }
     this.log.error({ topic, bytes: text.length }, 'wake-up too large for NOTIFY; dropped (the sweep will catch up)');
     return [];

@@ -18,6 +18,47 @@ export function sharedChallengeSecret(hubSeed: Uint8Array): Buffer {
   return createHash('sha256').update('ferry-challenge-v1\0').update(hubSeed).digest();
 }
 
+/**
+ * Claims nonces in the database together: the handshakes of one turn of the
+ * event loop (a reconnect storm brings hundreds a second) share one
+ * transaction instead of four round trips each.
+ */
+export class NonceClaims {
+  private pending: { nonce: string; expiresAt: number; done: (ok: boolean) => void; fail: (err: unknown) => void }[] = [];
+  private scheduled = false;
+
+  constructor(private readonly write: (claims: { nonce: string; expiresAt: number }[]) => Promise<Set<string>>) {}
+
+  /** False for a nonce already used (here, or by another handshake in the same batch). */
+  claim = (nonce: string, expiresAt: number): Promise<boolean> =>
+    new Promise((done, fail) => {
+      this.pending.push({ nonce, expiresAt, done, fail });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+
+  private async flush(): Promise<void> {
+    const batch = this.pending;
+    this.pending = [];
+    this.scheduled = false;
+    const first = new Map<string, { nonce: string; expiresAt: number }>();
+    for (const c of batch) if (!first.has(c.nonce)) first.set(c.nonce, c);
+    try {
+      const claimed = await this.write([...first.values()]);
+      const given = new Set<string>();
+      for (const c of batch) {
+        const ok = claimed.has(c.nonce) && !given.has(c.nonce);
+        if (ok) given.add(c.nonce);
+        c.done(ok);
+      }
+    } catch (err) {
+      for (const c of batch) c.fail(err);
+    }
+  }
+}
+
 export class Challenges {
   private readonly used = new Map<string, number>();
   private lastSweep = 0;

@@ -23,7 +23,7 @@ import { AGENT_STACK } from '../../shared/agent-bundle.js';
 import { asFerryError, type FerryError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { Ack, StatusMessage } from '../../shared/protocol.js';
-import type { AuditLog } from '../audit/log.js';
+import type { AuditInput, AuditLog } from '../audit/log.js';
 import type { Cluster } from '../cluster/cluster.js';
 import { IssueMemo, type DirectiveRecord, type Directives } from '../directives.js';
 import type { Store } from '../store/store.js';
@@ -42,6 +42,21 @@ export const MAX_QUEUED = 50_000;
 export const SWEEP_MS = 5000;
 
 type Report = { kind: 'ack'; agentId: string; ack: Ack; at: number } | { kind: 'status'; agentId: string; msg: StatusMessage; at: number; dropped?: boolean };
+
+/** What an agent's status report stores. */
+const statusDoc = (msg: StatusMessage) => ({ releases: msg.releases, services: msg.services, ...(msg.alarms ? { alarms: msg.alarms } : {}), ...(msg.holds ? { holds: msg.holds } : {}), ...(msg.samples ? { samples: msg.samples } : {}) });
+
+/** The audit entry of an agent's answer to a directive. */
+const ackEntry = (agentId: string, tenant: string, ack: Ack): AuditInput => ({
+  log: tenant,
+  actor: { kind: 'agent', id: agentId },
+  surface: 'agent',
+  action: ack.accepted ? 'directive.accepted' : 'directive.refused',
+  target: { type: 'agent', id: agentId },
+  agents: [agentId],
+  outcome: ack.accepted ? 'ok' : 'refused',
+  details: { seq: ack.seq, digest: ack.digest, code: ack.code ?? null, message: ack.message?.slice(0, 500) ?? null },
+});
 
 export class Delivery extends EventEmitter {
   private readonly queue: Report[] = [];
@@ -74,7 +89,9 @@ export class Delivery extends EventEmitter {
     gateway.on('status', (agentId: string, msg: StatusMessage) => this.enqueue({ kind: 'status', agentId, msg, at: this.now() }));
     cluster.on('deliver', ({ agents }) => void this.deliverStored(agents.filter((a) => gateway.session(a))));
     cluster.on('roots', ({ tenant }) => void this.pushRootsLocal(tenant));
-    cluster.on('ack', ({ agentId, seq }) => this.emit('remote-ack', agentId, seq));
+    cluster.on('ack', ({ acks }) => {
+      for (const [agentId, seq] of acks) this.emit('remote-ack', agentId, seq);
+    });
     if (cluster.shared) {
       this.sweepTimer = setInterval(() => void this.sweep(), SWEEP_MS);
       this.sweepTimer.unref();
@@ -137,6 +154,18 @@ export class Delivery extends EventEmitter {
    * then announces them. The scheduler calls it before deciding, so it
    * decides on everything agents have said. One flush at a time.
    */
+  /**
+   * Writes every report queued now, batch by batch (the event loop runs in
+   * between), so one decision sees them all: after a wave, 20,000 acks and
+   * reports are one pass of the scheduler, not twenty.
+   */
+  async drainReports(): Promise<void> {
+    for (let left = this.queue.length; left > 0 && this.queue.length > 0; left -= REPORT_BATCH) {
+      await this.flushReports();
+      if (this.queue.length) await new Promise((r) => setImmediate(r));
+    }
+  }
+
   flushReports(max = REPORT_BATCH): Promise<void> {
     this.flushing ??= this.store.detached(() => this.writeReports(max)).finally(() => (this.flushing = null));
     return this.flushing;
@@ -157,13 +186,38 @@ export class Delivery extends EventEmitter {
     try {
       await this.store.tx(async () => {
         done = [];
+        try {
+          done = await this.store.tx(() => this.recordBatch(batch));
+          return;
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message, reports: batch.length }, 'could not record the reports together; recording them one by one');
+        }
+        // One by one, each in a savepoint: a report that cannot be recorded is logged and the others go on.
+        // The audit entries go in at the end, all at once (each log's lock is held for the commit only).
+        const entries: (AuditInput & { at: number })[] = [];
         for (const r of batch) {
+          const mine: (AuditInput & { at: number })[] = [];
           try {
-            await this.store.tx(async () => void done.push(r.kind === 'ack' ? await this.recordAck(r.agentId, r.ack, r.at) : await this.recordStatus(r.agentId, r.msg, r.at)));
+            await this.store.tx(async () => {
+              mine.length = 0;
+              const tenant = await this.tenantOf(r.agentId);
+              if (r.kind === 'ack') {
+                const rec = await this.directives.recordAck(r.agentId, r.ack, r.at);
+                if (rec) mine.push({ ...ackEntry(r.agentId, tenant, r.ack), at: r.at });
+                done.push(this.ackAnnounced(r.agentId, r.ack, rec));
+              } else {
+                const prev = await this.store.fleet.recordStatus(r.agentId, statusDoc(r.msg), r.at);
+                const x = this.statusEntries(r.agentId, tenant, prev, r.msg);
+                mine.push(...x.entries.map((e) => ({ ...e, at: r.at })));
+                done.push(x.announce);
+              }
+            });
+            entries.push(...mine);
           } catch (err) {
             this.log.error({ agentId: r.agentId, kind: r.kind, err }, 'could not record a report from an agent');
           }
         }
+        await this.audit.appendMany(entries, this.now());
       });
     } catch (err) {
       // The commit itself failed (database busy or gone): keep the batch, in order, for the next try.
@@ -175,6 +229,9 @@ export class Delivery extends EventEmitter {
     }
     for (const announce of done) announce();
     if (done.length) this.cluster.publish('kick', {});
+    // The other replicas' waiters (deploy --wait), in one wake-up for the batch.
+    const acks = batch.filter((r): r is Report & { kind: 'ack' } => r.kind === 'ack').map((r): [string, number] => [r.agentId, r.ack.seq]);
+    if (acks.length && this.cluster.shared) this.cluster.publish('ack', { acks });
     // A backlog (after a hold) drains batch by batch, the event loop running in between.
     if (this.queue.length) this.scheduleFlush(this.held ? undefined : 0);
   }
@@ -183,57 +240,75 @@ export class Delivery extends EventEmitter {
     return this.gateway.session(agentId)?.tenant ?? (await this.store.fleet.agentTenant(agentId)).tenant;
   }
 
-  /** Stores what runs on the agent; release state changes and drift repairs go to the audit log. Returns the announcement. */
-  private async recordStatus(agentId: string, msg: StatusMessage, at: number): Promise<() => void> {
-    const tenant = await this.tenantOf(agentId);
-    const prev = (await this.store.fleet.recordStatus(agentId, { releases: msg.releases, services: msg.services, ...(msg.alarms ? { alarms: msg.alarms } : {}), ...(msg.holds ? { holds: msg.holds } : {}), ...(msg.samples ? { samples: msg.samples } : {}) }, at)) as {
-      releases?: StatusMessage['releases'];
-      alarms?: StatusMessage['alarms'];
-    } | null;
+  /**
+   * A batch of acks and status reports in a few statements whatever its
+   * size (on PostgreSQL each statement is a round trip): the answers in
+   * one, the agents' previous reports in one and the new ones in one, the
+   * audit entries per log at the end. Returns the announcements; throws when
+   * any part fails (the caller then records the reports one by one).
+   */
+  private async recordBatch(batch: readonly Report[]): Promise<(() => void)[]> {
+    const statuses = batch.filter((r): r is Report & { kind: 'status' } => r.kind === 'status');
+    if (new Set(statuses.map((r) => r.agentId)).size !== statuses.length) throw new Error('two status reports of one agent in a batch');
+    const acks = batch.filter((r): r is Report & { kind: 'ack' } => r.kind === 'ack');
+    const tenants = new Map<string, string>();
+    for (const r of batch) if (!tenants.has(r.agentId)) tenants.set(r.agentId, await this.tenantOf(r.agentId));
+    const acked = new Map(
+      (await this.store.directives.ackMany(acks.map((r) => ({ agentId: r.agentId, seq: r.ack.seq, digest: r.ack.digest, accepted: r.ack.accepted, code: r.ack.code ?? null, message: r.ack.message ?? null, at: r.at })))).map((d) => [`${d.agentId}\n${d.seq}`, d]),
+    );
+    const prev = await this.store.fleet.recordStatuses(statuses.map((r) => ({ agentId: r.agentId, status: statusDoc(r.msg), at: r.at })));
+    const entries: (AuditInput & { at: number })[] = [];
+    const done: (() => void)[] = [];
+    for (const r of batch) {
+      const tenant = tenants.get(r.agentId)!;
+      if (r.kind === 'ack') {
+        const k = `${r.agentId}\n${r.ack.seq}`;
+        const rec = acked.get(k);
+        acked.delete(k); // the first answer changed it; a second is a duplicate
+        if (rec) entries.push({ ...ackEntry(r.agentId, tenant, r.ack), at: r.at });
+        else this.log.warn({ agentId: r.agentId, seq: r.ack.seq, digest: r.ack.digest }, 'ack for no pending directive (duplicate or stale)');
+        done.push(this.ackAnnounced(r.agentId, r.ack, rec));
+      } else {
+        const x = this.statusEntries(r.agentId, tenant, prev.get(r.agentId) ?? null, r.msg);
+        entries.push(...x.entries.map((e) => ({ ...e, at: r.at })));
+        done.push(x.announce);
+      }
+    }
+    await this.audit.appendMany(entries, this.now());
+    return done;
+  }
+
+  /** What a status report puts on the audit log (release state changes, drift repairs, new alarms), and its announcement. */
+  private statusEntries(agentId: string, tenant: string, prevDoc: unknown, msg: StatusMessage): { entries: AuditInput[]; announce: () => void } {
+    const prev = prevDoc as { releases?: StatusMessage['releases']; alarms?: StatusMessage['alarms'] } | null;
     const before = new Map((prev?.releases ?? []).map((r) => [r.stack, `${r.version}:${r.state}`]));
+    const entries: AuditInput[] = [];
     const append = (action: string, outcome: 'ok' | 'failed', details: Record<string, string | number | null>) =>
-      this.audit.append({ log: tenant, actor: { kind: 'agent', id: agentId }, surface: 'agent', action, target: { type: 'agent', id: agentId }, agents: [agentId], outcome, details }, at);
+      entries.push({ log: tenant, actor: { kind: 'agent', id: agentId }, surface: 'agent', action, target: { type: 'agent', id: agentId }, agents: [agentId], outcome, details });
     for (const r of msg.releases) {
       if (before.get(r.stack) === `${r.version}:${r.state}` || r.state === 'applying') continue;
-      await append(`release.${r.state}`, r.state === 'applied' ? 'ok' : 'failed', { stack: r.stack, version: r.version, code: r.code ?? null, message: r.message ?? null, running: r.runningVersion });
+      append(`release.${r.state}`, r.state === 'applied' ? 'ok' : 'failed', { stack: r.stack, version: r.version, code: r.code ?? null, message: r.message ?? null, running: r.runningVersion });
     }
-    if (msg.drift?.length) await append('drift.repaired', 'ok', { steps: msg.drift.join('; ').slice(0, 4000) });
+    if (msg.drift?.length) append('drift.repaired', 'ok', { steps: msg.drift.join('; ').slice(0, 4000) });
     // An alarm the agent raised (its own record of it is what counts): one entry when first reported.
     const known = new Set((prev?.alarms ?? []).map((a) => `${a.at} ${a.code}`));
     const raised = (msg.alarms ?? []).filter((a) => !known.has(`${a.at} ${a.code}`));
-    for (const a of raised) await append('agent.alarm', 'failed', { code: a.code, kind: a.kind ?? null, at: a.at, message: a.message.slice(0, 2000) });
-    return () => {
-      for (const a of raised) this.log.error({ agentId, tenant, code: a.code, kind: a.kind, raisedAt: a.at, message: a.message }, 'ALARM raised by agent');
-      this.emit('status', agentId, msg);
+    for (const a of raised) append('agent.alarm', 'failed', { code: a.code, kind: a.kind ?? null, at: a.at, message: a.message.slice(0, 2000) });
+    return {
+      entries,
+      announce: () => {
+        for (const a of raised) this.log.error({ agentId, tenant, code: a.code, kind: a.kind, raisedAt: a.at, message: a.message }, 'ALARM raised by agent');
+        this.emit('status', agentId, msg);
+      },
     };
   }
 
-  private async recordAck(agentId: string, ack: Ack, at: number): Promise<() => void> {
-    const tenant = await this.tenantOf(agentId);
-    const rec = await this.directives.recordAck(agentId, ack, at);
-    if (rec) {
-      await this.audit.append(
-        {
-          log: tenant,
-          actor: { kind: 'agent', id: agentId },
-          surface: 'agent',
-          action: ack.accepted ? 'directive.accepted' : 'directive.refused',
-          target: { type: 'agent', id: agentId },
-          agents: [agentId],
-          outcome: ack.accepted ? 'ok' : 'refused',
-          details: { seq: ack.seq, digest: ack.digest, code: ack.code ?? null, message: ack.message?.slice(0, 500) ?? null },
-        },
-        at,
-      );
-    }
+  private ackAnnounced(agentId: string, ack: Ack, rec: DirectiveRecord | undefined): () => void {
     return () => {
       const log = this.log.child({ agentId, seq: ack.seq });
       if (ack.accepted) log.info({ duplicate: ack.duplicate ?? false }, 'agent accepted directive');
       else log.warn({ code: ack.code, message: ack.message }, 'agent refused directive');
-      if (rec) {
-        this.emit('ack', rec);
-        if (this.cluster.shared) this.cluster.publish('ack', { agentId, seq: ack.seq });
-      }
+      if (rec) this.emit('ack', rec);
     };
   }
 
@@ -308,11 +383,17 @@ export class Delivery extends EventEmitter {
     if (!agentIds.length) return;
     try {
       const pending = await this.store.directives.pendingOf(agentIds);
-      const memo = new IssueMemo();
-      for (const [agentId, seq] of pending) {
+      const wanted = [...pending].filter(([agentId, seq]) => {
         const s = this.gateway.session(agentId);
-        if (!s || (onlyNewer && seq <= s.sentSeq)) continue;
-        const d = await this.directives.get(agentId, seq);
+        return s && !(onlyNewer && seq <= s.sentSeq);
+      });
+      // The directives in a few queries, not one per agent (a wave rung from another replica).
+      const directives = await this.store.directives.pendingByKey(wanted);
+      const memo = new IssueMemo();
+      for (const [agentId] of wanted) {
+        const s = this.gateway.session(agentId);
+        const d = directives.get(agentId);
+        if (!s || !d) continue; // gone meanwhile, or answered
         if (d.expiresAt <= this.now()) {
           const msg = await this.directives.pendingFor(agentId, this.now());
           if (msg) this.gateway.send(agentId, msg);

@@ -23,7 +23,6 @@ import type { Gateway } from '../gateway/gateway.js';
 import type { ReleaseRecord, Releases } from '../releases.js';
 import type { TenantScope } from '../store/fleet.js';
 import type { RolloutRecord, RolloutRows } from '../store/rollouts.js';
-import { settled } from '../store/db.js';
 import type { Store } from '../store/store.js';
 import { command as checkCommand, decide, type AgentFacts, type Command, type Decision, type OnFailure, type OnTimeout, type RolloutState, type TargetState } from './machine.js';
 import { matches, parseSelector, type Selectable, type Selector } from './selector.js';
@@ -249,7 +248,7 @@ export class Rollouts {
   /** One pass over every active rollout, repeated while decisions change something. */
   async tick(): Promise<void> {
     // Decide on everything agents have said so far.
-    await this.delivery.flushReports();
+    await this.delivery.drainReports();
     for (const r0 of await this.rows.active()) {
       for (let pass = 0; pass < 8; pass++) {
         if (this.stopped || !this.cluster.leader) return;
@@ -313,8 +312,8 @@ export class Rollouts {
   /**
    * Per-target decisions in one transaction, in a few statements however
    * many there are: the targets' states are read once (under the rollout's
-   * lock, so they hold), the directives issued together, the targets' moves
-   * sent pipelined and the audit entries appended per log. A stale decision
+   * lock, so they hold), the directives issued together, the targets'
+   * moves written together and the audit entries appended together. A stale decision
    * (its target moved meanwhile) changes nothing; an agent the hub cannot
    * issue to (revoked, no root, threshold unmet) fails its target, and the
    * others go on. Directives are sent and events emitted only after the
@@ -366,30 +365,24 @@ export class Rollouts {
       for (const st of steps) if (st.kind === 'issue') byVersion.set(st.d.version, [...(byVersion.get(st.d.version) ?? []), st.d.agentId]);
       const dirs = new Map<string, DirectiveRecord | FerryError>();
       for (const [version, agents] of byVersion) for (const [id, x] of await this.delivery.issueMany(agents, r.stack, version, r.id, memo)) dirs.set(`${version}\n${id}`, x);
-      // The targets' moves, pipelined in order; then the audit entries of those made.
+      // The targets' moves, in order, in a few statements; then the audit entries of those made.
       const moves: { move: Extract<TargetDecision, { kind: 'target' }>; dir?: DirectiveRecord; issue?: Extract<TargetDecision, { kind: 'issue' }> }[] = steps.map((st) => {
         if (st.kind === 'target') return { move: st.d };
         const x = dirs.get(`${st.d.version}\n${st.d.agentId}`)!;
         if (x instanceof FerryError) return { move: { kind: 'target', agentId: st.d.agentId, from: st.from, to: st.d.purpose === 'deploy' ? 'failed' : 'revert-failed', code: x.code } };
         return { move: { kind: 'target', agentId: st.d.agentId, from: st.from, to: st.to }, dir: x, issue: st.d };
       });
-      const made = await settled(
-        moves.map(({ move: m, dir, issue }) =>
-          this.rows
-            .setTarget(r.id, m.agentId, m.from, m.to, now, dir ? { seq: dir.seq, previous: issue!.previous, code: null } : { code: m.code, appliedAt: m.appliedAt, retryAt: m.retryAt })
-            .then(
-              () => true,
-              (err: unknown) => {
-                if (asFerryError(err).code !== 'FERRY_E_ROLLOUT_STATE') throw err;
-                log.debug({ agentId: m.agentId, from: m.from, to: m.to }, 'decision skipped');
-                return false;
-              },
-            ),
-        ),
+      const made = await this.rows.setTargets(
+        r.id,
+        moves.map(({ move: m, dir, issue }) => ({ agentId: m.agentId, from: m.from, to: m.to, ...(dir ? { seq: dir.seq, previous: issue!.previous, code: null } : { code: m.code, appliedAt: m.appliedAt, retryAt: m.retryAt }) })),
+        now,
       );
       const entries: Omit<AuditInput, 'actor' | 'surface' | 'personal'>[] = [];
       moves.forEach(({ move: m, dir, issue }, i) => {
-        if (!made[i]) return;
+        if (!made.has(i)) {
+          log.debug({ agentId: m.agentId, from: m.from, to: m.to }, 'decision skipped');
+          return;
+        }
         const tenant = tenantOf(m.agentId);
         if (dir) {
           entries.push({ log: tenant, action: 'directive.issue', target: { type: 'agent', id: m.agentId }, agents: [m.agentId], details: { rollout: r.id, seq: dir.seq, stack: r.stack, version: issue!.version, digest: dir.digest, purpose: issue!.purpose } });

@@ -2,7 +2,7 @@
 // refuse UPDATE and DELETE), the personal data beside them (erasable), signed
 // checkpoints and the agents' cosignatures.
 import type { Envelope } from '../../shared/dsse.js';
-import type { Db } from './db.js';
+import { inList, type Db } from './db.js';
 
 export interface EntryRow {
   idx: number;
@@ -28,22 +28,29 @@ export class AuditRows {
    * line (an index is never taken twice, and commits follow index order).
    */
   async nextIndex(log: string): Promise<number> {
-    await this.db.lock(`audit:${log}`);
-    const r = await this.db.get<{ m: number | null }>('SELECT max(idx) AS m FROM audit_entries WHERE log = ?', [log]);
-    return (r?.m ?? -1) + 1;
+    return (await this.nextIndexes([log])).get(log)!;
+  }
+
+  /** `nextIndex` of several logs: their locks in one statement, their heads in one query. */
+  async nextIndexes(logs: readonly string[]): Promise<Map<string, number>> {
+    await this.db.lockAll(logs.map((l) => `audit:${l}`));
+    const out = new Map(logs.map((l) => [l, 0]));
+    const rows = await this.db.values<[string, number | string]>(`SELECT log, max(idx) FROM audit_entries WHERE log IN ${inList(logs.length)} GROUP BY log`, logs);
+    for (const [log, m] of rows) out.set(log, Number(m) + 1);
+    return out;
   }
 
   async insertEntry(log: string, idx: number, at: number, data: Buffer, leafHash: Buffer): Promise<void> {
-    await this.insertEntries(log, [{ idx, at, data, leaf_hash: leafHash }]);
+    await this.insertEntries([{ log, idx, at, data, leaf_hash: leafHash }]);
   }
 
-  /** Consecutive entries of one log, 200 to a statement. */
-  async insertEntries(log: string, rows: readonly EntryRow[]): Promise<void> {
+  /** Entries (each log's consecutive), 200 to a statement. */
+  async insertEntries(rows: readonly (EntryRow & { log: string })[]): Promise<void> {
     for (let i = 0; i < rows.length; i += 200) {
       const part = rows.slice(i, i + 200);
       await this.db.run(
         `INSERT INTO audit_entries (log, idx, at, data, leaf_hash) VALUES ${part.map(() => '(?, ?, ?, ?, ?)').join(', ')}`,
-        part.flatMap((r) => [log, r.idx, r.at, r.data, r.leaf_hash]),
+        part.flatMap((r) => [r.log, r.idx, r.at, r.data, r.leaf_hash]),
       );
     }
   }

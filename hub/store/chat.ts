@@ -367,7 +367,11 @@ export class ChatRows {
     if (!rows.length) return;
     await this.db.tx(async () => {
       await this.db.lock(FEED_LOCK);
-      for (const r of rows) await this.db.run('INSERT INTO chat_feed (at, kind, agent_id, tenant) VALUES (?, ?, ?, ?)', [r.at, r.kind, r.agentId, r.tenant]);
+      // In order (ids follow it), 200 to a statement: a reconnect storm is thousands of rows.
+      for (let i = 0; i < rows.length; i += 200) {
+        const part = rows.slice(i, i + 200);
+        await this.db.run(`INSERT INTO chat_feed (at, kind, agent_id, tenant) VALUES ${part.map(() => '(?, ?, ?, ?)').join(', ')}`, part.flatMap((r) => [r.at, r.kind, r.agentId, r.tenant]));
+      }
     });
   }
 

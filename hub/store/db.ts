@@ -67,14 +67,6 @@ export class Ambient<H> {
   }
 }
 
-/** Waits for every promise (queries pipelined on one transaction), then throws the first failure: none is left running. */
-export async function settled<T>(ps: readonly Promise<T>[]): Promise<T[]> {
-  const rs = await Promise.allSettled(ps);
-  const failed = rs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-  return rs.map((r) => (r as PromiseFulfilledResult<T>).value);
-}
-
 /** `IN (?, ?, ?)` for a list (empty lists match nothing). */
 export function inList(n: number): string {
   return n === 0 ? '(NULL)' : `(${Array.from({ length: n }, () => '?').join(', ')})`;

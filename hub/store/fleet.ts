@@ -285,6 +285,25 @@ export class Fleet {
     return prev?.status ? (JSON.parse(prev.status) as unknown) : null;
   }
 
+  /** `recordStatus` for many agents (one report each): their previous reports, then the new ones in one statement per 200. */
+  async recordStatuses(reports: readonly { agentId: string; status: unknown; at: number }[]): Promise<Map<string, unknown>> {
+    const prev = new Map<string, unknown>();
+    for (let i = 0; i < reports.length; i += 500) {
+      const ids = reports.slice(i, i + 500).map((r) => r.agentId);
+      for (const [id, status] of await this.db.values<[string, string | null]>(`SELECT id, status FROM agents WHERE id IN ${inList(ids.length)}`, ids)) {
+        prev.set(id, status ? (JSON.parse(status) as unknown) : null);
+      }
+    }
+    for (let i = 0; i < reports.length; i += 200) {
+      const part = reports.slice(i, i + 200);
+      await this.db.run(
+        `UPDATE agents SET status = v.column2, status_at = v.column3 FROM (VALUES ${part.map(() => '(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT))').join(', ')}) AS v WHERE agents.id = v.column1`,
+        part.flatMap((r) => [r.agentId, JSON.stringify(r.status), r.at]),
+      );
+    }
+    return prev;
+  }
+
   // ---- presence ------------------------------------------------------------------------
 
   /**
@@ -296,17 +315,18 @@ export class Fleet {
     await this.db.tx(async () => {
       const lease = batch.find((p) => p.lease)?.lease;
       if (lease) await this.renewLease(lease.replica, lease.until);
-      for (const p of batch) {
-        // One statement shape per case, so each is prepared once.
-        if (p.hello && p.lease) {
-          await this.db.run('UPDATE agents SET agent_version = ?, facts = ?, last_seen_at = ?, replica = ? WHERE id = ?', [p.hello.agentVersion, p.hello.facts, p.lastSeenAt, p.lease.replica, p.agentId]);
-        } else if (p.hello) {
-          await this.db.run('UPDATE agents SET agent_version = ?, facts = ?, last_seen_at = ? WHERE id = ?', [p.hello.agentVersion, p.hello.facts, p.lastSeenAt, p.agentId]);
-        } else if (p.lease) {
-          await this.db.run('UPDATE agents SET last_seen_at = ?, replica = ? WHERE id = ?', [p.lastSeenAt, p.lease.replica, p.agentId]);
-        } else {
-          await this.db.run('UPDATE agents SET last_seen_at = ? WHERE id = ?', [p.lastSeenAt, p.agentId]);
-        }
+      // 200 agents to a statement (one agent once per batch): a reconnect storm is a few statements a second.
+      for (let i = 0; i < batch.length; i += 200) {
+        const part = batch.slice(i, i + 200);
+        await this.db.run(
+          `UPDATE agents SET last_seen_at = v.column2,
+                  agent_version = CASE WHEN v.column3 = 1 THEN v.column4 ELSE agent_version END,
+                  facts = CASE WHEN v.column3 = 1 THEN v.column5 ELSE facts END,
+                  replica = CASE WHEN v.column6 = 1 THEN v.column7 ELSE replica END
+             FROM (VALUES ${part.map(() => '(CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT))').join(', ')}) AS v
+            WHERE agents.id = v.column1`,
+          part.flatMap((p) => [p.agentId, p.lastSeenAt, p.hello ? 1 : 0, p.hello?.agentVersion ?? null, p.hello?.facts ?? null, p.lease ? 1 : 0, p.lease?.replica ?? null]),
+        );
       }
     });
   }
@@ -332,9 +352,23 @@ export class Fleet {
    * not wait for the disk.
    */
   async claimNonce(nonce: string, expiresAt: number): Promise<boolean> {
+    return (await this.claimNonces([{ nonce, expiresAt }])).has(nonce);
+  }
+
+  /** `claimNonce` for several (distinct) nonces in one transaction: those claimed now. */
+  async claimNonces(claims: readonly { nonce: string; expiresAt: number }[]): Promise<Set<string>> {
     return this.db.tx(async () => {
       if (this.db.dialect === 'postgres') await this.db.run('SET LOCAL synchronous_commit = off');
-      return (await this.db.run('INSERT INTO agent_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING', [nonce, expiresAt])) === 1;
+      const out = new Set<string>();
+      for (let i = 0; i < claims.length; i += 200) {
+        const part = claims.slice(i, i + 200);
+        const rows = await this.db.values<[string]>(
+          `INSERT INTO agent_nonces (nonce, expires_at) VALUES ${part.map(() => '(?, ?)').join(', ')} ON CONFLICT DO NOTHING RETURNING nonce`,
+          part.flatMap((c) => [c.nonce, c.expiresAt]),
+        );
+        for (const [n] of rows) out.add(n);
+      }
+      return out;
     });
   }
 

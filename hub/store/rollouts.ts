@@ -140,6 +140,18 @@ export interface EventQuery {
 
 const EVENT_LOCK = 'rollout-events';
 
+/** A target's move, as `setTargets` takes it. */
+export interface TargetMove {
+  agentId: string;
+  from: TargetState;
+  to: TargetState;
+  code?: string | null;
+  appliedAt?: number;
+  retryAt?: number | null;
+  seq?: number;
+  previous?: string | null;
+}
+
 export class RolloutRows {
   constructor(private readonly db: Db) {}
 
@@ -361,57 +373,77 @@ export class RolloutRows {
   }
 
   /**
-   * Moves a target; its event is a `directive` event when a directive is
-   * recorded on it (`seq`), else a `target` event.
+   * Moves targets of one rollout, in order, in a few statements: each move
+   * applies only if its target is still in `from`. Its event is a
+   * `directive` event when a directive is recorded on it (`seq`), else a
+   * `target` event.
+   * Returns the index of each move made. A target's second move goes in
+   * the second round, and so on (one statement updates a row once); moves
+   * of different targets are independent.
    */
-  async setTarget(
-    id: string,
-    agentId: string,
-    from: TargetState,
-    to: TargetState,
-    now: number,
-    f: { code?: string | null; appliedAt?: number; retryAt?: number | null; seq?: number; previous?: string | null } = {},
-  ): Promise<void> {
+  async setTargets(id: string, moves: readonly TargetMove[], now: number): Promise<Set<number>> {
     const num = rolloutNum(id);
+    const made = new Set<number>();
+    if (!moves.length) return made;
     await this.db.lock(EVENT_LOCK);
-    const n = await this.db.run(
-      `UPDATE rollout_targets SET state = ?, updated_at = ?,
-              code = CASE WHEN ? = 1 THEN ? ELSE code END,
-              applied_at = coalesce(?, applied_at),
-              retry_at = CASE WHEN ? = 1 THEN ? ELSE retry_at END,
-              seq = coalesce(?, seq),
-              previous = CASE WHEN ? = 1 AND seq IS NULL THEN ? ELSE previous END
-        WHERE rollout = ? AND agent_id = ? AND state = ?`,
-      [
-        to,
-        now,
-        f.code !== undefined ? 1 : 0,
-        f.code ?? null,
-        f.appliedAt ?? null,
-        f.retryAt !== undefined ? 1 : 0,
-        f.retryAt ?? null,
-        f.seq ?? null,
-        f.previous !== undefined ? 1 : 0,
-        f.previous ?? null,
-        num,
-        agentId,
-        from,
-      ],
-    );
-    if (n !== 1) throw new FerryError('FERRY_E_ROLLOUT_STATE', `target ${agentId} of ${id} is no longer ${from}`);
-    if (f.seq !== undefined) {
-      await this.db.run(
-        `INSERT INTO rollout_events (at, rollout, kind, from_state, to_state, agent_id, tenant, seq, version)
-           SELECT ?, t.rollout, 'directive', ?, t.state, t.agent_id, t.tenant, t.seq, CASE WHEN t.state = 'reverting' THEN t.previous ELSE r.version END
-             FROM rollout_targets t JOIN rollouts r ON r.num = t.rollout WHERE t.rollout = ? AND t.agent_id = ?`,
-        [now, from, num, agentId],
-      );
-    } else {
-      await this.db.run(
-        "INSERT INTO rollout_events (at, rollout, kind, from_state, to_state, agent_id, tenant, code) SELECT ?, rollout, 'target', ?, state, agent_id, tenant, code FROM rollout_targets WHERE rollout = ? AND agent_id = ?",
-        [now, from, num, agentId],
-      );
+    const rounds: { m: TargetMove; i: number }[][] = [];
+    const times = new Map<string, number>();
+    moves.forEach((m, i) => {
+      const k = times.get(m.agentId) ?? 0;
+      times.set(m.agentId, k + 1);
+      (rounds[k] ??= []).push({ m, i });
+    });
+    for (const round of rounds) {
+      for (let j = 0; j < round.length; j += 200) {
+        const part = round.slice(j, j + 200);
+        const changed = await this.db.values<[string]>(
+          `UPDATE rollout_targets SET state = v.column3, updated_at = ?,
+                  code = CASE WHEN v.column4 = 1 THEN v.column5 ELSE code END,
+                  applied_at = coalesce(v.column6, applied_at),
+                  retry_at = CASE WHEN v.column7 = 1 THEN v.column8 ELSE retry_at END,
+                  seq = coalesce(v.column9, seq),
+                  previous = CASE WHEN v.column10 = 1 AND seq IS NULL THEN v.column11 ELSE previous END
+             FROM (VALUES ${part.map(() => '(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS TEXT))').join(', ')}) AS v
+            WHERE rollout_targets.rollout = ? AND rollout_targets.agent_id = v.column1 AND rollout_targets.state = v.column2
+            RETURNING agent_id`,
+          [
+            now,
+            ...part.flatMap(({ m }) => [
+              m.agentId,
+              m.from,
+              m.to,
+              m.code !== undefined ? 1 : 0,
+              m.code ?? null,
+              m.appliedAt ?? null,
+              m.retryAt !== undefined ? 1 : 0,
+              m.retryAt ?? null,
+              m.seq ?? null,
+              m.previous !== undefined ? 1 : 0,
+              m.previous ?? null,
+            ]),
+            num,
+          ],
+        );
+        const ok = new Set(changed.map(([a]) => a));
+        const done = part.filter(({ m }) => ok.has(m.agentId));
+        for (const { i } of done) made.add(i);
+        if (!done.length) continue;
+        // Their events: a directive (with its seq and version) or a target move.
+        await this.db.run(
+          `INSERT INTO rollout_events (at, rollout, kind, from_state, to_state, agent_id, tenant, seq, version, code)
+             SELECT ?, t.rollout, CASE WHEN v.column3 = 1 THEN 'directive' ELSE 'target' END, v.column2, t.state, t.agent_id, t.tenant,
+                    CASE WHEN v.column3 = 1 THEN t.seq END,
+                    CASE WHEN v.column3 = 1 THEN (CASE WHEN t.state = 'reverting' THEN t.previous ELSE r.version END) END,
+                    CASE WHEN v.column3 = 1 THEN NULL ELSE t.code END
+               FROM (VALUES ${done.map(() => '(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS INTEGER))').join(', ')}) AS v
+               JOIN rollout_targets t ON t.rollout = ? AND t.agent_id = v.column1
+               JOIN rollouts r ON r.num = t.rollout
+              ORDER BY v.column4`,
+          [now, ...done.flatMap(({ m, i }) => [m.agentId, m.from, m.seq !== undefined ? 1 : 0, i]), num],
+        );
+      }
     }
+    return made;
   }
 
   // ---- the event stream ---------------------------------------------------------------

@@ -259,7 +259,39 @@ export class DirectiveRows {
     return n === 1;
   }
 
-  /** Newest pending directive per agent among `agentIds` (what a replica holding their sockets must have sent). */
+  /**
+   * `ack` for many answers in one statement per 200: the directives that
+   * changed (an answer naming no pending directive changes nothing). One
+   * answer per directive: a second for the same one is left to the next call.
+   */
+  async ackMany(acks: readonly { agentId: string; seq: number; digest: string; accepted: boolean; code: string | null; message: string | null; at: number }[]): Promise<DirectiveRecord[]> {
+    const out: DirectiveRecord[] = [];
+    for (let i = 0; i < acks.length; i += 200) {
+      const part = acks.slice(i, i + 200);
+      const rows = await this.db.all<DirectiveRow>(
+        `UPDATE directives SET status = v.column4, code = v.column5, message = v.column6, acked_at = v.column7
+           FROM (VALUES ${part.map(() => '(CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT))').join(', ')}) AS v
+          WHERE directives.agent_id = v.column1 AND directives.seq = v.column2 AND directives.digest = v.column3 AND directives.status = 'pending'
+          RETURNING agent_id, seq, digest, envelope, releases, issued_at, expires_at, created_by, status, code, message, acked_at, upgrade`,
+        part.flatMap((a) => [a.agentId, a.seq, a.digest, a.accepted ? 'accepted' : 'refused', a.code, a.message, a.at]),
+      );
+      out.push(...rows.map(toDirective));
+    }
+    return out;
+  }
+
+  /** These directives (agent, seq), those still pending, 500 agents to a query. */
+  async pendingByKey(keys: readonly (readonly [string, number])[]): Promise<Map<string, DirectiveRecord>> {
+    const out = new Map<string, DirectiveRecord>();
+    const want = new Map(keys);
+    for (let i = 0; i < keys.length; i += 500) {
+      const ids = keys.slice(i, i + 500).map(([id]) => id);
+      const rows = await this.db.all<DirectiveRow>(`SELECT * FROM directives WHERE status = 'pending' AND agent_id IN ${inList(ids.length)}`, ids);
+      for (const r of rows) if (want.get(r.agent_id) === Number(r.seq)) out.set(r.agent_id, toDirective(r));
+    }
+    return out;
+  }
+
   async pendingOf(agentIds: readonly string[]): Promise<Map<string, number>> {
     const out = new Map<string, number>();
     for (let i = 0; i < agentIds.length; i += 500) {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Challenges, NONCE_TTL_MS, sharedChallengeSecret } from '../../hub/gateway/challenge.js';
+import { Challenges, NONCE_TTL_MS, NonceClaims, sharedChallengeSecret } from '../../hub/gateway/challenge.js';
 import { FerryError } from '../../shared/errors.js';
 import { generateKeyPair } from '../../shared/keys.js';
 
@@ -42,4 +42,23 @@ test('replicas sharing the hub key redeem each other\'s nonces, each once across
   await refused(other.redeem(a.issue(1_000_000).nonce, 1_000_001), /not a nonce issued/);
   // the shared secret is not the seed
   assert.notDeepEqual(sharedChallengeSecret(key.secretKey.subarray(0, 32)), Buffer.from(key.secretKey.subarray(0, 32)));
+});
+
+test('nonce claims of one turn share one write; the same nonce twice in it is claimed once, and a write that fails fails them all', async () => {
+  const used = new Set<string>(['old']);
+  const writes: string[][] = [];
+  const claims = new NonceClaims(async (cs) => {
+    writes.push(cs.map((c) => c.nonce));
+    const got = new Set<string>();
+    for (const c of cs) if (!used.has(c.nonce)) (used.add(c.nonce), got.add(c.nonce));
+    return got;
+  });
+  const got = await Promise.all([claims.claim('a', 1), claims.claim('b', 1), claims.claim('a', 1), claims.claim('old', 1)]);
+  assert.deepEqual(got, [true, true, false, false]);
+  assert.deepEqual(writes, [['a', 'b', 'old']], 'one write, each nonce once');
+  assert.equal(await claims.claim('b', 1), false, 'a replay in a later turn');
+  const failing = new NonceClaims(async () => {
+    throw new Error('database gone');
+  });
+  await assert.rejects(Promise.all([failing.claim('x', 1), failing.claim('y', 1)]), /database gone/);
 });
