@@ -18,7 +18,7 @@
 // HTTP), with zero server time, so it is the poller's best case.
 //
 //   npm run bench:rollout -- --agents 1000,10000 [--workers 4] [--tenants 10]
-//     [--apply-ms 0] [--concurrency 400] [--poll-s 5] [--timeout-s 1200] [--keep]
+//     [--apply-ms 0] [--concurrency 400] [--poll-s 5] [--timeout-s 1200] [--keep] [--source-addresses N (50,000 agents: 4)]
 //     [--hub-node-args='--cpu-prof --cpu-prof-dir=DIR'] [--hub-main PATH (another hub build, e.g. the last commit's)]
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -47,6 +47,8 @@ const { values: args } = parseArgs({
     workers: { type: 'string', default: '4' },
     tenants: { type: 'string', default: '10' },
     concurrency: { type: 'string', default: '400' },
+    /** Spread the workers' sockets over 127.0.0.1..N (one source address has about 28,000 ports: needed past that). */
+    'source-addresses': { type: 'string', default: '0' },
     'apply-ms': { type: 'string', default: '0' },
     'poll-s': { type: 'string', default: '5' },
     'client-nice': { type: 'string', default: '10' },
@@ -275,7 +277,7 @@ async function scenario(nAgents: number, setup: Setup): Promise<Result> {
     const per = Math.ceil(nAgents / nWorkers);
     const configs: RolloutWorkerConfig[] = [];
     for (let w = 0; w * per < nAgents; w++) {
-      configs.push({ hubUrls: hubs.map((h) => h.url), keysFile, from: w * per, to: Math.min(nAgents, (w + 1) * per), concurrency: Math.max(1, Math.round(int('concurrency') / nWorkers)), applyMs: int('apply-ms') });
+      configs.push({ hubUrls: hubs.map((h) => h.url), keysFile, from: w * per, to: Math.min(nAgents, (w + 1) * per), concurrency: Math.max(1, Math.round(int('concurrency') / nWorkers)), applyMs: int('apply-ms'), ...(int('source-addresses') > 0 ? { sourceAddress: `127.0.0.${(w % int('source-addresses')) + 1}` } : {}) });
     }
     pool = new Pool(configs);
     const p = pool;

@@ -23,6 +23,8 @@ export interface RolloutWorkerConfig {
   to: number;
   concurrency: number;
   applyMs: number;
+  /** Source address for this worker's sockets (127.0.0.x: past 28,000 agents one address runs out of ports); undefined: the kernel picks. */
+  sourceAddress?: string;
 }
 
 /** mark: from now on, note when each agent is welcomed again (a replica is about to be killed). */
@@ -47,7 +49,7 @@ const hubs = cfg.hubUrls.map((u) => {
   ws.protocol = 'ws:';
   return { base, ws, challenge: new URL(CHALLENGE_PATH, base) };
 });
-const dispatcher = new UndiciAgent({ connections: 64, keepAliveTimeout: 30_000 });
+const dispatcher = new UndiciAgent({ connections: 64, keepAliveTimeout: 30_000, ...(cfg.sourceAddress ? { connect: { localAddress: cfg.sourceAddress } } : {}) });
 const hello = JSON.stringify({
   type: 'hello',
   protocol: PROTOCOL_VERSION,
@@ -91,6 +93,7 @@ async function attempt(i: number): Promise<void> {
     headers: { [AUTH_HEADERS.agent]: k.id, [AUTH_HEADERS.nonce]: nonce, [AUTH_HEADERS.time]: String(time), [AUTH_HEADERS.signature]: sig },
     perMessageDeflate: false,
     maxPayload: MAX_PAYLOAD,
+    ...(cfg.sourceAddress ? { localAddress: cfg.sourceAddress } : {}),
     handshakeTimeout: 30_000,
   });
   sockets[i] = ws;
